@@ -1,0 +1,46 @@
+"""The `soft-labels` stage: teacher logits for train + augmented + dev texts, via the store."""
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from distillery.config import SoftLabelConfig
+from distillery.data.prepare import load_prepared
+from distillery.data.table import read_table
+from distillery.io import write_json
+from distillery.logits.store import LogitStore, label_texts, teacher_fingerprint, write_logits
+from distillery.teacher.train import load_teacher
+
+
+def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str | Path,
+                augmented_dir: str | Path | None, out_dir: str | Path, store_dir: str | Path,
+                metrics_path: str | Path, threads: int = 0) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    task, info, train, dev = load_prepared(prepared_dir)
+    model, tokenizer, tinfo = load_teacher(teacher_dir, n_labels=len(info["label_names"]))
+    frames = [train, dev]
+    if augmented_dir is not None:
+        frames.append(read_table(Path(augmented_dir) / "augmented.tsv"))
+    texts = pd.concat([f[["id", "text_a", "text_b"]] for f in frames]).drop_duplicates("id")
+    fp = teacher_fingerprint(teacher_dir, cfg.max_seq_len)
+    store = LogitStore(store_dir, fp, model.config.num_labels)
+    t0 = time.perf_counter()
+    stats = label_texts(model, tokenizer, texts["id"].tolist(), texts["text_a"].tolist(),
+                        texts["text_b"].tolist() if info["pair"] else None, store,
+                        cfg.max_seq_len, cfg.batch_size, cfg.bf16)
+    ids = texts["id"].tolist()
+    logits = store.get(__import__("numpy").array([int(i, 16) for i in ids], dtype="uint64"))
+    write_logits(out_dir, ids, logits, {
+        "fingerprint": fp,
+        "teacher": str(teacher_dir),
+        "task": task.name,
+        "label_names": info["label_names"],
+        "max_seq_len": cfg.max_seq_len,
+        "bf16": cfg.bf16,
+    })
+    metrics = {"texts": len(ids), **stats, "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(metrics_path, metrics)
+    return metrics

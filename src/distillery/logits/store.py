@@ -1,0 +1,224 @@
+"""Teacher logits: computed once per distinct text and teacher, stored as fp16 shards + manifest.
+
+Two places hold them:
+- the stage output (`data/logits/`): shards assembled for exactly the requested ids, with a
+  manifest naming the teacher fingerprint. It is a pure function of its inputs, so DVC's caches
+  stay correct.
+- a content-addressed store (`.cache/logits/<fingerprint>/part-*.npz`, git-ignored): every text
+  this teacher ever labelled. A re-run labels only texts the store has not seen, and a killed
+  run resumes from the parts it already wrote (each part is written atomically).
+"""
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distillery.errors import DistilleryError
+from distillery.io import atomic_file, read_json, write_json
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def teacher_fingerprint(teacher_dir: str | Path, max_seq_len: int) -> str:
+    """SHA-256 over the teacher's weights, its tokenizer files and max_seq_len (first 20 hex)."""
+    d = Path(teacher_dir)
+    weights = sorted(d.glob("*.safetensors")) + sorted(d.glob("pytorch_model*.bin"))
+    if not weights:
+        raise DistilleryError(f"{d}: no model weights (*.safetensors); run the teacher stage first")
+    h = hashlib.sha256()
+    for p in weights + [d / n for n in TOKENIZER_FILES if (d / n).is_file()] + [d / "config.json"]:
+        h.update(p.name.encode())
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    h.update(f"max_seq_len={max_seq_len}".encode())
+    return h.hexdigest()[:20]
+
+
+def _ids_to_u64(ids: Sequence[str]) -> np.ndarray:
+    return np.array([int(i, 16) for i in ids], dtype=np.uint64)
+
+
+class LogitStore:
+    """Content-addressed logits of one teacher fingerprint under `root/<fingerprint>/`."""
+
+    def __init__(self, root: str | Path, fingerprint: str, num_labels: int) -> None:
+        self.dir = Path(root) / fingerprint
+        self.num_labels = num_labels
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._logits = np.zeros((0, num_labels), dtype=np.float16)
+        self._load()
+
+    def _load(self) -> None:
+        keys, logits = [self._keys], [self._logits]
+        for p in sorted(self.dir.glob("part-*.npz")):
+            with np.load(p) as z:
+                if z["logits"].shape[1] != self.num_labels:
+                    raise DistilleryError(f"{p}: {z['logits'].shape[1]} logits per row, expected {self.num_labels}; delete {self.dir}")
+                keys.append(z["keys"])
+                logits.append(z["logits"])
+        self._keys = np.concatenate(keys)
+        self._logits = np.concatenate(logits)
+        order = np.argsort(self._keys, kind="stable")
+        self._keys, self._logits = self._keys[order], self._logits[order]
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(found mask, positions) of `keys` in the store."""
+        pos = np.searchsorted(self._keys, keys)
+        pos_c = np.minimum(pos, max(len(self._keys) - 1, 0))
+        found = (len(self._keys) > 0) & (self._keys[pos_c] == keys) if len(self._keys) else np.zeros(len(keys), bool)
+        return found, pos_c
+
+    def get(self, keys: np.ndarray) -> np.ndarray:
+        found, pos = self.lookup(keys)
+        if not found.all():
+            raise KeyError(f"{int((~found).sum())} keys not in the store")
+        return self._logits[pos]
+
+    def add(self, keys: np.ndarray, logits: np.ndarray) -> None:
+        """Persist one part atomically, then merge it into memory."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha1(keys.tobytes()).hexdigest()[:16]
+        with atomic_file(self.dir / f"part-{name}.npz", "wb") as fh:
+            np.savez(fh, keys=keys, logits=logits.astype(np.float16))
+        self._keys = np.concatenate([self._keys, keys])
+        self._logits = np.concatenate([self._logits, logits.astype(np.float16)])
+        order = np.argsort(self._keys, kind="stable")
+        self._keys, self._logits = self._keys[order], self._logits[order]
+
+
+@torch.inference_mode()
+def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str] | None, max_seq_len: int,
+                batch_size: int, bf16: bool, on_batch=None) -> np.ndarray:
+    """Logits for every text, computed in length-sorted batches padded per batch.
+
+    `on_batch(indices, logits)` is called after each batch (used to checkpoint into the store).
+    Returns float32 logits in input order.
+    """
+    n = len(texts_a)
+    out = np.zeros((n, model.config.num_labels), dtype=np.float32)
+    if n == 0:
+        return out
+    enc = tokenizer(list(texts_a), list(texts_b) if texts_b is not None else None,
+                    truncation=True, max_length=max_seq_len)
+    lengths = np.array([len(x) for x in enc["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early, fewer surprises
+    device = next(model.parameters()).device
+    use_bf16 = bf16 and (device.type == "cuda" or _cpu_bf16())
+    bar = tqdm(total=n, desc="soft-labels", unit="text", smoothing=0.05)
+    for s in range(0, n, batch_size):
+        idx = order[s:s + batch_size]
+        feats = [{k: enc[k][i] for k in enc.keys()} for i in idx]
+        batch = tokenizer.pad(feats, return_tensors="pt")
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(**batch).logits
+        out[idx] = logits.float().cpu().numpy()
+        if on_batch is not None:
+            on_batch(idx, out[idx])
+        bar.update(len(idx))
+    bar.close()
+    return out
+
+
+def _cpu_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def write_logits(out_dir: str | Path, ids: Sequence[str], logits: np.ndarray, meta: dict,
+                 rows_per_shard: int = 1_000_000) -> None:
+    """Write the stage output: a few large fp16 shards (ids sorted) and a manifest."""
+    from distillery.io import atomic_dir
+
+    keys = _ids_to_u64(ids)
+    order = np.argsort(keys, kind="stable")
+    keys, logits = keys[order], logits[order].astype(np.float16)
+    with atomic_dir(out_dir) as tmp:
+        shards = []
+        for k, s in enumerate(range(0, max(len(keys), 1), rows_per_shard)):
+            name = f"shard-{k:05d}.npz"
+            with open(tmp / name, "wb") as fh:
+                np.savez(fh, keys=keys[s:s + rows_per_shard], logits=logits[s:s + rows_per_shard])
+            shards.append({"file": name, "rows": int(len(keys[s:s + rows_per_shard]))})
+        write_json(tmp / MANIFEST, {"format": FORMAT_VERSION, **meta, "n_rows": int(len(keys)), "shards": shards})
+
+
+class Logits:
+    """The soft-labels artifact, opened read-only by students."""
+
+    def __init__(self, logits_dir: str | Path, expected_fingerprint: str | None = None) -> None:
+        d = Path(logits_dir)
+        mpath = d / MANIFEST
+        if not mpath.is_file():
+            raise DistilleryError(f"{mpath}: missing; run `distillery soft-labels` (or dvc repro) first")
+        self.manifest = read_json(mpath)
+        fp = self.manifest.get("fingerprint")
+        if expected_fingerprint is not None and fp != expected_fingerprint:
+            raise DistilleryError(
+                f"{mpath}: logits were made by teacher fingerprint {fp}, but the teacher here is "
+                f"{expected_fingerprint}; re-run `distillery soft-labels` with this teacher"
+            )
+        keys, logits = [], []
+        for sh in self.manifest["shards"]:
+            with np.load(d / sh["file"]) as z:
+                keys.append(z["keys"])
+                logits.append(z["logits"])
+        self.keys = np.concatenate(keys)
+        self.logits = np.concatenate(logits)
+        self.path = d
+
+    def get(self, ids: Sequence[str], what: str) -> np.ndarray:
+        """Logits (float32) for `ids`, in order; refuses if any id is missing."""
+        keys = _ids_to_u64(ids)
+        pos = np.searchsorted(self.keys, keys)
+        pos_c = np.minimum(pos, len(self.keys) - 1)
+        ok = self.keys[pos_c] == keys
+        if not ok.all():
+            missing = [i for i, k in zip(ids, ok) if not k]
+            raise DistilleryError(
+                f"{self.path / MANIFEST}: no logits for {len(missing)} ids of {what} (e.g. {missing[0]}); "
+                "these logits were made for other data: re-run `distillery soft-labels`"
+            )
+        return self.logits[pos_c].astype(np.float32)
+
+
+def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str] | None,
+                store: LogitStore, max_seq_len: int, batch_size: int, bf16: bool,
+                checkpoint_every: int = 4096) -> dict:
+    """Make sure the store holds logits for every id; label only the missing ones."""
+    keys = _ids_to_u64(ids)
+    found, _ = store.lookup(keys)
+    todo = np.flatnonzero(~found)
+    pending_k: list[np.ndarray] = []
+    pending_l: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending_k:
+            store.add(np.concatenate(pending_k), np.concatenate(pending_l))
+            pending_k.clear()
+            pending_l.clear()
+
+    def on_batch(idx: np.ndarray, logits: np.ndarray) -> None:
+        pending_k.append(keys[todo[idx]])
+        pending_l.append(logits)
+        if sum(len(k) for k in pending_k) >= checkpoint_every:
+            flush()
+
+    t0 = time.perf_counter()
+    run_teacher(model, tokenizer, [texts_a[i] for i in todo],
+                [texts_b[i] for i in todo] if texts_b is not None else None,
+                max_seq_len, batch_size, bf16, on_batch=on_batch)
+    flush()
+    secs = time.perf_counter() - t0
+    return {"labelled": int(len(todo)), "reused": int(found.sum()), "teacher_seconds": round(secs, 2),
+            "texts_per_second": round(len(todo) / secs, 1) if len(todo) and secs > 0 else 0.0}

@@ -1,0 +1,14 @@
+"""Task metrics: accuracy, F1 of the positive class (MRPC), Matthews correlation (CoLA)."""
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+
+def task_metric(metric: str, labels: np.ndarray, preds: np.ndarray) -> float:
+    if metric == "accuracy":
+        return float(accuracy_score(labels, preds))
+    if metric == "f1":
+        return float(f1_score(labels, preds))
+    if metric == "mcc":
+        return float(matthews_corrcoef(labels, preds))
+    raise ValueError(f"unknown metric {metric!r}")

@@ -1,0 +1,1 @@
+"""Fine-tuning the teacher and loading it back."""

@@ -1,0 +1,181 @@
+"""The `teacher` stage: fine-tune a sequence classifier with the transformers `Trainer`."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from distillery.config import TeacherConfig
+from distillery.data.prepare import load_prepared
+from distillery.errors import DistilleryError
+from distillery.io import atomic_dir, read_json, write_json
+from distillery.metrics import task_metric
+from distillery.teacher.models import resolve_model
+
+TEACHER_INFO = "distillery.json"
+
+
+def tokenize_frame(tokenizer, frame, max_seq_len: int) -> dict:
+    """Batch-tokenise a prepared table with the fast tokenizer (no padding: the collator pads)."""
+    a = frame["text_a"].tolist()
+    b = frame["text_b"].tolist() if (frame["text_b"] != "").any() else None
+    return tokenizer(a, b, truncation=True, max_length=max_seq_len)
+
+
+class _LiveCallback(TrainerCallback):
+    """Logs the Trainer's loss and dev metric to DVCLive (`Live(dir, dvcyaml=False)`)."""
+
+    def __init__(self, live, metric: str) -> None:
+        self.live, self.metric = live, metric
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self.live.step = state.global_step
+            self.live.log_metric("train/loss", float(logs["loss"]))
+            self.live.next_step()
+
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        if metrics and f"eval_{self.metric}" in metrics:
+            self.live.step = state.global_step
+            self.live.log_metric(f"dev/{self.metric}", float(metrics[f"eval_{self.metric}"]))
+            self.live.next_step()
+
+
+def check_num_labels(model_config, n_labels: int, where: str) -> None:
+    archs = model_config.architectures or []
+    has_head = any(a.endswith("ForSequenceClassification") for a in archs)
+    if has_head and model_config.num_labels != n_labels:
+        raise DistilleryError(
+            f"{where}: teacher has num_labels={model_config.num_labels} but the data has {n_labels} labels; "
+            "use a teacher fine-tuned on this task, or a base encoder to fine-tune"
+        )
+
+
+def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | Path, live_dir: str | Path) -> dict:
+    """Fine-tune (or, with epochs 0, only check and evaluate) the teacher; save it with save_pretrained."""
+    from dvclive import Live
+
+    task, info, train, dev = load_prepared(prepared_dir)
+    n_labels = len(info["label_names"])
+    path = resolve_model(cfg.base_model)
+    try:
+        base_cfg = AutoConfig.from_pretrained(path)
+    except OSError as e:
+        raise DistilleryError(
+            f"param teacher.base_model: cannot load {cfg.base_model!r} ({str(e).splitlines()[0]}); "
+            "give a local folder or a Hugging Face id reachable from here"
+        ) from None
+    check_num_labels(base_cfg, n_labels, f"param teacher.base_model ({cfg.base_model})")
+    torch.manual_seed(cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=n_labels,
+        id2label=dict(enumerate(info["label_names"])),
+        label2id={n: i for i, n in enumerate(info["label_names"])},
+    )
+    train_enc = tokenize_frame(tokenizer, train, cfg.max_seq_len)
+    train_ds = Dataset.from_dict({**train_enc, "labels": train["label"].tolist(),
+                                  "length": [len(x) for x in train_enc["input_ids"]]})
+    dev_ds = Dataset.from_dict({**tokenize_frame(tokenizer, dev, cfg.max_seq_len), "labels": dev["label"].tolist()})
+
+    def compute_metrics(p) -> dict:
+        preds = np.argmax(p.predictions, axis=-1)
+        return {task.metric: task_metric(task.metric, p.label_ids, preds)}
+
+    scratch = Path(tempfile.mkdtemp(prefix="distillery-teacher-"))
+    use_bf16 = cfg.bf16 and _cpu_has_bf16()
+    args = TrainingArguments(
+        output_dir=str(scratch),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=128,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type="linear",
+        bf16=use_bf16,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="epoch" if cfg.epochs > 0 else "no",
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=dev_ds,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+            callbacks=[_LiveCallback(live, task.metric)],
+        )
+        if cfg.epochs > 0:
+            trainer.train()
+        final = trainer.evaluate()
+        dev_metric = float(final[f"eval_{task.metric}"])
+    shutil.rmtree(scratch, ignore_errors=True)
+    metrics = {
+        "task": task.name,
+        "metric": task.metric,
+        f"dev_{task.metric}": dev_metric,
+        "n_train": len(train),
+        "bf16": use_bf16,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / TEACHER_INFO, {
+            "task": task.name,
+            "label_names": info["label_names"],
+            "metric": task.metric,
+            "pair": task.is_pair,
+            "max_seq_len": cfg.max_seq_len,
+            "base_model": cfg.base_model,
+            f"dev_{task.metric}": dev_metric,
+        })
+    return metrics
+
+
+def _cpu_has_bf16() -> bool:
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def load_teacher(teacher_dir: str | Path, n_labels: int | None = None):
+    """Load a saved teacher (model in eval mode, tokenizer, info); check its label count."""
+    d = Path(teacher_dir)
+    if not (d / "config.json").is_file():
+        raise DistilleryError(f"{d}: no teacher here; run `distillery teacher` (or dvc repro) first")
+    model_cfg = AutoConfig.from_pretrained(d)
+    if n_labels is not None and model_cfg.num_labels != n_labels:
+        raise DistilleryError(
+            f"{d / 'config.json'}: teacher has num_labels={model_cfg.num_labels} but the data has {n_labels} "
+            "labels; re-run the teacher stage on this data or point --teacher at a matching model"
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(d).eval()
+    tokenizer = AutoTokenizer.from_pretrained(d)
+    info = read_json(d / TEACHER_INFO) if (d / TEACHER_INFO).is_file() else {}
+    return model, tokenizer, info

@@ -1,0 +1,23 @@
+"""The `distillery` console command: one subcommand per DVC stage."""
+
+import typer
+
+from stages.augment import augment
+from stages.prepare import prepare
+from stages.soft_labels import soft_labels
+from stages.teacher import teacher
+
+app = typer.Typer(
+    help="Distil a fine-tuned BERT teacher into small, fast students. Each subcommand is one DVC stage; "
+    "`dvc repro` runs them all from params.yaml.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("prepare")(prepare)
+app.command("teacher")(teacher)
+app.command("augment")(augment)
+app.command("soft-labels")(soft_labels)
+
+if __name__ == "__main__":
+    app()
