@@ -1,8 +1,11 @@
-"""The `distillery` console command: one subcommand per DVC stage."""
+"""The `distillery` console command: one subcommand per DVC stage, in pipeline order."""
 
 import typer
 
 from stages.augment import augment
+from stages.distill import distill
+from stages.evaluate import evaluate
+from stages.export import export
 from stages.prepare import prepare
 from stages.soft_labels import soft_labels
 from stages.teacher import teacher
@@ -18,6 +21,9 @@ app.command("prepare")(prepare)
 app.command("teacher")(teacher)
 app.command("augment")(augment)
 app.command("soft-labels")(soft_labels)
+app.command("distill", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(distill)
+app.command("evaluate")(evaluate)
+app.command("export")(export)
 
 if __name__ == "__main__":
     app()

@@ -156,18 +156,12 @@ def write_logits(out_dir: str | Path, ids: Sequence[str], logits: np.ndarray, me
 class Logits:
     """The soft-labels artifact, opened read-only by students."""
 
-    def __init__(self, logits_dir: str | Path, expected_fingerprint: str | None = None) -> None:
+    def __init__(self, logits_dir: str | Path) -> None:
         d = Path(logits_dir)
         mpath = d / MANIFEST
         if not mpath.is_file():
             raise DistilleryError(f"{mpath}: missing; run `distillery soft-labels` (or dvc repro) first")
         self.manifest = read_json(mpath)
-        fp = self.manifest.get("fingerprint")
-        if expected_fingerprint is not None and fp != expected_fingerprint:
-            raise DistilleryError(
-                f"{mpath}: logits were made by teacher fingerprint {fp}, but the teacher here is "
-                f"{expected_fingerprint}; re-run `distillery soft-labels` with this teacher"
-            )
         keys, logits = [], []
         for sh in self.manifest["shards"]:
             with np.load(d / sh["file"]) as z:
@@ -176,6 +170,18 @@ class Logits:
         self.keys = np.concatenate(keys)
         self.logits = np.concatenate(logits)
         self.path = d
+
+    def check_teacher(self, teacher_dir: str | Path) -> str:
+        """Refuse logits made by another teacher (weights, tokenizer or max_seq_len); return the fingerprint."""
+        mpath = self.path / MANIFEST
+        fp = self.manifest.get("fingerprint")
+        here = teacher_fingerprint(teacher_dir, int(self.manifest.get("max_seq_len", 0)))
+        if fp != here:
+            raise DistilleryError(
+                f"{mpath}: logits were made by teacher fingerprint {fp}, but the teacher in {teacher_dir} is "
+                f"{here}; re-run `distillery soft-labels` with this teacher"
+            )
+        return here
 
     def get(self, ids: Sequence[str], what: str) -> np.ndarray:
         """Logits (float32) for `ids`, in order; refuses if any id is missing."""

@@ -1,0 +1,1 @@
+"""The training loop that combines a student, its losses and the logits artifact."""

@@ -1,0 +1,1 @@
+"""Metrics, latency and the report over the teacher and every student."""

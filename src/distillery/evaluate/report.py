@@ -1,0 +1,141 @@
+"""The `evaluate` stage: the teacher and every student on dev -- metric, size, CPU latency, retention."""
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from distillery.config import EvaluateConfig
+from distillery.data.prepare import load_prepared
+from distillery.evaluate.predict import predict_logits
+from distillery.io import atomic_file, write_json
+from distillery.metrics import task_metric
+from distillery.students import load_student
+from distillery.teacher.train import load_teacher
+
+
+class TeacherAdapter(torch.nn.Module):
+    """Gives a transformers classifier the student interface (collate + forward -> logits)."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model, self.config = model, model.config
+
+    def collate(self, tokenizer, texts_a, texts_b, max_seq_len):
+        return dict(tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_len, padding=True,
+                              return_tensors="pt"))
+
+    def forward(self, **batch):
+        return self.model(**batch).logits
+
+
+@torch.inference_mode()
+def latency_ms(model, tokenizer, dev: pd.DataFrame, max_seq_len: int, batch_size: int, cfg: EvaluateConfig,
+               pair: bool) -> float:
+    """Median wall time of one forward pass (ms) over `repeats` batches of real dev texts, after warm-up."""
+    rng = np.random.default_rng(0)
+    model.eval()
+    times = []
+    for r in range(cfg.warmup + cfg.repeats):
+        idx = rng.choice(len(dev), size=min(batch_size, len(dev)), replace=False)
+        sub = dev.iloc[idx]
+        batch = model.collate(tokenizer, sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None, max_seq_len)
+        t0 = time.perf_counter()
+        model(**batch)
+        if r >= cfg.warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def _disk_mb(folder: Path) -> float:
+    weights = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".bin")]
+    return sum(p.stat().st_size for p in weights) / 2**20
+
+
+def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | Path, students_dir: str | Path,
+             out_dir: str | Path) -> dict:
+    torch.set_num_threads(cfg.threads)
+    task, info, _, dev = load_prepared(prepared_dir)
+    labels = dev["label"].to_numpy()
+    teacher, tok, tinfo = load_teacher(teacher_dir, n_labels=len(info["label_names"]))
+    seq = int(tinfo.get("max_seq_len", 128))
+    entries = [("teacher", TeacherAdapter(teacher), tok, seq, Path(teacher_dir))]
+    for d in sorted(p for p in Path(students_dir).glob("*") if (p / "student.json").is_file()):
+        model, stok, sinfo = load_student(d)
+        entries.append((d.name, model, stok, int(sinfo["max_seq_len"]), d))
+    rows = []
+    for name, model, tk, max_len, folder in entries:
+        logits = predict_logits(model, tk, dev, max_len)
+        row = {
+            "model": name,
+            task.metric: task_metric(task.metric, labels, logits.argmax(-1)),
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "disk_mb": _disk_mb(folder),
+        }
+        for bs in cfg.batch_sizes:
+            row[f"latency_bs{bs}_ms"] = latency_ms(model, tk, dev, max_len, bs, cfg, info["pair"])
+        rows.append(row)
+        print(f"evaluated {name}: {task.metric} {row[task.metric]:.4f}")
+    t = rows[0]
+    for row in rows:
+        row["retention"] = row[task.metric] / t[task.metric] if t[task.metric] else float("nan")
+        for bs in cfg.batch_sizes:
+            row[f"speedup_bs{bs}"] = t[f"latency_bs{bs}_ms"] / row[f"latency_bs{bs}_ms"]
+    table = pd.DataFrame(rows)
+    out = Path(out_dir)
+    summary = {
+        "task": task.name,
+        "metric": task.metric,
+        "threads": cfg.threads,
+        **{r["model"]: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items() if k != "model"}
+           for r in rows},
+    }
+    write_json(out / "summary.json", summary)
+    with atomic_file(out / "tradeoff.csv") as fh:
+        table.to_csv(fh, index=False, float_format="%.4f")
+    md = render_table(table, task.metric, cfg)
+    with atomic_file(out / "table.md") as fh:
+        fh.write(md)
+    _plot(table, task.metric, out / "tradeoff.png")
+    return {"summary": summary, "markdown": md}
+
+
+def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig) -> str:
+    cols = ["model", metric, "retention", "params_m", "disk_mb"]
+    for bs in cfg.batch_sizes:
+        cols += [f"latency_bs{bs}_ms", f"speedup_bs{bs}"]
+    head = ["model", f"dev {metric}", "retention", "params (M)", "disk (MB)"]
+    for bs in cfg.batch_sizes:
+        head += [f"ms @bs{bs}", f"speed-up @bs{bs}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table[cols].itertuples(index=False):
+        cells = [r[0], f"{r[1]:.4f}", f"{r[2]:.1%}", f"{r[3]:.2f}", f"{r[4]:.1f}"]
+        for i in range(len(cfg.batch_sizes)):
+            cells += [f"{r[5 + 2 * i]:.2f}", f"{r[6 + 2 * i]:.1f}x"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + f"\n\nCPU latency: median of {cfg.repeats} forward passes on dev texts, {cfg.threads} threads.\n"
+
+
+def _plot(table: pd.DataFrame, metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    col = next(c for c in table.columns if c.startswith("latency_bs1_")) if any(
+        c.startswith("latency_bs1_") for c in table.columns) else [c for c in table.columns if c.startswith("latency")][0]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(table[col], table[metric])
+    for r in table.itertuples(index=False):
+        ax.annotate(r.model, (getattr(r, col), getattr(r, metric)), textcoords="offset points", xytext=(4, 4))
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{col.replace('_', ' ')} (log)")
+    ax.set_ylabel(f"dev {metric}")
+    ax.set_title("What each student keeps, and how fast it is")
+    fig.tight_layout()
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,135 @@
+"""The `export` stage: one student -> ONNX (dynamic batch and sequence axes), int8 ONNX, tokenizer, card.
+
+The stage fails if onnxruntime's predictions agree with PyTorch's on less than `min_agreement`
+of the dev set.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from distillery.config import ExportConfig
+from distillery.data.prepare import load_prepared
+from distillery.errors import DistilleryError
+from distillery.evaluate.predict import batches_by_length, predict_logits
+from distillery.io import atomic_dir, write_json
+from distillery.metrics import task_metric
+from distillery.students import load_student
+
+
+def _dynamic_axes(names: list[str]) -> dict:
+    return {n: ({0: "batch", 1: "seq"} if n.startswith("input_ids") else {0: "batch"}) for n in names} | {
+        "logits": {0: "batch"}}
+
+
+def onnx_logits(session, model, tokenizer, frame: pd.DataFrame, max_seq_len: int, batch_size: int = 256) -> np.ndarray:
+    pair = bool((frame["text_b"] != "").any())
+    out = np.zeros((len(frame), model.config.num_labels), dtype=np.float32)
+    for idx in batches_by_length(frame, batch_size):
+        sub = frame.iloc[idx]
+        batch = model.collate(tokenizer, sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None, max_seq_len)
+        feeds = {k: v.numpy() for k, v in batch.items()}
+        out[idx] = session.run(["logits"], feeds)[0]
+    return out
+
+
+def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str | Path, out_dir: str | Path,
+                   eval_summary: str | Path | None = None) -> dict:
+    import onnxruntime as ort
+
+    task, info, _, dev = load_prepared(prepared_dir)
+    model, tokenizer, sinfo = load_student(student_dir)
+    max_len = int(sinfo["max_seq_len"])
+    names = model.input_names
+    example = model.collate(tokenizer, dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if info["pair"] else None, max_len)
+    labels = dev["label"].to_numpy()
+    with atomic_dir(out_dir) as tmp:
+        onnx_path = tmp / "model.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (), str(onnx_path), kwargs={n: example[n] for n in names}, input_names=names,
+                              output_names=["logits"], dynamic_axes=_dynamic_axes(names),
+                              opset_version=cfg.opset, dynamo=False)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        torch_logits = predict_logits(model, tokenizer, dev, max_len)
+        onnx_out = onnx_logits(sess, model, tokenizer, dev, max_len)
+        agreement = float((torch_logits.argmax(-1) == onnx_out.argmax(-1)).mean())
+        result = {
+            "student": sinfo["name"],
+            "onnx_agreement": agreement,
+            "onnx_max_abs_diff": float(np.abs(torch_logits - onnx_out).max()),
+            f"onnx_dev_{task.metric}": task_metric(task.metric, labels, onnx_out.argmax(-1)),
+        }
+        if agreement < cfg.min_agreement:
+            raise DistilleryError(
+                f"export {sinfo['name']}: ONNX and PyTorch agree on {agreement:.4%} of dev, below "
+                f"param export.min_agreement={cfg.min_agreement}; the export is not faithful (nothing written)"
+            )
+        if cfg.quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            q_path = tmp / "model.int8.onnx"
+            quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8)
+            q_sess = ort.InferenceSession(str(q_path), opts, providers=["CPUExecutionProvider"])
+            q_out = onnx_logits(q_sess, model, tokenizer, dev, max_len)
+            result["int8_agreement"] = float((torch_logits.argmax(-1) == q_out.argmax(-1)).mean())
+            result[f"int8_dev_{task.metric}"] = task_metric(task.metric, labels, q_out.argmax(-1))
+            result["int8_mb"] = q_path.stat().st_size / 2**20
+        result["onnx_mb"] = onnx_path.stat().st_size / 2**20
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "student.json", sinfo)
+        write_json(tmp / "export.json", result)
+        summary = json.loads(Path(eval_summary).read_text()) if eval_summary and Path(eval_summary).is_file() else {}
+        (tmp / "README.md").write_text(model_card(sinfo, info, result, summary.get(sinfo["name"]), summary.get("teacher")),
+                                      encoding="utf-8")
+    return result
+
+
+def model_card(sinfo: dict, info: dict, export: dict, evals: dict | None, teacher: dict | None) -> str:
+    metric = info["metric"]
+    tr = sinfo.get("training", {})
+    lines = [
+        f"# {sinfo['name']}: a distilled {sinfo['family']} student for {info['task']}",
+        "",
+        f"Made by distillery from a fine-tuned teacher (fingerprint `{sinfo.get('teacher_fingerprint')}`).",
+        "",
+        "## How it was trained",
+        "",
+        f"- family `{sinfo['family']}`, config: `{json.dumps(sinfo['config'])}`",
+        f"- losses (weights): `{json.dumps(tr.get('losses', {}))}`, temperature {tr.get('temperature')}",
+        f"- transfer set: `{tr.get('transfer_set')}`, {tr.get('epochs')} epochs, batch {tr.get('batch_size')}, lr {tr.get('lr')}",
+        "",
+        "## Results on dev",
+        "",
+        f"| | {metric} |",
+        "|---|---|",
+        f"| PyTorch | {sinfo['history'][-1][f'dev_{metric}']:.4f} |",
+        f"| ONNX | {export[f'onnx_dev_{metric}']:.4f} (agreement with PyTorch {export['onnx_agreement']:.2%}) |",
+    ]
+    if f"int8_dev_{metric}" in export:
+        lines.append(f"| ONNX int8 | {export[f'int8_dev_{metric}']:.4f} (agreement {export['int8_agreement']:.2%}) |")
+    if evals and teacher:
+        lines += ["", f"Teacher {metric}: {teacher[metric]:.4f}; this student keeps {evals['retention']:.1%} of it, "
+                  f"with {evals['params_m']:.2f}M parameters and "
+                  f"{evals.get('speedup_bs1', float('nan')):.1f}x the teacher's batch-1 CPU speed."]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import onnxruntime as ort, json",
+        "from transformers import AutoTokenizer",
+        "from distillery.students import load_student  # or feed the ONNX inputs yourself",
+        "sess = ort.InferenceSession('model.onnx')",
+        "```",
+        f"Inputs: {', '.join('`' + n + '`' for n in export.get('inputs', []))}" if export.get("inputs") else
+        "Inputs: token ids without special tokens (`input_ids`, int64, batch x seq) and their lengths (`lengths`).",
+        "",
+    ]
+    return "\n".join(lines)

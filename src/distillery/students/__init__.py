@@ -1,0 +1,6 @@
+"""Student model families, registered by name; importing this package registers them all."""
+
+from distillery.students.base import STUDENTS, load_student, save_student
+from distillery.students import bilstm  # noqa: F401  (registers "bilstm")
+
+__all__ = ["STUDENTS", "load_student", "save_student"]

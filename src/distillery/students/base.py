@@ -1,0 +1,41 @@
+"""What every student family provides, and saving/loading a student with the config that built it.
+
+A family is an `nn.Module` class registered in STUDENTS with:
+- `Config`: a dataclass of its architecture (checkpoints carry it, as in nanoGPT);
+- `from_teacher(config, teacher_dir)`: build it, initialised from the teacher where the paper says so;
+- `input_names`: the tensor names `collate` returns and `forward` takes (also the ONNX inputs);
+- `collate(tokenizer, texts_a, texts_b, max_seq_len)`: tokenise and pad one batch.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from distillery.errors import DistilleryError
+from distillery.io import atomic_dir, read_json, write_json
+from distillery.registry import Registry
+
+STUDENTS: Registry = Registry("student model")
+CHECKPOINT = "student.pt"
+INFO = "student.json"
+
+
+def save_student(model: torch.nn.Module, tokenizer, out_dir: str | Path, info: dict) -> None:
+    with atomic_dir(out_dir) as tmp:
+        torch.save(model.state_dict(), tmp / CHECKPOINT)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / INFO, {"family": model.family, "config": dataclasses.asdict(model.config), **info})
+
+
+def load_student(student_dir: str | Path):
+    """(model in eval mode, tokenizer, info) from a folder written by `save_student`."""
+    d = Path(student_dir)
+    if not (d / INFO).is_file():
+        raise DistilleryError(f"{d}: no student here ({INFO} missing); run `distillery distill` first")
+    info = read_json(d / INFO)
+    cls = STUDENTS.get(info["family"], param=f"{d / INFO}:family")
+    model = cls(cls.Config(**info["config"]))
+    model.load_state_dict(torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True))
+    return model.eval(), AutoTokenizer.from_pretrained(d), info

@@ -1,0 +1,91 @@
+"""`distillery distill`: train one student from the cached teacher logits.
+
+Student settings come as `--key value` pairs, exactly as DVC unpacks a `students.<name>` block of
+params.yaml (`${item}` in dvc.yaml), so a by-hand run reads the same way:
+
+    distillery distill --name bilstm_kd --model bilstm --losses.mse_logits 1.0 \\
+        --model_args.hidden_size 150 --epochs 3 --lr 1e-3
+"""
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stages.common import one_line_errors
+
+TOP_LEVEL = ("model", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_seq_len", "seed")
+
+
+def _convert(raw: str):
+    low = raw.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def parse_student_args(name: str, args: list[str]) -> dict:
+    """`--key value` pairs -> StudentConfig kwargs (`losses.X`, `model_args.X`, or a top-level field)."""
+    from distillery.config import StudentConfig
+    from distillery.errors import DistilleryError
+
+    types = {f.name: f.type for f in dataclasses.fields(StudentConfig)}
+    out: dict = {"losses": {}, "model_args": {}}
+    i = 0
+    while i < len(args):
+        key = args[i]
+        if not key.startswith("--"):
+            raise DistilleryError(f"distill: unexpected argument {key!r}; student settings are --key value pairs")
+        key = key[2:].replace("-", "_")
+        if i + 1 >= len(args) or args[i + 1].startswith("--"):
+            value, i = "true", i + 1  # a bare flag, as DVC writes a true boolean
+        else:
+            value, i = args[i + 1], i + 2
+        head, _, sub = key.partition(".")
+        if head in ("losses", "model_args") and sub:
+            out[head][sub] = float(value) if head == "losses" else _convert(value)
+        elif head in TOP_LEVEL:
+            t = types[head]
+            out[head] = value if t in (str, "str") else _convert(value)
+        else:
+            raise DistilleryError(
+                f"param students.{name}.{key}: unknown setting; use {', '.join(TOP_LEVEL)}, losses.<loss> or model_args.<arg>"
+            )
+    return out
+
+
+@one_line_errors
+def distill(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Student name: its output folder and its block in params.yaml.")],
+    prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
+    teacher: Annotated[Path, typer.Option(help="Teacher folder (its tokenizer, fingerprint and, for some students, weights).")] = Path("models/teacher"),
+    logits: Annotated[Path, typer.Option(help="Folder written by `soft-labels`.")] = Path("data/logits"),
+    augmented: Annotated[Optional[Path], typer.Option(help="Folder written by `augment`.")] = Path("data/augmented"),
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default models/students/<name>).")] = None,
+    metrics: Annotated[Optional[Path], typer.Option(help="Metrics JSON (default metrics/students/<name>.json).")] = None,
+    live_dir: Annotated[Optional[Path], typer.Option(help="DVCLive folder (default dvclive/students/<name>).")] = None,
+) -> None:
+    """Train one student. Extra `--key value` pairs set it: --model (bilstm), --losses.<loss> WEIGHT
+    (ce, soft_ce, kl, mse_logits), --model_args.<arg> VALUE, --transfer_set (augmented|train),
+    --epochs, --batch_size, --lr, --temperature, --max_seq_len, --seed."""
+    from distillery.config import StudentConfig
+    from distillery.distill.train import distill as run
+    from distillery.errors import DistilleryError
+
+    kwargs = parse_student_args(name, list(ctx.args))
+    if "model" not in kwargs:
+        raise DistilleryError(f"param students.{name}.model: missing; name a student family, e.g. --model bilstm")
+    cfg = StudentConfig(name=name, **kwargs)
+    m = run(cfg, prepared, teacher, logits, augmented,
+            out or Path("models/students") / name,
+            metrics or Path("metrics/students") / f"{name}.json",
+            live_dir or Path("dvclive/students") / name)
+    typer.echo(f"{name}: dev {[k for k in m if k.startswith('dev_')][0]} = "
+               f"{m[[k for k in m if k.startswith('dev_')][0]]:.4f}")

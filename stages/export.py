@@ -1,0 +1,28 @@
+"""`distillery export`: one student to ONNX + int8 ONNX + tokenizer + model card."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stages.common import one_line_errors
+
+
+@one_line_errors
+def export(
+    name: Annotated[str, typer.Option(help="Student to export (a folder under --students).")],
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    min_agreement: Annotated[float, typer.Option(help="Fail below this ONNX/PyTorch argmax agreement on dev.")] = 0.999,
+    quantize: Annotated[bool, typer.Option(help="Also write a dynamically quantised int8 model.")] = True,
+    students: Annotated[Path, typer.Option(help="Folder holding one folder per student.")] = Path("models/students"),
+    prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
+    eval_summary: Annotated[Optional[Path], typer.Option(help="evaluate's summary.json, quoted in the model card.")] = Path("metrics/eval/summary.json"),
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default exports/<name>).")] = None,
+) -> None:
+    """Export a student to ONNX with dynamic batch/sequence axes and check it against PyTorch on dev."""
+    from distillery.config import ExportConfig
+    from distillery.export.onnx import export_student
+
+    cfg = ExportConfig(opset=opset, min_agreement=min_agreement, quantize=quantize)
+    r = export_student(cfg, students / name, prepared, out or Path("exports") / name, eval_summary)
+    typer.echo(f"exported {name}: ONNX agreement {r['onnx_agreement']:.4%}, max |diff| {r['onnx_max_abs_diff']:.2e}")
