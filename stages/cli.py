@@ -16,6 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # DVC unpacks params.yaml sections as `--max_seq_len 64`; accept underscores as dashes.
+    context_settings={"token_normalize_func": lambda t: t.replace("_", "-") if t.startswith("--") else t},
 )
 app.command("prepare")(prepare)
 app.command("teacher")(teacher)

@@ -42,8 +42,12 @@ def parse_student_args(name: str, args: list[str]) -> dict:
         key = args[i]
         if not key.startswith("--"):
             raise DistilleryError(f"distill: unexpected argument {key!r}; student settings are --key value pairs")
-        key = key[2:].replace("-", "_")
-        if i + 1 >= len(args) or args[i + 1].startswith("--"):
+        key = key[2:]
+        negated = key.startswith("no-")
+        key = (key[3:] if negated else key).replace("-", "_")
+        if negated:
+            value, i = "false", i + 1  # `--no-key`, as DVC writes a false boolean
+        elif i + 1 >= len(args) or args[i + 1].startswith("--"):
             value, i = "true", i + 1  # a bare flag, as DVC writes a true boolean
         else:
             value, i = args[i + 1], i + 2

@@ -17,6 +17,7 @@ def evaluate(
     prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
     teacher: Annotated[Path, typer.Option(help="Teacher folder.")] = Path("models/teacher"),
     students: Annotated[Path, typer.Option(help="Folder holding one folder per student.")] = Path("models/students"),
+    exports: Annotated[Path, typer.Option(help="Folder of `export` outputs (adds ONNX agreement and int8 metric).")] = Path("exports"),
     out: Annotated[Path, typer.Option(help="Where summary.json, table.md, tradeoff.csv and tradeoff.png go.")] = Path("metrics/eval"),
 ) -> None:
     """Dev metric, teacher retention, parameters, size on disk and CPU latency at each batch size."""
@@ -24,5 +25,5 @@ def evaluate(
     from distillery.evaluate.report import evaluate as run
 
     cfg = EvaluateConfig(threads=threads, repeats=repeats, warmup=warmup, batch_sizes=tuple(batch_size))
-    result = run(cfg, prepared, teacher, students, out)
+    result = run(cfg, prepared, teacher, students, out, exports)
     typer.echo("\n" + result["markdown"])

@@ -16,7 +16,6 @@ def export(
     quantize: Annotated[bool, typer.Option(help="Also write a dynamically quantised int8 model.")] = True,
     students: Annotated[Path, typer.Option(help="Folder holding one folder per student.")] = Path("models/students"),
     prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
-    eval_summary: Annotated[Optional[Path], typer.Option(help="evaluate's summary.json, quoted in the model card.")] = Path("metrics/eval/summary.json"),
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default exports/<name>).")] = None,
 ) -> None:
     """Export a student to ONNX with dynamic batch/sequence axes and check it against PyTorch on dev."""
@@ -24,5 +23,5 @@ def export(
     from distillery.export.onnx import export_student
 
     cfg = ExportConfig(opset=opset, min_agreement=min_agreement, quantize=quantize)
-    r = export_student(cfg, students / name, prepared, out or Path("exports") / name, eval_summary)
+    r = export_student(cfg, students / name, prepared, out or Path("exports") / name)
     typer.echo(f"exported {name}: ONNX agreement {r['onnx_agreement']:.4%}, max |diff| {r['onnx_max_abs_diff']:.2e}")

@@ -59,7 +59,7 @@ def distill(cfg: StudentConfig, prepared_dir: str | Path, teacher_dir: str | Pat
     cls = STUDENTS.get(cfg.model, param=f"students.{cfg.name}.model")
     task, info, train, dev = load_prepared(prepared_dir)
     n_labels = len(info["label_names"])
-    _, tokenizer, _ = load_teacher(teacher_dir, n_labels=n_labels)
+    _, tokenizer, tinfo = load_teacher(teacher_dir, n_labels=n_labels)
 
     if cfg.transfer_set == "augmented":
         if augmented_dir is None:
@@ -140,6 +140,7 @@ def distill(cfg: StudentConfig, prepared_dir: str | Path, teacher_dir: str | Pat
         "label_names": info["label_names"],
         "max_seq_len": cfg.max_seq_len,
         "teacher_fingerprint": fp,
+        "teacher_dev_metric": tinfo.get(f"dev_{task.metric}"),
         "training": {k: v for k, v in dataclasses.asdict(cfg).items()},
         "history": history,
     })

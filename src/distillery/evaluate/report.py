@@ -11,7 +11,7 @@ import torch
 from distillery.config import EvaluateConfig
 from distillery.data.prepare import load_prepared
 from distillery.evaluate.predict import predict_logits
-from distillery.io import atomic_file, write_json
+from distillery.io import atomic_file, read_json, write_json
 from distillery.metrics import task_metric
 from distillery.students import load_student
 from distillery.teacher.train import load_teacher
@@ -56,7 +56,7 @@ def _disk_mb(folder: Path) -> float:
 
 
 def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | Path, students_dir: str | Path,
-             out_dir: str | Path) -> dict:
+             out_dir: str | Path, exports_dir: str | Path | None = None) -> dict:
     torch.set_num_threads(cfg.threads)
     task, info, _, dev = load_prepared(prepared_dir)
     labels = dev["label"].to_numpy()
@@ -77,6 +77,11 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
         }
         for bs in cfg.batch_sizes:
             row[f"latency_bs{bs}_ms"] = latency_ms(model, tk, dev, max_len, bs, cfg, info["pair"])
+        exported = Path(exports_dir, name, "export.json") if exports_dir else None
+        if exported is not None and exported.is_file():
+            e = read_json(exported)
+            row["onnx_agreement"] = e["onnx_agreement"]
+            row[f"int8_{task.metric}"] = e.get(f"int8_dev_{task.metric}", float("nan"))
         rows.append(row)
         print(f"evaluated {name}: {task.metric} {row[task.metric]:.4f}")
     t = rows[0]
@@ -85,12 +90,14 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
         for bs in cfg.batch_sizes:
             row[f"speedup_bs{bs}"] = t[f"latency_bs{bs}_ms"] / row[f"latency_bs{bs}_ms"]
     table = pd.DataFrame(rows)
+    table["dev_metric"] = table[task.metric]  # a task-independent column for `dvc plots`
     out = Path(out_dir)
     summary = {
         "task": task.name,
         "metric": task.metric,
         "threads": cfg.threads,
-        **{r["model"]: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items() if k != "model"}
+        **{r["model"]: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()
+                         if k != "model" and not (isinstance(v, float) and np.isnan(v))}
            for r in rows},
     }
     write_json(out / "summary.json", summary)
@@ -110,11 +117,17 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig) -> str:
     head = ["model", f"dev {metric}", "retention", "params (M)", "disk (MB)"]
     for bs in cfg.batch_sizes:
         head += [f"ms @bs{bs}", f"speed-up @bs{bs}"]
+    has_onnx = "onnx_agreement" in table.columns
+    if has_onnx:
+        head += ["ONNX agreement", f"int8 ONNX {metric}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in table[cols].itertuples(index=False):
-        cells = [r[0], f"{r[1]:.4f}", f"{r[2]:.1%}", f"{r[3]:.2f}", f"{r[4]:.1f}"]
-        for i in range(len(cfg.batch_sizes)):
-            cells += [f"{r[5 + 2 * i]:.2f}", f"{r[6 + 2 * i]:.1f}x"]
+    for _, r in table.iterrows():
+        cells = [r["model"], f"{r[metric]:.4f}", f"{r['retention']:.1%}", f"{r['params_m']:.2f}", f"{r['disk_mb']:.1f}"]
+        for bs in cfg.batch_sizes:
+            cells += [f"{r[f'latency_bs{bs}_ms']:.2f}", f"{r[f'speedup_bs{bs}']:.1f}x"]
+        if has_onnx:
+            ok = pd.notna(r["onnx_agreement"])
+            cells += [f"{r['onnx_agreement']:.2%}" if ok else "-", f"{r[f'int8_{metric}']:.4f}" if ok else "-"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + f"\n\nCPU latency: median of {cfg.repeats} forward passes on dev texts, {cfg.threads} threads.\n"
 
@@ -125,8 +138,7 @@ def _plot(table: pd.DataFrame, metric: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    col = next(c for c in table.columns if c.startswith("latency_bs1_")) if any(
-        c.startswith("latency_bs1_") for c in table.columns) else [c for c in table.columns if c.startswith("latency")][0]
+    col = [c for c in table.columns if c.startswith("latency")][0]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(table[col], table[metric])
     for r in table.itertuples(index=False):

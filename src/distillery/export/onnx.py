@@ -37,8 +37,7 @@ def onnx_logits(session, model, tokenizer, frame: pd.DataFrame, max_seq_len: int
     return out
 
 
-def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str | Path, out_dir: str | Path,
-                   eval_summary: str | Path | None = None) -> dict:
+def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str | Path, out_dir: str | Path) -> dict:
     import onnxruntime as ort
 
     task, info, _, dev = load_prepared(prepared_dir)
@@ -85,13 +84,12 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "student.json", sinfo)
         write_json(tmp / "export.json", result)
-        summary = json.loads(Path(eval_summary).read_text()) if eval_summary and Path(eval_summary).is_file() else {}
-        (tmp / "README.md").write_text(model_card(sinfo, info, result, summary.get(sinfo["name"]), summary.get("teacher")),
-                                      encoding="utf-8")
+        result["inputs"] = names
+        (tmp / "README.md").write_text(model_card(sinfo, info, result), encoding="utf-8")
     return result
 
 
-def model_card(sinfo: dict, info: dict, export: dict, evals: dict | None, teacher: dict | None) -> str:
+def model_card(sinfo: dict, info: dict, export: dict) -> str:
     metric = info["metric"]
     tr = sinfo.get("training", {})
     lines = [
@@ -114,22 +112,27 @@ def model_card(sinfo: dict, info: dict, export: dict, evals: dict | None, teache
     ]
     if f"int8_dev_{metric}" in export:
         lines.append(f"| ONNX int8 | {export[f'int8_dev_{metric}']:.4f} (agreement {export['int8_agreement']:.2%}) |")
-    if evals and teacher:
-        lines += ["", f"Teacher {metric}: {teacher[metric]:.4f}; this student keeps {evals['retention']:.1%} of it, "
-                  f"with {evals['params_m']:.2f}M parameters and "
-                  f"{evals.get('speedup_bs1', float('nan')):.1f}x the teacher's batch-1 CPU speed."]
+    teacher_metric = sinfo.get("teacher_dev_metric")
+    if teacher_metric:
+        kept = sinfo["history"][-1][f"dev_{metric}"] / teacher_metric
+        lines += ["", f"Teacher dev {metric}: {teacher_metric:.4f}; this student keeps {kept:.1%} of it."]
     lines += [
         "",
         "## Use",
         "",
         "```python",
-        "import onnxruntime as ort, json",
+        "import numpy as np, onnxruntime as ort",
         "from transformers import AutoTokenizer",
-        "from distillery.students import load_student  # or feed the ONNX inputs yourself",
+        "tok = AutoTokenizer.from_pretrained('.')",
+        "ids = tok('a gorgeous , witty film', add_special_tokens=False)['input_ids']",
         "sess = ort.InferenceSession('model.onnx')",
+        "feeds = {'input_ids': np.array([ids], dtype=np.int64), 'lengths': np.array([len(ids)], dtype=np.int64)}",
+        "logits = sess.run(['logits'], feeds)[0]",
         "```",
-        f"Inputs: {', '.join('`' + n + '`' for n in export.get('inputs', []))}" if export.get("inputs") else
-        "Inputs: token ids without special tokens (`input_ids`, int64, batch x seq) and their lengths (`lengths`).",
+        "",
+        f"Inputs: {', '.join('`' + n + '`' for n in export['inputs'])} (int64; token ids without special "
+        "tokens, padded with the pad id, and each row's length). Output: `logits`, one row per input.",
+        f"Labels: {', '.join(info['label_names'])}.",
         "",
     ]
     return "\n".join(lines)
