@@ -16,16 +16,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # DVC unpacks params.yaml sections as `--max_seq_len 64`; accept underscores as dashes.
-    context_settings={"token_normalize_func": lambda t: t.replace("_", "-") if t.startswith("--") else t},
 )
-app.command("prepare")(prepare)
-app.command("teacher")(teacher)
-app.command("augment")(augment)
-app.command("soft-labels")(soft_labels)
-app.command("distill", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(distill)
-app.command("evaluate")(evaluate)
-app.command("export")(export)
+
+# DVC unpacks a params.yaml section as `--max_seq_len 64`: accept underscores for dashes.
+SETTINGS = {"token_normalize_func": lambda name: name.replace("_", "-")}
+app.command("prepare", context_settings=SETTINGS)(prepare)
+app.command("teacher", context_settings=SETTINGS)(teacher)
+app.command("augment", context_settings=SETTINGS)(augment)
+app.command("soft-labels", context_settings=SETTINGS)(soft_labels)
+app.command("distill", context_settings={**SETTINGS, "allow_extra_args": True, "ignore_unknown_options": True})(distill)
+app.command("evaluate", context_settings=SETTINGS)(evaluate)
+app.command("export", context_settings=SETTINGS)(export)
 
 if __name__ == "__main__":
     app()

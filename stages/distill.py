@@ -91,5 +91,5 @@ def distill(
             out or Path("models/students") / name,
             metrics or Path("metrics/students") / f"{name}.json",
             live_dir or Path("dvclive/students") / name)
-    typer.echo(f"{name}: dev {[k for k in m if k.startswith('dev_')][0]} = "
-               f"{m[[k for k in m if k.startswith('dev_')][0]]:.4f}")
+    key = next(k for k in m if k.startswith("dev_"))
+    typer.echo(f"{name}: dev {key[4:]} {m[key]:.4f} -> {out or Path('models/students') / name}")
