@@ -60,7 +60,7 @@ class AugmentConfig:
     """Tang et al. 2019, section 3.1: masking, POS-guided replacement, n-gram sampling."""
 
     p_mask: float = 0.1
-    p_pos: float = 0.1
+    p_pos: float = 0.0
     p_ng: float = 0.25
     max_ng: int = 5
     n_iter: int = 20

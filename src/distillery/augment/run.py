@@ -38,7 +38,7 @@ def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, m
     seen: set[int] = set()
     out_dir = Path(out_dir)
     with atomic_file(out_dir / "augmented.tsv") as fh:
-        w = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, lineterminator="\n")
+        w = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None, escapechar=None, lineterminator="\n")
         w.writerow(AUG_COLUMNS)
         for i, row in enumerate(train.itertuples(index=False)):
             w.writerow([row.id, row.text_a, row.text_b, row.label, row.id, "original"])

@@ -1,0 +1,64 @@
+"""Shared fixtures: real data samples from ../shared/data and tiny models built from configs."""
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+GLUE = SHARED_DATA / "glue"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not GLUE.is_dir():
+        skip = pytest.mark.skip(reason=f"{GLUE} not found: tests read the real GLUE samples from ../shared/data")
+        for item in items:
+            if "needs_data" in item.keywords or "integration" in item.keywords:
+                item.add_marker(skip)
+
+
+def make_tiny_teacher(path: Path, num_labels: int | None = None, layers: int = 2, hidden: int = 32) -> Path:
+    """A randomly initialised BERT (hidden 32) with the real all-MiniLM-L6-v2 tokenizer, saved like a checkpoint."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    from distillery.teacher.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    if num_labels is None:
+        model = BertModel(cfg)
+    else:
+        cfg.num_labels = num_labels
+        model = BertForSequenceClassification(cfg)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    return make_tiny_teacher(tmp_path_factory.mktemp("tiny_base"))
+
+
+@pytest.fixture(scope="session")
+def sst2_prepared(tmp_path_factory) -> Path:
+    """300 real SST-2 training sentences and 100 dev sentences, prepared."""
+    from distillery.config import PrepareConfig
+    from distillery.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prep") / "prepared"
+    prepare(PrepareConfig(task="sst2", data_dir=str(GLUE / "SST-2"), max_train=300, max_dev=100), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory, tiny_base, sst2_prepared) -> Path:
+    """The tiny base fine-tuned for a few steps on the SST-2 sample by the real `teacher` stage."""
+    from distillery.config import TeacherConfig
+    from distillery.teacher.train import train_teacher
+
+    d = tmp_path_factory.mktemp("teacher")
+    train_teacher(TeacherConfig(base_model=str(tiny_base), epochs=1, batch_size=32, lr=1e-3, bf16=False,
+                                logging_steps=5), sst2_prepared, d / "teacher", d / "live")
+    return d / "teacher"

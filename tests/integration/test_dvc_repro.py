@@ -1,0 +1,68 @@
+"""Runs the real DAG with `dvc repro` on a tiny params file, in a temporary copy of the repo.
+
+Then checks that changing one student's param re-runs only that student (and export/evaluate).
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import GLUE, REPO, make_tiny_teacher
+
+pytestmark = pytest.mark.integration
+
+
+def sh(args, cwd):
+    r = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, f"{' '.join(map(str, args))} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr
+
+
+def test_dvc_repro_tiny(tmp_path):
+    repo = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, repo / f)
+    teacher = make_tiny_teacher(tmp_path / "tiny_teacher")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["prepare"].update(data_dir=str(GLUE / "SST-2"), max_train=300, max_dev=100)
+    params["teacher"].update(base_model=str(teacher), bf16=False, lr=1e-3, logging_steps=5)
+    params["augment"].update(n_iter=2)
+    for s in params["students"].values():
+        s.update(epochs=1)
+        s["model_args"].update(hidden_size=16, mlp_size=16)
+    params["evaluate"].update(repeats=3, warmup=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], repo)
+
+    out = sh([sys.executable, "-m", "dvc", "repro"], repo)
+    assert "| model | dev accuracy | retention |" in out  # the table is printed at the end
+    summary = json.loads((repo / "metrics/eval/summary.json").read_text())
+    assert {"teacher", "bilstm_kd", "bilstm_ce"} <= set(summary)
+    for name in ("bilstm_kd", "bilstm_ce"):
+        assert 0 <= summary[name]["accuracy"] <= 1 and summary[name]["latency_bs1_ms"] > 0
+        assert (repo / "exports" / name / "model.onnx").is_file()
+        assert json.loads((repo / "exports" / name / "export.json").read_text())["onnx_agreement"] >= 0.999
+    manifest = json.loads((repo / "data/logits/manifest.json").read_text())
+    assert manifest["n_rows"] > 400
+    assert (repo / "dvclive/students/bilstm_kd/plots/metrics/dev/accuracy.tsv").is_file()
+    metrics = sh([sys.executable, "-m", "dvc", "metrics", "show"], repo)
+    assert "metrics/eval/summary.json" in metrics
+
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"], repo)
+    out = sh([sys.executable, "-m", "dvc", "exp", "run", "-S", "students.bilstm_kd.lr=0.002"], repo)
+    for stage in ("prepare", "teacher", "augment", "soft-labels", "distill@bilstm_ce", "export@bilstm_ce"):
+        assert f"Stage '{stage}' didn't change, skipping" in out, out[-3000:]
+    for stage in ("distill@bilstm_kd", "export@bilstm_kd", "evaluate"):
+        assert f"Running stage '{stage}'" in out

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from distillery.config import SoftLabelConfig
+from distillery.errors import DistilleryError
+from distillery.logits.run import soft_labels
+from distillery.logits.store import Logits, LogitStore, label_texts, teacher_fingerprint
+from distillery.teacher.train import load_teacher
+
+pytestmark = pytest.mark.needs_data
+
+
+def test_second_run_with_one_new_text_labels_exactly_one(tmp_path, tiny_teacher):
+    model, tok, _ = load_teacher(tiny_teacher)
+    fp = teacher_fingerprint(tiny_teacher, 64)
+    store = LogitStore(tmp_path / "store", fp, 2)
+    ids = ["00000000000000a1", "00000000000000a2", "00000000000000a3"]
+    texts = ["a fine film", "dreadful", "not bad at all"]
+    s1 = label_texts(model, tok, ids, texts, None, store, 64, 2, bf16=False)
+    assert (s1["labelled"], s1["reused"]) == (3, 0)
+    again = LogitStore(tmp_path / "store", fp, 2)  # reopened from disk
+    s2 = label_texts(model, tok, ids + ["00000000000000a4"], texts + ["great"], None, again, 64, 2, bf16=False)
+    assert (s2["labelled"], s2["reused"]) == (1, 3)
+    keys = np.array([int(i, 16) for i in ids], dtype=np.uint64)
+    np.testing.assert_array_equal(again.get(keys), store.get(keys))
+
+
+def test_stage_output_and_refusals(tmp_path, tiny_teacher, sst2_prepared, tiny_base):
+    m = soft_labels(SoftLabelConfig(batch_size=64), tiny_teacher, sst2_prepared, None, tmp_path / "logits",
+                    tmp_path / "store", tmp_path / "m.json")
+    assert m["texts"] == 400 and m["labelled"] == 400
+    lg = Logits(tmp_path / "logits")
+    assert lg.logits.dtype == np.float16 and lg.manifest["fingerprint"] == lg.check_teacher(tiny_teacher)
+    # fp16 logits match a direct fp32 forward pass of the teacher
+    from distillery.data.prepare import load_prepared
+    from distillery.logits.store import run_teacher
+
+    _, _, _, dev = load_prepared(sst2_prepared)
+    model, tok, _ = load_teacher(tiny_teacher)
+    direct = run_teacher(model, tok, dev["text_a"].tolist()[:20], None, 64, 7, bf16=False)
+    np.testing.assert_allclose(lg.get(dev["id"].tolist()[:20], "dev"), direct, atol=2e-3)
+    # a second run reuses everything
+    m2 = soft_labels(SoftLabelConfig(batch_size=64), tiny_teacher, sst2_prepared, None, tmp_path / "logits2",
+                     tmp_path / "store", tmp_path / "m2.json")
+    assert m2["labelled"] == 0 and m2["reused"] == 400
+    # logits made by another teacher are refused
+    from tests.conftest import make_tiny_teacher
+
+    other = make_tiny_teacher(tmp_path / "other", num_labels=2)
+    with pytest.raises(DistilleryError, match="logits were made by teacher fingerprint .* re-run `distillery soft-labels`"):
+        lg.check_teacher(other)
+    with pytest.raises(DistilleryError, match="no logits for 1 ids of the test set"):
+        lg.get(["ffffffffffffffff"], "the test set")

@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from distillery.config import TeacherConfig
+from distillery.errors import DistilleryError
+from distillery.teacher.models import resolve_model
+from distillery.teacher.train import load_teacher, train_teacher
+from tests.conftest import make_tiny_teacher
+
+pytestmark = pytest.mark.needs_data
+
+
+def test_default_teacher_resolves_offline():
+    path = resolve_model("all-MiniLM-L6-v2")
+    cfg = json.load(open(f"{path}/config.json"))
+    assert cfg["hidden_size"] == 384 and cfg["num_hidden_layers"] == 6
+
+
+def test_fine_tuned_teacher_saved_with_info(tiny_teacher):
+    model, tok, info = load_teacher(tiny_teacher, n_labels=2)
+    assert model.config.num_labels == 2 and info["label_names"] == ["negative", "positive"]
+    assert 0.0 <= info["dev_accuracy"] <= 1.0
+    assert (tiny_teacher.parent / "live" / "plots" / "metrics").is_dir()  # DVCLive curves
+
+
+def test_teacher_with_other_label_count_is_refused(tmp_path, sst2_prepared):
+    three = make_tiny_teacher(tmp_path / "three", num_labels=3)
+    with pytest.raises(DistilleryError, match="teacher has num_labels=3 but the data has 2 labels"):
+        train_teacher(TeacherConfig(base_model=str(three), epochs=0), sst2_prepared, tmp_path / "t", tmp_path / "l")
+    assert not (tmp_path / "t").exists()  # nothing half-written
+    with pytest.raises(DistilleryError, match="config.json: teacher has num_labels=3 but the data has 2"):
+        load_teacher(three, n_labels=2)
+
+
+def test_bad_params():
+    with pytest.raises(DistilleryError, match="param teacher.lr"):
+        TeacherConfig(lr=0)
+    with pytest.raises(DistilleryError, match="param teacher.max_seq_len"):
+        TeacherConfig(max_seq_len=2)
