@@ -11,12 +11,12 @@ from stages.common import one_line_errors
 @one_line_errors
 def augment(
     p_mask: Annotated[float, typer.Option(help="Probability that a word becomes [MASK].")] = 0.1,
-    p_pos: Annotated[float, typer.Option(help="Probability that a word becomes another word of its POS tag.")] = 0.0,
+    p_pos: Annotated[float, typer.Option(help="Probability that a word becomes another word of its POS tag.")] = 0.1,
     p_ng: Annotated[float, typer.Option(help="Probability of keeping only a random n-gram.")] = 0.25,
     max_ng: Annotated[int, typer.Option(help="Largest n for n-gram sampling.")] = 5,
     n_iter: Annotated[int, typer.Option(help="Augmented copies drawn per example (before de-duplication).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output byte for byte.")] = 0,
-    tagger: Annotated[str, typer.Option(help="'none', or an installed spaCy pipeline with a tagger.")] = "none",
+    tagger: Annotated[str, typer.Option(help="spaCy pipeline with a tagger (en_core_web_sm works offline), or 'none'.")] = "en_core_web_sm",
     prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
     out: Annotated[Path, typer.Option(help="Output folder (augmented.tsv).")] = Path("data/augmented"),
     metrics: Annotated[Path, typer.Option(help="Counts per rule, as JSON.")] = Path("metrics/augment.json"),

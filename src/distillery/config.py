@@ -60,12 +60,12 @@ class AugmentConfig:
     """Tang et al. 2019, section 3.1: masking, POS-guided replacement, n-gram sampling."""
 
     p_mask: float = 0.1
-    p_pos: float = 0.0
+    p_pos: float = 0.1
     p_ng: float = 0.25
     max_ng: int = 5
     n_iter: int = 20
     seed: int = 0
-    tagger: str = "none"  # "none" (POS rule off) or the name of an installed spaCy pipeline with a tagger
+    tagger: str = "en_core_web_sm"  # a spaCy pipeline with a tagger; "none" turns the POS rule off
     mask_token: str = "[MASK]"
 
     def __post_init__(self) -> None:
@@ -85,8 +85,10 @@ class SoftLabelConfig:
     batch_size: int = 128
     max_seq_len: int = 64
     bf16: bool = True
+    checkpoint_every: int = 4096  # texts per store part: a killed run loses at most this much work
 
     def __post_init__(self) -> None:
+        _check(self.checkpoint_every >= 1, "soft_labels.checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
         _check(self.batch_size >= 1, "soft_labels.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(8 <= self.max_seq_len <= 4096, "soft_labels.max_seq_len", f"must be in 8..4096, got {self.max_seq_len}")
 

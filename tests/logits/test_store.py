@@ -51,3 +51,82 @@ def test_stage_output_and_refusals(tmp_path, tiny_teacher, sst2_prepared, tiny_b
         lg.check_teacher(other)
     with pytest.raises(DistilleryError, match="no logits for 1 ids of the test set"):
         lg.get(["ffffffffffffffff"], "the test set")
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import distillery.io as io
+calls = {"n": 0}
+real = os.replace
+def dying_replace(src, dst):
+    calls["n"] += 1
+    if calls["n"] == 3:  # the third part is written to its temp file but never renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst)
+io.os.replace = dying_replace
+from stages.cli import app
+sys.argv = ["distillery"] + sys.argv[1:]
+app()
+"""
+
+
+def _cli(tmp_path, *args, script=None, launcher=()):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [*launcher, "-c", script] if script else [*launcher, "-m", "stages.cli"]
+    if not launcher:
+        cmd = [sys.executable, *cmd]
+    return subprocess.run([*cmd, *args], cwd=tmp_path, capture_output=True, text=True, env=env)
+
+
+def _soft_label_args(teacher, prepared, out, store, metrics):
+    return ["soft-labels", "--teacher", str(teacher), "--prepared", str(prepared), "--augmented", "",
+            "--out", str(out), "--store", str(store), "--metrics", str(metrics), "--batch-size", "8",
+            "--checkpoint-every", "40", "--threads", "1"]
+
+
+def test_sigkill_then_resume_gives_identical_logits(tmp_path, tiny_teacher, sst2_prepared):
+    import json
+
+    ref = _cli(tmp_path, *_soft_label_args(tiny_teacher, sst2_prepared, tmp_path / "ref", tmp_path / "s1", tmp_path / "m1.json"))
+    assert ref.returncode == 0, ref.stderr
+    args = _soft_label_args(tiny_teacher, sst2_prepared, tmp_path / "out", tmp_path / "s2", tmp_path / "m2.json")
+    killed = _cli(tmp_path, *args, script=KILL_SCRIPT)
+    assert killed.returncode == -9
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    parts = list((tmp_path / "s2").rglob("part-*.npz"))
+    assert len(parts) == 2  # the two finished parts survive; the third's temp file is ignored
+    resumed = _cli(tmp_path, *args)
+    assert resumed.returncode == 0, resumed.stderr
+    m = json.loads((tmp_path / "m2.json").read_text())
+    done = sum(len(np.load(p)["keys"]) for p in parts)
+    assert done >= 80 and m["reused"] == done and m["labelled"] == 400 - done  # finished parts are not redone
+    a, b = Logits(tmp_path / "ref"), Logits(tmp_path / "out")
+    np.testing.assert_array_equal(a.keys, b.keys)
+    np.testing.assert_array_equal(a.logits, b.logits)  # bit for bit
+
+
+def test_two_processes_equal_one(tmp_path, tiny_teacher, sst2_prepared):
+    import sys
+
+    one = _cli(tmp_path, *_soft_label_args(tiny_teacher, sst2_prepared, tmp_path / "one", tmp_path / "s1", tmp_path / "m1.json"))
+    assert one.returncode == 0, one.stderr
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
+    two = _cli(tmp_path, *_soft_label_args(tiny_teacher, sst2_prepared, tmp_path / "two", tmp_path / "s2", tmp_path / "m2.json"),
+               launcher=launcher)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = Logits(tmp_path / "one"), Logits(tmp_path / "two")
+    np.testing.assert_array_equal(a.keys, b.keys)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert json_load(tmp_path / "m2.json")["processes"] == 2
+
+
+def json_load(p):
+    import json
+
+    return json.loads(p.read_text())

@@ -94,13 +94,28 @@ class LogitStore:
         self._keys, self._logits = self._keys[order], self._logits[order]
 
 
+def length_batches(lengths: np.ndarray, tie: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches of equal token length (no padding at all), longest first, ties broken by `tie`.
+
+    A batch's content depends only on which texts are requested, never on run history, so a
+    resumed run computes exactly what an uninterrupted one would.
+    """
+    order = np.lexsort((tie, -lengths))
+    batches = []
+    bounds = np.flatnonzero(np.diff(lengths[order])) + 1
+    for group in np.split(order, bounds):
+        batches.extend(group[s:s + batch_size] for s in range(0, len(group), batch_size))
+    return batches
+
+
 @torch.inference_mode()
 def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str] | None, max_seq_len: int,
-                batch_size: int, bf16: bool, on_batch=None) -> np.ndarray:
-    """Logits for every text, computed in length-sorted batches padded per batch.
+                batch_size: int, bf16: bool, on_batch=None, tie: np.ndarray | None = None,
+                batches: list[np.ndarray] | None = None) -> np.ndarray:
+    """Logits for every text, in length-bucketed batches with no padding.
 
-    `on_batch(indices, logits)` is called after each batch (used to checkpoint into the store).
-    Returns float32 logits in input order.
+    Tokenises everything in one fast-tokenizer call. `on_batch(indices, logits)` runs after each
+    batch (used to checkpoint into the store). Returns float32 logits in input order.
     """
     n = len(texts_a)
     out = np.zeros((n, model.config.num_labels), dtype=np.float32)
@@ -108,18 +123,21 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
         return out
     enc = tokenizer(list(texts_a), list(texts_b) if texts_b is not None else None,
                     truncation=True, max_length=max_seq_len)
-    lengths = np.array([len(x) for x in enc["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early, fewer surprises
+    ids = enc["input_ids"]
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+    if batches is None:
+        batches = length_batches(lengths, np.arange(n) if tie is None else tie, batch_size)
     device = next(model.parameters()).device
     use_bf16 = bf16 and (device.type == "cuda" or _cpu_bf16())
-    bar = tqdm(total=n, desc="soft-labels", unit="text", smoothing=0.05)
-    for s in range(0, n, batch_size):
-        idx = order[s:s + batch_size]
-        feats = [{k: enc[k][i] for k in enc.keys()} for i in idx]
-        batch = tokenizer.pad(feats, return_tensors="pt")
-        batch = {k: v.to(device) for k, v in batch.items()}
+    extra = [k for k in ("token_type_ids",) if k in enc]
+    bar = tqdm(total=n, desc="soft-labels", unit="text", smoothing=0.05, mininterval=2)
+    for idx in batches:
+        batch = {"input_ids": torch.tensor([ids[i] for i in idx], device=device)}  # (bs, len): one length per batch
+        for k in extra:
+            batch[k] = torch.tensor([enc[k][i] for i in idx], device=device)
+        batch["attention_mask"] = torch.ones_like(batch["input_ids"])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(**batch).logits
+            logits = model(**batch).logits  # (bs, num_labels)
         out[idx] = logits.float().cpu().numpy()
         if on_batch is not None:
             on_batch(idx, out[idx])
@@ -200,11 +218,20 @@ class Logits:
 
 def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str] | None,
                 store: LogitStore, max_seq_len: int, batch_size: int, bf16: bool,
-                checkpoint_every: int = 4096) -> dict:
-    """Make sure the store holds logits for every id; label only the missing ones."""
+                checkpoint_every: int = 4096, rank: int = 0, world_size: int = 1) -> dict:
+    """Make sure the store holds logits for every id; label only the missing ones.
+
+    With world_size > 1 this process takes every world_size-th batch of the same deterministic plan.
+    """
     keys = _ids_to_u64(ids)
     found, _ = store.lookup(keys)
     todo = np.flatnonzero(~found)
+    batches = None
+    if world_size > 1:
+        enc = tokenizer([texts_a[i] for i in todo], [texts_b[i] for i in todo] if texts_b is not None else None,
+                        truncation=True, max_length=max_seq_len)["input_ids"]
+        lengths = np.fromiter((len(x) for x in enc), dtype=np.int64, count=len(todo))
+        batches = length_batches(lengths, keys[todo], batch_size)[rank::world_size]
     pending_k: list[np.ndarray] = []
     pending_l: list[np.ndarray] = []
 
@@ -223,8 +250,9 @@ def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], te
     t0 = time.perf_counter()
     run_teacher(model, tokenizer, [texts_a[i] for i in todo],
                 [texts_b[i] for i in todo] if texts_b is not None else None,
-                max_seq_len, batch_size, bf16, on_batch=on_batch)
+                max_seq_len, batch_size, bf16, on_batch=on_batch, tie=keys[todo], batches=batches)
     flush()
     secs = time.perf_counter() - t0
+    mine = len(todo) if batches is None else int(sum(len(b) for b in batches))
     return {"labelled": int(len(todo)), "reused": int(found.sum()), "teacher_seconds": round(secs, 2),
-            "texts_per_second": round(len(todo) / secs, 1) if len(todo) and secs > 0 else 0.0}
+            "texts_per_second": round(mine / secs, 1) if mine and secs > 0 else 0.0}
