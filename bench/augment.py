@@ -8,6 +8,7 @@ process's high-water mark, so run it with two n_iter values to see that memory s
 """
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -26,6 +27,7 @@ def main() -> None:
     ap.add_argument("--n-iter", type=int, default=20)
     ap.add_argument("--max-train", type=int, default=0, help="0: all training sentences")
     ap.add_argument("--tagger", default="en_core_web_sm")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -33,12 +35,13 @@ def main() -> None:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         cfg = AugmentConfig(p_mask=0.1, p_pos=0.1, p_ng=0.25, max_ng=5, n_iter=args.n_iter, tagger=args.tagger)
         t0 = time.perf_counter()
-        m = augment(cfg, tmp / "prep", tmp / "aug", tmp / "m.json")
+        m = augment(cfg, tmp / "prep", tmp / "aug", tmp / "m.json", workers=args.workers)
         secs = time.perf_counter() - t0
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024  # workers included
         size = (tmp / "aug" / "augmented.tsv").stat().st_size / 2**20
     produced = m["generated"] + m["duplicates_dropped"]
-    print(f"examples: {info['n_train']}, n_iter: {args.n_iter}, tagger: {args.tagger}")
+    print(f"examples: {info['n_train']}, n_iter: {args.n_iter}, tagger: {args.tagger}, workers: {args.workers}")
     print(f"generated (kept): {m['generated']:,}, duplicates dropped: {m['duplicates_dropped']:,}, "
           f"unchanged dropped: {m['unchanged_dropped']:,}; per rule: mask {m['rule_mask']:,}, "
           f"pos {m['rule_pos']:,}, ngram {m['rule_ngram']:,}; output {size:.0f} MiB")

@@ -1,5 +1,6 @@
 """`distillery augment`: Tang et al. 2019's transfer set (masking, POS replacement, n-grams)."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ def augment(
     n_iter: Annotated[int, typer.Option(help="Augmented copies drawn per example (before de-duplication).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output byte for byte.")] = 0,
     tagger: Annotated[str, typer.Option(help="spaCy pipeline with a tagger (en_core_web_sm works offline), or 'none'.")] = "en_core_web_sm",
+    workers: Annotated[int, typer.Option(help="Processes (0: one per CPU core). The output does not depend on it.")] = 0,
     prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
     out: Annotated[Path, typer.Option(help="Output folder (augmented.tsv).")] = Path("data/augmented"),
     metrics: Annotated[Path, typer.Option(help="Counts per rule, as JSON.")] = Path("metrics/augment.json"),
@@ -26,5 +28,5 @@ def augment(
     from distillery.config import AugmentConfig
 
     cfg = AugmentConfig(p_mask=p_mask, p_pos=p_pos, p_ng=p_ng, max_ng=max_ng, n_iter=n_iter, seed=seed, tagger=tagger)
-    m = run(cfg, prepared, out, metrics)
+    m = run(cfg, prepared, out, metrics, workers=workers or os.cpu_count() or 1)
     typer.echo(f"augment: {m['originals']} originals + {m['generated']} generated -> {out}")

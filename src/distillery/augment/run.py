@@ -5,6 +5,7 @@ Memory stays flat in n_iter: copies are streamed to a scratch file with one 8-by
 """
 
 import csv
+import multiprocessing as mp
 import os
 from array import array
 from collections import Counter
@@ -33,71 +34,113 @@ def _writer(fh):
     return csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None, escapechar=None, lineterminator="\n")
 
 
-def tag_train(cfg: AugmentConfig, split: dict[str, list[list[str]]]):
-    """Tag each distinct sentence once; build the per-tag unigram vocabulary of the training set."""
+def _tag_chunk(args: tuple[str, list[tuple[str, ...]]]) -> list[list[str]]:
+    name, sentences = args
+    return tag_sentences(load_tagger(name), sentences)
+
+
+def tag_train(cfg: AugmentConfig, split: dict[str, list[list[str]]], workers: int = 1):
+    """Tag each distinct sentence once (in `workers` processes); build the per-tag unigram vocabulary."""
     sides = list(split)
-    nlp = load_tagger(cfg.tagger)
+    load_tagger(cfg.tagger)  # fail fast, with the param's name, before forking
     distinct = sorted({tuple(ws) for s in sides for ws in split[s] if ws})
-    tagged = dict(zip(distinct, tag_sentences(nlp, tqdm(distinct, desc="POS tagging", unit="sent", mininterval=2))))
+    chunks = [distinct[i::workers] for i in range(workers)]
+    if workers > 1:
+        with mp.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_tag_chunk, [(cfg.tagger, c) for c in chunks])
+    else:
+        parts = [_tag_chunk((cfg.tagger, chunks[0]))]
+    tagged = {sent: tags for chunk, part in zip(chunks, parts) for sent, tags in zip(chunk, part)}
     tagged[()] = []
     tags = {s: [tagged[tuple(ws)] for ws in split[s]] for s in sides}
     return tags, PosVocab.build(distinct, [tagged[d] for d in distinct])
 
 
-def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, metrics_path: str | Path) -> dict:
+# What forked augmentation workers read (set just before the pool starts; fork shares it copy-on-write).
+_JOB: dict = {}
+
+
+def _augment_chunk(bounds: tuple[int, int, str]) -> tuple[bytes, int]:
+    """Augment examples [lo, hi) into `scratch`; return their candidates' hashes and the unchanged count."""
+    lo, hi, scratch = bounds
+    cfg, train, split, tags, vocab, pair = (_JOB[k] for k in ("cfg", "train", "split", "tags", "vocab", "pair"))
+    sides = list(split)
+    keys = array("Q")
+    unchanged = 0
+    with open(scratch, "w", encoding="utf-8", newline="") as fh:
+        w = _writer(fh)
+        rows = train.iloc[lo:hi].itertuples(index=False)
+        for i, row in enumerate(tqdm(rows, total=hi - lo, desc="augment", unit="ex", mininterval=2,
+                                     disable=lo > 0), start=lo):
+            rng = _example_rng(cfg.seed, row.id)
+            for _ in range(cfg.n_iter):
+                texts, applied = [], set()
+                for s in sides:
+                    ws, rules = augment_sentence(split[s][i], tags[s][i] if tags[s] else None, cfg, vocab, rng)
+                    texts.append(" ".join(ws))
+                    applied.update(rules)
+                a, b = texts[0], texts[1] if len(texts) > 1 else ""
+                if not applied or not a or (pair and not b):
+                    unchanged += 1
+                    continue
+                key = int(text_id(a, b), 16)
+                w.writerow([f"{key:016x}", a, b, row.label, row.id, "+".join(r for r in RULE_ORDER if r in applied)])
+                keys.append(key)
+    return keys.tobytes(), unchanged
+
+
+def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
+            workers: int = 1) -> dict:
+    """Write originals + augmented copies to out_dir/augmented.tsv. `workers` processes share the work;
+    the output does not depend on it (every example has its own seeded generator)."""
     task, info, train, _ = load_prepared(prepared_dir)
+    workers = max(1, min(workers, len(train)))
     sides = ["text_a", "text_b"] if info["pair"] else ["text_a"]
     split = {s: [t.split() for t in train[s].tolist()] for s in sides}
     tags: dict[str, list[list[str]] | None] = {s: None for s in sides}
     vocab = None
     if cfg.p_pos > 0:
-        tags, vocab = tag_train(cfg, split)
+        tags, vocab = tag_train(cfg, split, workers)
     counts: Counter = Counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = out_dir / ".candidates.tsv.tmp"
-    keys = array("Q")
+    edges = np.linspace(0, len(train), workers + 1).astype(int)
+    jobs = [(int(lo), int(hi), str(out_dir / f".candidates-{k}.tsv.tmp")) for k, (lo, hi) in enumerate(zip(edges, edges[1:]))]
+    _JOB.update(cfg=cfg, train=train, split=split, tags=tags, vocab=vocab, pair=info["pair"])
     try:
-        with open(scratch, "w", encoding="utf-8", newline="") as fh:
-            w = _writer(fh)
-            rows = train.itertuples(index=False)
-            for i, row in enumerate(tqdm(rows, total=len(train), desc="augment", unit="ex", mininterval=2)):
-                rng = _example_rng(cfg.seed, row.id)
-                for _ in range(cfg.n_iter):
-                    texts, applied = [], set()
-                    for s in sides:
-                        ws, rules = augment_sentence(split[s][i], tags[s][i] if tags[s] else None, cfg, vocab, rng)
-                        texts.append(" ".join(ws))
-                        applied.update(rules)
-                    a, b = texts[0], texts[1] if len(texts) > 1 else ""
-                    if not applied or not a or (info["pair"] and not b):
-                        counts["unchanged"] += 1
-                        continue
-                    key = int(text_id(a, b), 16)
-                    names = "+".join(r for r in RULE_ORDER if r in applied)
-                    w.writerow([f"{key:016x}", a, b, row.label, row.id, names])
-                    keys.append(key)
-        cand = np.frombuffer(keys, dtype=np.uint64) if len(keys) else np.zeros(0, np.uint64)
+        if workers > 1:
+            with mp.get_context("fork").Pool(workers) as pool:
+                results = pool.map(_augment_chunk, jobs)
+        else:
+            results = [_augment_chunk(jobs[0])]
+        _JOB.clear()
+        counts["unchanged"] = sum(u for _, u in results)
+        cand = np.frombuffer(b"".join(k for k, _ in results), dtype=np.uint64)
         originals = np.array([int(i, 16) for i in train["id"]], dtype=np.uint64)
         keep = np.zeros(len(cand), dtype=bool)
         keep[np.unique(cand, return_index=True)[1]] = True  # first occurrence of each text
         keep &= ~np.isin(cand, originals)  # and never a copy identical to an original
         counts["duplicates_dropped"] = int(len(cand) - keep.sum())
-        with atomic_file(out_dir / "augmented.tsv") as out, open(scratch, encoding="utf-8", newline="") as src:
+        with atomic_file(out_dir / "augmented.tsv") as out:
             w = _writer(out)
             w.writerow(AUG_COLUMNS)
             for row in train.itertuples(index=False):
                 w.writerow([row.id, row.text_a, row.text_b, row.label, row.id, "original"])
-            for line, k in zip(src, keep):
-                if k:
-                    out.write(line)
-                    rules = line.rstrip("\n").rsplit("\t", 1)[1]
-                    counts["generated"] += 1
-                    for r in rules.split("+"):
-                        counts[f"rule_{r}"] += 1
+            pos = 0
+            for _, _, scratch in jobs:
+                with open(scratch, encoding="utf-8", newline="") as src:
+                    for line in src:
+                        if keep[pos]:
+                            out.write(line)
+                            counts["generated"] += 1
+                            for r in line.rstrip("\n").rsplit("\t", 1)[1].split("+"):
+                                counts[f"rule_{r}"] += 1
+                        pos += 1
     finally:
-        if scratch.exists():
-            os.unlink(scratch)
+        _JOB.clear()
+        for _, _, scratch in jobs:
+            if os.path.exists(scratch):
+                os.unlink(scratch)
     metrics = {
         "originals": len(train),
         "generated": counts["generated"],
