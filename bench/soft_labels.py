@@ -20,6 +20,7 @@ import torch
 
 from distillery.config import PrepareConfig
 from distillery.data.prepare import load_prepared, prepare
+import distillery.logits.store as store_mod
 from distillery.logits.store import LogitStore, _cpu_bf16, label_texts, run_teacher, teacher_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,8 +60,8 @@ def main() -> None:
     ap.add_argument("--teacher", default=str(REPO / "models/teacher"))
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/glue/SST-2"))
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--bf16-check", type=int, default=200, help="dev texts for the bf16-vs-fp32 comparison")
+    ap.add_argument("--batch-tokens", type=int, default=8192)
+    ap.add_argument("--bf16-check", type=int, default=100, help="dev texts for the bf16-vs-fp32 comparison")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from transformers import pipeline
@@ -82,7 +83,7 @@ def main() -> None:
 
         store = LogitStore(Path(tmp) / "store", fp, model.config.num_labels)
         t0 = time.perf_counter()
-        label_texts(model, tok, ids, texts, None, store, 64, args.batch_size, bf16=True)
+        label_texts(model, tok, ids, texts, None, store, 64, args.batch_tokens, bf16=True)
         cold = time.perf_counter() - t0
 
         pipe = pipeline("text-classification", model=model, tokenizer=tok, device=-1, top_k=None,
@@ -94,7 +95,7 @@ def main() -> None:
         calls.n = 0
         store2 = LogitStore(Path(tmp) / "store", fp, model.config.num_labels)
         t0 = time.perf_counter()
-        label_texts(model, tok, ids, texts, None, store2, 64, args.batch_size, bf16=True)
+        label_texts(model, tok, ids, texts, None, store2, 64, args.batch_tokens, bf16=True)
         warm = time.perf_counter() - t0
         warm_calls = calls.n
 
@@ -105,9 +106,9 @@ def main() -> None:
         agree_pipe = float((ours.argmax(-1) == theirs.argmax(-1)).mean())
 
         dev_texts = dev["text_a"].tolist()
-        fp32 = run_teacher(model, tok, dev_texts, None, 64, args.batch_size, bf16=False)
-        with torch.autocast("cpu", dtype=torch.bfloat16):  # forced, to measure bf16 even where it is slow
-            bf = run_teacher(model, tok, dev_texts, None, 64, args.batch_size, bf16=False)
+        fp32 = run_teacher(model, tok, dev_texts, None, 64, args.batch_tokens, bf16=False)
+        store_mod._cpu_bf16 = lambda: True  # forced, to measure bf16 even where this CPU runs it slowly
+        bf = run_teacher(model, tok, dev_texts, None, 64, args.batch_tokens, bf16=True)
 
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     n = len(texts)

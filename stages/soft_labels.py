@@ -10,7 +10,7 @@ from stages.common import one_line_errors
 
 @one_line_errors
 def soft_labels(
-    batch_size: Annotated[int, typer.Option(help="Texts per teacher forward pass (length-sorted, padded per batch).")] = 128,
+    batch_tokens: Annotated[int, typer.Option(help="Tokens per teacher forward pass; batches hold texts of one length, unpadded.")] = 8192,
     max_seq_len: Annotated[int, typer.Option(help="Truncate inputs to this many tokens (part of the fingerprint).")] = 64,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast where the CPU/GPU supports it; --no-bf16 for fp32.")] = True,
     checkpoint_every: Annotated[int, typer.Option(help="Texts per store part (a killed run resumes from the last part).")] = 4096,
@@ -29,7 +29,7 @@ def soft_labels(
     from distillery.config import SoftLabelConfig
     from distillery.logits.run import soft_labels as run
 
-    cfg = SoftLabelConfig(batch_size=batch_size, max_seq_len=max_seq_len, bf16=bf16, checkpoint_every=checkpoint_every)
+    cfg = SoftLabelConfig(batch_tokens=batch_tokens, max_seq_len=max_seq_len, bf16=bf16, checkpoint_every=checkpoint_every)
     m = run(cfg, teacher, prepared, Path(augmented) if augmented else None, out, store, metrics, threads=threads)
     if "rank" in m:  # a worker process under torchrun; rank 0 reports
         return

@@ -82,14 +82,14 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class SoftLabelConfig:
-    batch_size: int = 128
+    batch_tokens: int = 8192  # tokens per teacher forward pass (texts per batch = batch_tokens // length)
     max_seq_len: int = 64
     bf16: bool = True
     checkpoint_every: int = 4096  # texts per store part: a killed run loses at most this much work
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 1, "soft_labels.checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
-        _check(self.batch_size >= 1, "soft_labels.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.batch_tokens >= 1, "soft_labels.batch_tokens", f"must be >= 1, got {self.batch_tokens}")
         _check(8 <= self.max_seq_len <= 4096, "soft_labels.max_seq_len", f"must be in 8..4096, got {self.max_seq_len}")
 
 

@@ -80,7 +80,11 @@ def test_empty_and_one_word():
     ({"max_ng": 0}, "augment.max_ng"),
     ({"n_iter": 0}, "augment.n_iter"),
     ({"p_pos": 0.1, "tagger": "none"}, "augment.tagger"),
+    ({"p_pos": 0.0, "tagger": "none"}, None),
 ])
 def test_bad_params(kw, param):
+    if param is None:  # the POS rule switched off needs no tagger
+        AugmentConfig(**kw)
+        return
     with pytest.raises(DistilleryError, match=f"param {param}"):
         AugmentConfig(**kw)

@@ -16,17 +16,17 @@ def test_second_run_with_one_new_text_labels_exactly_one(tmp_path, tiny_teacher)
     store = LogitStore(tmp_path / "store", fp, 2)
     ids = ["00000000000000a1", "00000000000000a2", "00000000000000a3"]
     texts = ["a fine film", "dreadful", "not bad at all"]
-    s1 = label_texts(model, tok, ids, texts, None, store, 64, 2, bf16=False)
+    s1 = label_texts(model, tok, ids, texts, None, store, 64, 16, bf16=False)
     assert (s1["labelled"], s1["reused"]) == (3, 0)
     again = LogitStore(tmp_path / "store", fp, 2)  # reopened from disk
-    s2 = label_texts(model, tok, ids + ["00000000000000a4"], texts + ["great"], None, again, 64, 2, bf16=False)
+    s2 = label_texts(model, tok, ids + ["00000000000000a4"], texts + ["great"], None, again, 64, 16, bf16=False)
     assert (s2["labelled"], s2["reused"]) == (1, 3)
     keys = np.array([int(i, 16) for i in ids], dtype=np.uint64)
     np.testing.assert_array_equal(again.get(keys), store.get(keys))
 
 
 def test_stage_output_and_refusals(tmp_path, tiny_teacher, sst2_prepared, tiny_base):
-    m = soft_labels(SoftLabelConfig(batch_size=64), tiny_teacher, sst2_prepared, None, tmp_path / "logits",
+    m = soft_labels(SoftLabelConfig(batch_tokens=512), tiny_teacher, sst2_prepared, None, tmp_path / "logits",
                     tmp_path / "store", tmp_path / "m.json")
     assert m["texts"] == 400 and m["labelled"] == 400
     lg = Logits(tmp_path / "logits")
@@ -37,10 +37,10 @@ def test_stage_output_and_refusals(tmp_path, tiny_teacher, sst2_prepared, tiny_b
 
     _, _, _, dev = load_prepared(sst2_prepared)
     model, tok, _ = load_teacher(tiny_teacher)
-    direct = run_teacher(model, tok, dev["text_a"].tolist()[:20], None, 64, 7, bf16=False)
+    direct = run_teacher(model, tok, dev["text_a"].tolist()[:20], None, 64, 100, bf16=False)
     np.testing.assert_allclose(lg.get(dev["id"].tolist()[:20], "dev"), direct, atol=2e-3)
     # a second run reuses everything
-    m2 = soft_labels(SoftLabelConfig(batch_size=64), tiny_teacher, sst2_prepared, None, tmp_path / "logits2",
+    m2 = soft_labels(SoftLabelConfig(batch_tokens=512), tiny_teacher, sst2_prepared, None, tmp_path / "logits2",
                      tmp_path / "store", tmp_path / "m2.json")
     assert m2["labelled"] == 0 and m2["reused"] == 400
     # logits made by another teacher are refused
@@ -86,7 +86,7 @@ def _cli(tmp_path, *args, script=None, launcher=()):
 
 def _soft_label_args(teacher, prepared, out, store, metrics):
     return ["soft-labels", "--teacher", str(teacher), "--prepared", str(prepared), "--augmented", "",
-            "--out", str(out), "--store", str(store), "--metrics", str(metrics), "--batch-size", "8",
+            "--out", str(out), "--store", str(store), "--metrics", str(metrics), "--batch-tokens", "64",
             "--checkpoint-every", "40", "--threads", "1"]
 
 

@@ -24,7 +24,8 @@ from distillery.students import STUDENTS, save_student
 from distillery.teacher.train import load_teacher
 
 
-def build_student_config(cls, model_args: dict, n_labels: int, pair: bool, tokenizer, name: str):
+def build_student_config(cls, model_args: dict, n_labels: int, pair: bool, tokenizer, name: str,
+                         teacher_hidden: int | None = None):
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     unknown = [k for k in model_args if k not in fields]
     if unknown:
@@ -32,8 +33,11 @@ def build_student_config(cls, model_args: dict, n_labels: int, pair: bool, token
             f"param students.{name}.model_args.{unknown[0]}: {cls.family} has no such setting; "
             f"choose from {', '.join(fields)}"
         )
-    derived = {"num_labels": n_labels, "pair": pair, "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_token_id}
-    return cls.Config(**{k: v for k, v in derived.items() if k in fields}, **model_args)
+    # what the data and teacher fix; model_args may still override (e.g. a narrower embed_dim)
+    derived = {"num_labels": n_labels, "pair": pair, "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_token_id,
+               "embed_dim": teacher_hidden}
+    merged = {k: v for k, v in derived.items() if k in fields and v is not None} | model_args
+    return cls.Config(**merged)
 
 
 def _training_batches(n: int, batch_size: int, lengths: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -80,7 +84,10 @@ def distill(cfg: StudentConfig, prepared_dir: str | Path, teacher_dir: str | Pat
             raise DistilleryError(f"{logits_dir}: logits have {teacher_logits.shape[1]} labels, the data {n_labels}")
 
     torch.manual_seed(cfg.seed)
-    mcfg = build_student_config(cls, cfg.model_args, n_labels, info["pair"], tokenizer, cfg.name)
+    from transformers import AutoConfig
+
+    mcfg = build_student_config(cls, dict(cfg.model_args), n_labels, info["pair"], tokenizer, cfg.name,
+                                AutoConfig.from_pretrained(teacher_dir).hidden_size)
     try:
         model = cls.from_teacher(mcfg, teacher_dir)
     except ValueError as e:

@@ -34,7 +34,7 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     t0 = time.perf_counter()
     stats = label_texts(model, tokenizer, texts["id"].tolist(), texts["text_a"].tolist(),
                         texts["text_b"].tolist() if info["pair"] else None, store,
-                        cfg.max_seq_len, cfg.batch_size, cfg.bf16, checkpoint_every=cfg.checkpoint_every,
+                        cfg.max_seq_len, cfg.batch_tokens, cfg.bf16, checkpoint_every=cfg.checkpoint_every,
                         rank=world.rank, world_size=world.size)
     world.barrier()  # every process has written its parts
     if not world.is_main:

@@ -94,8 +94,9 @@ class LogitStore:
         self._keys, self._logits = self._keys[order], self._logits[order]
 
 
-def length_batches(lengths: np.ndarray, tie: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Batches of equal token length (no padding at all), longest first, ties broken by `tie`.
+def length_batches(lengths: np.ndarray, tie: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
+    """Batches of equal token length (no padding at all), longest first, ties broken by `tie`;
+    each holds about `batch_tokens` tokens, so short texts go in large batches (efficient GEMMs).
 
     A batch's content depends only on which texts are requested, never on run history, so a
     resumed run computes exactly what an uninterrupted one would.
@@ -104,13 +105,14 @@ def length_batches(lengths: np.ndarray, tie: np.ndarray, batch_size: int) -> lis
     batches = []
     bounds = np.flatnonzero(np.diff(lengths[order])) + 1
     for group in np.split(order, bounds):
-        batches.extend(group[s:s + batch_size] for s in range(0, len(group), batch_size))
+        size = max(1, batch_tokens // int(lengths[group[0]]))
+        batches.extend(group[s:s + size] for s in range(0, len(group), size))
     return batches
 
 
 @torch.inference_mode()
 def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str] | None, max_seq_len: int,
-                batch_size: int, bf16: bool, on_batch=None, tie: np.ndarray | None = None,
+                batch_tokens: int, bf16: bool, on_batch=None, tie: np.ndarray | None = None,
                 batches: list[np.ndarray] | None = None) -> np.ndarray:
     """Logits for every text, in length-bucketed batches with no padding.
 
@@ -126,7 +128,7 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
     ids = enc["input_ids"]
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
     if batches is None:
-        batches = length_batches(lengths, np.arange(n) if tie is None else tie, batch_size)
+        batches = length_batches(lengths, np.arange(n) if tie is None else tie, batch_tokens)
     device = next(model.parameters()).device
     use_bf16 = bf16 and (device.type == "cuda" or _cpu_bf16())
     extra = [k for k in ("token_type_ids",) if k in enc]
@@ -217,7 +219,7 @@ class Logits:
 
 
 def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str] | None,
-                store: LogitStore, max_seq_len: int, batch_size: int, bf16: bool,
+                store: LogitStore, max_seq_len: int, batch_tokens: int, bf16: bool,
                 checkpoint_every: int = 4096, rank: int = 0, world_size: int = 1) -> dict:
     """Make sure the store holds logits for every id; label only the missing ones.
 
@@ -231,7 +233,7 @@ def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], te
         enc = tokenizer([texts_a[i] for i in todo], [texts_b[i] for i in todo] if texts_b is not None else None,
                         truncation=True, max_length=max_seq_len)["input_ids"]
         lengths = np.fromiter((len(x) for x in enc), dtype=np.int64, count=len(todo))
-        batches = length_batches(lengths, keys[todo], batch_size)[rank::world_size]
+        batches = length_batches(lengths, keys[todo], batch_tokens)[rank::world_size]
     pending_k: list[np.ndarray] = []
     pending_l: list[np.ndarray] = []
 
@@ -250,7 +252,7 @@ def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], te
     t0 = time.perf_counter()
     run_teacher(model, tokenizer, [texts_a[i] for i in todo],
                 [texts_b[i] for i in todo] if texts_b is not None else None,
-                max_seq_len, batch_size, bf16, on_batch=on_batch, tie=keys[todo], batches=batches)
+                max_seq_len, batch_tokens, bf16, on_batch=on_batch, tie=keys[todo], batches=batches)
     flush()
     secs = time.perf_counter() - t0
     mine = len(todo) if batches is None else int(sum(len(b) for b in batches))
