@@ -14,6 +14,7 @@ def soft_labels(
     max_seq_len: Annotated[int, typer.Option(help="Truncate inputs to this many tokens (part of the fingerprint).")] = 64,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast where the CPU/GPU supports it; --no-bf16 for fp32.")] = True,
     checkpoint_every: Annotated[int, typer.Option(help="Texts per store part (a killed run resumes from the last part).")] = 4096,
+    features: Annotated[list[str], typer.Option(help="Teacher features to store too, e.g. cls@3 (layer-3 [CLS], for PKD); repeat.")] = [],
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
     teacher: Annotated[Path, typer.Option(help="Teacher folder written by `teacher`.")] = Path("models/teacher"),
     prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
@@ -29,7 +30,8 @@ def soft_labels(
     from distillery.config import SoftLabelConfig
     from distillery.logits.run import soft_labels as run
 
-    cfg = SoftLabelConfig(batch_tokens=batch_tokens, max_seq_len=max_seq_len, bf16=bf16, checkpoint_every=checkpoint_every)
+    cfg = SoftLabelConfig(batch_tokens=batch_tokens, max_seq_len=max_seq_len, bf16=bf16, checkpoint_every=checkpoint_every,
+                          features=tuple(features))
     m = run(cfg, teacher, prepared, Path(augmented) if augmented else None, out, store, metrics, threads=threads)
     if "rank" in m:  # a worker process under torchrun; rank 0 reports
         return

@@ -86,6 +86,7 @@ class SoftLabelConfig:
     max_seq_len: int = 64
     bf16: bool = True
     checkpoint_every: int = 4096  # texts per store part: a killed run loses at most this much work
+    features: tuple[str, ...] = ()  # teacher features stored next to the logits, e.g. ("cls@3", "cls@6")
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 1, "soft_labels.checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")

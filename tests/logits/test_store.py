@@ -130,3 +130,28 @@ def json_load(p):
     import json
 
     return json.loads(p.read_text())
+
+
+def test_per_layer_cls_features_are_stored_like_logits(tmp_path, tiny_teacher, sst2_prepared):
+    import torch
+
+    from distillery.data.prepare import load_prepared
+
+    cfg = SoftLabelConfig(batch_tokens=512, features=("cls@1", "cls@2"))
+    soft_labels(cfg, tiny_teacher, sst2_prepared, None, tmp_path / "out", tmp_path / "store", tmp_path / "m.json")
+    lg = Logits(tmp_path / "out")
+    assert [f["name"] for f in lg.manifest["features"]] == ["cls@1", "cls@2"]
+    assert lg.manifest["features"][0]["dim"] == 32
+    _, _, _, dev = load_prepared(sst2_prepared)
+    model, tok, _ = load_teacher(tiny_teacher)
+    texts = dev["text_a"].tolist()[:5]
+    with torch.no_grad():
+        hs = model(**tok(texts[:1], return_tensors="pt"), output_hidden_states=True).hidden_states
+    got = lg.get(dev["id"].tolist()[:1], "dev", feature="cls@2")
+    np.testing.assert_allclose(got[0], hs[2][0, 0].numpy(), atol=2e-2, rtol=1e-2)  # fp16 storage
+    with pytest.raises(DistilleryError, match="no feature 'cls@0' stored"):
+        lg.get(dev["id"].tolist()[:1], "dev", feature="cls@0")
+    with pytest.raises(DistilleryError, match="param soft_labels.features: 'cls@9' is not one of cls@0 .. cls@2"):
+        soft_labels(SoftLabelConfig(features=("cls@9",)), tiny_teacher, sst2_prepared, None, tmp_path / "x",
+                    tmp_path / "store", tmp_path / "m2.json")
+    assert not (tmp_path / "x").exists()

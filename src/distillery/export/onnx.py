@@ -5,6 +5,7 @@ of the dev set.
 """
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from distillery.config import ExportConfig
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
-from distillery.evaluate.predict import batches_by_length, predict_logits
+from distillery.evaluate.predict import predict_logits
 from distillery.io import atomic_dir, write_json
 from distillery.metrics import task_metric
 from distillery.students import load_student
@@ -26,15 +27,9 @@ def _dynamic_axes(names: list[str]) -> dict:
         "logits": {0: "batch"}}
 
 
-def onnx_logits(session, model, tokenizer, frame: pd.DataFrame, max_seq_len: int, batch_size: int = 256) -> np.ndarray:
-    pair = bool((frame["text_b"] != "").any())
-    out = np.zeros((len(frame), model.config.num_labels), dtype=np.float32)
-    for idx in batches_by_length(frame, batch_size):
-        sub = frame.iloc[idx]
-        batch = model.collate(tokenizer, sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None, max_seq_len)
-        feeds = {k: v.numpy() for k, v in batch.items()}
-        out[idx] = session.run(["logits"], feeds)[0]
-    return out
+def onnx_logits(session, model, tokenizer, frame: pd.DataFrame, max_seq_len: int) -> np.ndarray:
+    return predict_logits(model, tokenizer, frame, max_seq_len,
+                          run=lambda batch: session.run(["logits"], {k: v.numpy() for k, v in batch.items()})[0])
 
 
 def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str | Path, out_dir: str | Path) -> dict:
@@ -74,7 +69,12 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             q_path = tmp / "model.int8.onnx"
-            quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8)
+            root = logging.getLogger()
+            level, root.level = root.level, logging.ERROR  # quantize_dynamic's advice to pre-process is noise here
+            try:
+                quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8)
+            finally:
+                root.setLevel(level)
             q_sess = ort.InferenceSession(str(q_path), opts, providers=["CPUExecutionProvider"])
             q_out = onnx_logits(q_sess, model, tokenizer, dev, max_len)
             result["int8_agreement"] = float((torch_logits.argmax(-1) == q_out.argmax(-1)).mean())

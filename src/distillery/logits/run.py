@@ -12,7 +12,7 @@ from distillery.data.prepare import load_prepared
 from distillery.data.table import read_table
 from distillery.io import write_json
 from distillery.logits.dist import finish, init_world
-from distillery.logits.store import LogitStore, label_texts, teacher_fingerprint, write_logits
+from distillery.logits.store import LogitStore, parse_features, label_texts, teacher_fingerprint, write_logits
 from distillery.teacher.train import load_teacher
 
 
@@ -29,29 +29,30 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     texts = pd.concat([f[["id", "text_a", "text_b"]] for f in frames]).drop_duplicates("id")
     fp = teacher_fingerprint(teacher_dir, cfg.max_seq_len)
     world = init_world()
-    store = LogitStore(store_dir, fp, model.config.num_labels)
+    parse_features(cfg.features, model.config.num_hidden_layers)  # fail before any work
+    store = LogitStore(store_dir, fp, model.config.num_labels, cfg.features)
     world.barrier()  # every process plans from the same store state before anyone writes to it
     t0 = time.perf_counter()
     stats = label_texts(model, tokenizer, texts["id"].tolist(), texts["text_a"].tolist(),
                         texts["text_b"].tolist() if info["pair"] else None, store,
                         cfg.max_seq_len, cfg.batch_tokens, cfg.bf16, checkpoint_every=cfg.checkpoint_every,
-                        rank=world.rank, world_size=world.size)
+                        rank=world.rank, world_size=world.size, features=cfg.features)
     world.barrier()  # every process has written its parts
     if not world.is_main:
         finish(world)
         return {"rank": world.rank, **stats}
     if world.size > 1:
-        store = LogitStore(store_dir, fp, model.config.num_labels)  # merge the other processes' parts
+        store = LogitStore(store_dir, fp, model.config.num_labels, cfg.features)  # merge the other processes' parts
     ids = texts["id"].tolist()
-    logits = store.get(np.array([int(i, 16) for i in ids], dtype=np.uint64))
-    write_logits(out_dir, ids, logits, {
+    keys = np.array([int(i, 16) for i in ids], dtype=np.uint64)
+    write_logits(out_dir, ids, {c: store.get(keys, c) for c in store.columns}, {
         "fingerprint": fp,
         "teacher": str(teacher_dir),
         "task": task.name,
         "label_names": info["label_names"],
         "max_seq_len": cfg.max_seq_len,
         "bf16": cfg.bf16,
-    })
+    }, features=cfg.features)
     metrics = {"texts": len(ids), **stats, "processes": world.size, "seconds": round(time.perf_counter() - t0, 2)}
     write_json(metrics_path, metrics)
     finish(world)

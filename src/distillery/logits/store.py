@@ -46,52 +46,86 @@ def _ids_to_u64(ids: Sequence[str]) -> np.ndarray:
     return np.array([int(i, 16) for i in ids], dtype=np.uint64)
 
 
-class LogitStore:
-    """Content-addressed logits of one teacher fingerprint under `root/<fingerprint>/`."""
+# Teacher features beyond logits, for losses on hidden states: "cls@L" is the [CLS] vector of
+# hidden_states[L] (0 = embeddings, num_layers = last layer), the input of PKD's patient loss.
+FEATURE_KINDS = ("cls",)
 
-    def __init__(self, root: str | Path, fingerprint: str, num_labels: int) -> None:
+
+def parse_features(names: Sequence[str], num_layers: int | None = None) -> list[tuple[str, int]]:
+    out = []
+    for name in names:
+        kind, _, layer = name.partition("@")
+        if kind not in FEATURE_KINDS or not layer.isdigit() or (num_layers is not None and int(layer) > num_layers):
+            top = num_layers if num_layers is not None else "L"
+            raise DistilleryError(f"param soft_labels.features: {name!r} is not one of cls@0 .. cls@{top}")
+        out.append((kind, int(layer)))
+    return out
+
+
+def column(name: str) -> str:
+    """The array name of a feature inside shards and parts ("cls@3" -> "cls_3")."""
+    return "logits" if name == "logits" else name.replace("@", "_")
+
+
+class LogitStore:
+    """Content-addressed logits (and requested features) of one teacher under `root/<fingerprint>/`.
+
+    A store with features lives in its own sub-folder named by the feature set.
+    """
+
+    def __init__(self, root: str | Path, fingerprint: str, num_labels: int, features: Sequence[str] = ()) -> None:
         self.dir = Path(root) / fingerprint
+        if features:
+            self.dir = self.dir / ("features-" + hashlib.sha1(",".join(sorted(features)).encode()).hexdigest()[:12])
         self.num_labels = num_labels
+        self.columns = ["logits"] + [column(f) for f in features]
         self._keys = np.zeros(0, dtype=np.uint64)
-        self._logits = np.zeros((0, num_labels), dtype=np.float16)
+        self._cols: dict[str, np.ndarray] = {}
         self._load()
 
+    def _merge(self, keys: list[np.ndarray], cols: dict[str, list[np.ndarray]]) -> None:
+        self._keys = np.concatenate([self._keys, *keys])
+        for c, parts in cols.items():
+            self._cols[c] = np.concatenate(([self._cols[c]] if c in self._cols else []) + parts)
+        order = np.argsort(self._keys, kind="stable")
+        self._keys = self._keys[order]
+        self._cols = {c: v[order] for c, v in self._cols.items()}
+
     def _load(self) -> None:
-        keys, logits = [self._keys], [self._logits]
+        keys: list[np.ndarray] = []
+        cols: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
         for p in sorted(self.dir.glob("part-*.npz")):
             with np.load(p) as z:
                 if z["logits"].shape[1] != self.num_labels:
                     raise DistilleryError(f"{p}: {z['logits'].shape[1]} logits per row, expected {self.num_labels}; delete {self.dir}")
                 keys.append(z["keys"])
-                logits.append(z["logits"])
-        self._keys = np.concatenate(keys)
-        self._logits = np.concatenate(logits)
-        order = np.argsort(self._keys, kind="stable")
-        self._keys, self._logits = self._keys[order], self._logits[order]
+                for c in self.columns:
+                    cols[c].append(z[c])
+        self._merge(keys, {c: v for c, v in cols.items() if v})
+        if "logits" not in self._cols:
+            self._cols["logits"] = np.zeros((0, self.num_labels), dtype=np.float16)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found mask, positions) of `keys` in the store."""
-        pos = np.searchsorted(self._keys, keys)
-        pos_c = np.minimum(pos, max(len(self._keys) - 1, 0))
-        found = (len(self._keys) > 0) & (self._keys[pos_c] == keys) if len(self._keys) else np.zeros(len(keys), bool)
-        return found, pos_c
+        if not len(self._keys):
+            return np.zeros(len(keys), bool), np.zeros(len(keys), np.int64)
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return self._keys[pos] == keys, pos
 
-    def get(self, keys: np.ndarray) -> np.ndarray:
+    def get(self, keys: np.ndarray, col: str = "logits") -> np.ndarray:
         found, pos = self.lookup(keys)
         if not found.all():
             raise KeyError(f"{int((~found).sum())} keys not in the store")
-        return self._logits[pos]
+        return self._cols[col][pos]
 
-    def add(self, keys: np.ndarray, logits: np.ndarray) -> None:
+    def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         """Persist one part atomically, then merge it into memory."""
         self.dir.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha1(keys.tobytes()).hexdigest()[:16]
+        half = {c: v.astype(np.float16) for c, v in cols.items()}
         with atomic_file(self.dir / f"part-{name}.npz", "wb") as fh:
-            np.savez(fh, keys=keys, logits=logits.astype(np.float16))
-        self._keys = np.concatenate([self._keys, keys])
-        self._logits = np.concatenate([self._logits, logits.astype(np.float16)])
-        order = np.argsort(self._keys, kind="stable")
-        self._keys, self._logits = self._keys[order], self._logits[order]
+            np.savez(fh, keys=keys, **half)
+        self._merge([keys], {c: [v] for c, v in half.items()})
 
 
 def length_batches(lengths: np.ndarray, tie: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
@@ -113,16 +147,20 @@ def length_batches(lengths: np.ndarray, tie: np.ndarray, batch_tokens: int) -> l
 @torch.inference_mode()
 def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str] | None, max_seq_len: int,
                 batch_tokens: int, bf16: bool, on_batch=None, tie: np.ndarray | None = None,
-                batches: list[np.ndarray] | None = None) -> np.ndarray:
+                batches: list[np.ndarray] | None = None, features: Sequence[str] = ()) -> np.ndarray | dict:
     """Logits for every text, in length-bucketed batches with no padding.
 
-    Tokenises everything in one fast-tokenizer call. `on_batch(indices, logits)` runs after each
-    batch (used to checkpoint into the store). Returns float32 logits in input order.
+    Tokenises everything in one fast-tokenizer call. `on_batch(indices, columns)` runs after each
+    batch (used to checkpoint into the store). Returns float32 logits in input order, or, when
+    `features` are asked for, a dict {"logits": ..., "cls_3": ...}.
     """
     n = len(texts_a)
-    out = np.zeros((n, model.config.num_labels), dtype=np.float32)
+    feats = parse_features(features, model.config.num_hidden_layers)
+    out = {"logits": np.zeros((n, model.config.num_labels), dtype=np.float32)}
+    for (kind, layer), name in zip(feats, features):
+        out[column(name)] = np.zeros((n, model.config.hidden_size), dtype=np.float32)
     if n == 0:
-        return out
+        return out if features else out["logits"]
     enc = tokenizer(list(texts_a), list(texts_b) if texts_b is not None else None,
                     truncation=True, max_length=max_seq_len)
     ids = enc["input_ids"]
@@ -139,13 +177,15 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
             batch[k] = torch.tensor([enc[k][i] for i in idx], device=device)
         batch["attention_mask"] = torch.ones_like(batch["input_ids"])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(**batch).logits  # (bs, num_labels)
-        out[idx] = logits.float().cpu().numpy()
+            res = model(**batch, output_hidden_states=bool(feats))
+        out["logits"][idx] = res.logits.float().cpu().numpy()  # (bs, num_labels)
+        for (kind, layer), name in zip(feats, features):
+            out[column(name)][idx] = res.hidden_states[layer][:, 0].float().cpu().numpy()  # (bs, hidden)
         if on_batch is not None:
-            on_batch(idx, out[idx])
+            on_batch(idx, {c: v[idx] for c, v in out.items()})
         bar.update(len(idx))
     bar.close()
-    return out
+    return out if features else out["logits"]
 
 
 def _cpu_bf16() -> bool:
@@ -155,22 +195,31 @@ def _cpu_bf16() -> bool:
         return False
 
 
-def write_logits(out_dir: str | Path, ids: Sequence[str], logits: np.ndarray, meta: dict,
-                 rows_per_shard: int = 1_000_000) -> None:
-    """Write the stage output: a few large fp16 shards (ids sorted) and a manifest."""
+def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.ndarray], meta: dict,
+                 features: Sequence[str] = (), rows_per_shard: int = 1_000_000) -> None:
+    """Write the stage output: a few large fp16 shards (ids sorted) and a manifest.
+
+    The manifest lists the arrays each shard holds: `logits` (n, num_labels) and one entry per
+    requested feature, e.g. {"name": "cls@3", "array": "cls_3", "dim": 384}.
+    """
     from distillery.io import atomic_dir
 
     keys = _ids_to_u64(ids)
     order = np.argsort(keys, kind="stable")
-    keys, logits = keys[order], logits[order].astype(np.float16)
+    keys = keys[order]
+    cols = {c: v[order].astype(np.float16) for c, v in cols.items()}
     with atomic_dir(out_dir) as tmp:
         shards = []
         for k, s in enumerate(range(0, max(len(keys), 1), rows_per_shard)):
             name = f"shard-{k:05d}.npz"
             with open(tmp / name, "wb") as fh:
-                np.savez(fh, keys=keys[s:s + rows_per_shard], logits=logits[s:s + rows_per_shard])
+                np.savez(fh, keys=keys[s:s + rows_per_shard], **{c: v[s:s + rows_per_shard] for c, v in cols.items()})
             shards.append({"file": name, "rows": int(len(keys[s:s + rows_per_shard]))})
-        write_json(tmp / MANIFEST, {"format": FORMAT_VERSION, **meta, "n_rows": int(len(keys)), "shards": shards})
+        write_json(tmp / MANIFEST, {
+            "format": FORMAT_VERSION, **meta, "dtype": "float16", "n_rows": int(len(keys)),
+            "features": [{"name": f, "array": column(f), "dim": int(cols[column(f)].shape[1])} for f in features],
+            "shards": shards,
+        })
 
 
 class Logits:
@@ -182,13 +231,16 @@ class Logits:
         if not mpath.is_file():
             raise DistilleryError(f"{mpath}: missing; run `distillery soft-labels` (or dvc repro) first")
         self.manifest = read_json(mpath)
-        keys, logits = [], []
+        names = ["logits"] + [f["array"] for f in self.manifest.get("features", [])]
+        keys, cols = [], {c: [] for c in names}
         for sh in self.manifest["shards"]:
             with np.load(d / sh["file"]) as z:
                 keys.append(z["keys"])
-                logits.append(z["logits"])
+                for c in names:
+                    cols[c].append(z[c])
         self.keys = np.concatenate(keys)
-        self.logits = np.concatenate(logits)
+        self.arrays = {c: np.concatenate(v) for c, v in cols.items()}
+        self.logits = self.arrays["logits"]
         self.path = d
 
     def check_teacher(self, teacher_dir: str | Path) -> str:
@@ -203,8 +255,14 @@ class Logits:
             )
         return here
 
-    def get(self, ids: Sequence[str], what: str) -> np.ndarray:
-        """Logits (float32) for `ids`, in order; refuses if any id is missing."""
+    def get(self, ids: Sequence[str], what: str, feature: str = "logits") -> np.ndarray:
+        """Logits (or a stored feature such as "cls@3") as float32 for `ids`, in order.
+
+        Refuses if any id, or the feature, is missing."""
+        if column(feature) not in self.arrays:
+            raise DistilleryError(
+                f"{self.path / MANIFEST}: no feature {feature!r} stored; add it to soft_labels.features and re-run"
+            )
         keys = _ids_to_u64(ids)
         pos = np.searchsorted(self.keys, keys)
         pos_c = np.minimum(pos, len(self.keys) - 1)
@@ -215,12 +273,13 @@ class Logits:
                 f"{self.path / MANIFEST}: no logits for {len(missing)} ids of {what} (e.g. {missing[0]}); "
                 "these logits were made for other data: re-run `distillery soft-labels`"
             )
-        return self.logits[pos_c].astype(np.float32)
+        return self.arrays[column(feature)][pos_c].astype(np.float32)
 
 
 def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str] | None,
                 store: LogitStore, max_seq_len: int, batch_tokens: int, bf16: bool,
-                checkpoint_every: int = 4096, rank: int = 0, world_size: int = 1) -> dict:
+                checkpoint_every: int = 4096, rank: int = 0, world_size: int = 1,
+                features: Sequence[str] = ()) -> dict:
     """Make sure the store holds logits for every id; label only the missing ones.
 
     With world_size > 1 this process takes every world_size-th batch of the same deterministic plan.
@@ -235,24 +294,25 @@ def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], te
         lengths = np.fromiter((len(x) for x in enc), dtype=np.int64, count=len(todo))
         batches = length_batches(lengths, keys[todo], batch_tokens)[rank::world_size]
     pending_k: list[np.ndarray] = []
-    pending_l: list[np.ndarray] = []
+    pending_c: list[dict[str, np.ndarray]] = []
 
     def flush() -> None:
         if pending_k:
-            store.add(np.concatenate(pending_k), np.concatenate(pending_l))
+            store.add(np.concatenate(pending_k), {c: np.concatenate([p[c] for p in pending_c]) for c in pending_c[0]})
             pending_k.clear()
-            pending_l.clear()
+            pending_c.clear()
 
-    def on_batch(idx: np.ndarray, logits: np.ndarray) -> None:
+    def on_batch(idx: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         pending_k.append(keys[todo[idx]])
-        pending_l.append(logits)
+        pending_c.append(cols)
         if sum(len(k) for k in pending_k) >= checkpoint_every:
             flush()
 
     t0 = time.perf_counter()
     run_teacher(model, tokenizer, [texts_a[i] for i in todo],
                 [texts_b[i] for i in todo] if texts_b is not None else None,
-                max_seq_len, batch_tokens, bf16, on_batch=on_batch, tie=keys[todo], batches=batches)
+                max_seq_len, batch_tokens, bf16, on_batch=on_batch, tie=keys[todo], batches=batches,
+                features=features)
     flush()
     secs = time.perf_counter() - t0
     mine = len(todo) if batches is None else int(sum(len(b) for b in batches))
