@@ -114,7 +114,7 @@ def main() -> None:
     n = len(texts)
     print(f"texts: {n} SST-2 training sentences, {int(n_tokens.sum())} tokens, threads: {args.threads}, "
           f"bf16 used by the store: {_cpu_bf16()}")
-    print(f"store (cold):        {n / cold:8.1f} texts/s  ({cold:.1f} s, {flops / cold / 1e9:.1f} GFLOP/s achieved)")
+    print(f"store (cold):        {n / cold:8.1f} texts/s  ({cold:.1f} s, {flops / cold / 1e9:.1f} GFLOP/s effective: full-forward FLOPs / time)")
     print(f"pipeline (batch 32): {n / piped:8.1f} texts/s  ({piped:.1f} s, {flops / piped / 1e9:.1f} GFLOP/s)")
     print(f"store (warm):        {n / warm:8.1f} texts/s  ({warm:.2f} s, teacher forward passes: {warm_calls})")
     print(f"matmul peak (1024^3): fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s")

@@ -155,3 +155,18 @@ def test_per_layer_cls_features_are_stored_like_logits(tmp_path, tiny_teacher, s
         soft_labels(SoftLabelConfig(features=("cls@9",)), tiny_teacher, sst2_prepared, None, tmp_path / "x",
                     tmp_path / "store", tmp_path / "m2.json")
     assert not (tmp_path / "x").exists()
+
+
+def test_cls_only_fast_path_equals_full_forward(tiny_teacher):
+    import torch
+
+    from distillery.logits.fast_bert import cls_only_logits, supports_fast_path
+
+    model, tok, _ = load_teacher(tiny_teacher)
+    assert supports_fast_path(model)
+    for pair in (False, True):
+        enc = tok(["a fine film indeed"], ["it is"] if pair else None, return_tensors="pt")
+        with torch.inference_mode():
+            full = model(**enc).logits
+            fast = cls_only_logits(model, enc["input_ids"], enc["token_type_ids"])
+        torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from distillery.errors import DistilleryError
 from distillery.io import atomic_file, read_json, write_json
+from distillery.logits.fast_bert import cls_only_logits, supports_fast_path
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -170,17 +171,23 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
     device = next(model.parameters()).device
     use_bf16 = bf16 and (device.type == "cuda" or _cpu_bf16())
     extra = [k for k in ("token_type_ids",) if k in enc]
+    fast = not feats and supports_fast_path(model)  # exact; skips the last layer's non-[CLS] work
     bar = tqdm(total=n, desc="soft-labels", unit="text", smoothing=0.05, mininterval=2)
     for idx in batches:
         batch = {"input_ids": torch.tensor([ids[i] for i in idx], device=device)}  # (bs, len): one length per batch
         for k in extra:
             batch[k] = torch.tensor([enc[k][i] for i in idx], device=device)
-        batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+        # no attention_mask: every row of a batch has the same length, so nothing is masked (and SDPA
+        # takes its unmasked path)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            res = model(**batch, output_hidden_states=bool(feats))
-        out["logits"][idx] = res.logits.float().cpu().numpy()  # (bs, num_labels)
-        for (kind, layer), name in zip(feats, features):
-            out[column(name)][idx] = res.hidden_states[layer][:, 0].float().cpu().numpy()  # (bs, hidden)
+            if fast:
+                logits = cls_only_logits(model, batch["input_ids"], batch.get("token_type_ids"))
+            else:
+                res = model(**batch, output_hidden_states=bool(feats))
+                logits = res.logits
+                for (kind, layer), name in zip(feats, features):
+                    out[column(name)][idx] = res.hidden_states[layer][:, 0].float().cpu().numpy()  # (bs, hidden)
+        out["logits"][idx] = logits.float().cpu().numpy()  # (bs, num_labels)
         if on_batch is not None:
             on_batch(idx, {c: v[idx] for c, v in out.items()})
         bar.update(len(idx))
