@@ -28,7 +28,7 @@ def load_tagger(name: str):
     else:
         raise DistilleryError(
             f"param augment.tagger: spaCy pipeline {name!r} is not installed; install it "
-            "(e.g. `python -m spacy download {name}`), use en_core_web_sm, or set augment.p_pos to 0"
+            f"(e.g. `python -m spacy download {name}`), use en_core_web_sm, or set augment.p_pos to 0"
         )
     if not any(n in nlp.pipe_names for n in ("tagger", "morphologizer")):
         raise DistilleryError(f"param augment.tagger: spaCy pipeline {name!r} has no tagger")

@@ -158,7 +158,7 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
     n = len(texts_a)
     feats = parse_features(features, model.config.num_hidden_layers)
     out = {"logits": np.zeros((n, model.config.num_labels), dtype=np.float32)}
-    for (kind, layer), name in zip(feats, features):
+    for name in features:
         out[column(name)] = np.zeros((n, model.config.hidden_size), dtype=np.float32)
     if n == 0:
         return out if features else out["logits"]
@@ -185,7 +185,7 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
             else:
                 res = model(**batch, output_hidden_states=bool(feats))
                 logits = res.logits
-                for (kind, layer), name in zip(feats, features):
+                for (_, layer), name in zip(feats, features):
                     out[column(name)][idx] = res.hidden_states[layer][:, 0].float().cpu().numpy()  # (bs, hidden)
         out["logits"][idx] = logits.float().cpu().numpy()  # (bs, num_labels)
         if on_batch is not None:
