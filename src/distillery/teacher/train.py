@@ -116,22 +116,24 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
     )
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=train_ds,
-            eval_dataset=dev_ds,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-            compute_metrics=compute_metrics,
-            callbacks=[_LiveCallback(live, task.metric)],
-        )
-        if cfg.epochs > 0:
-            trainer.train()
-        final = trainer.evaluate()
-        dev_metric = float(final[f"eval_{task.metric}"])
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+            trainer = Trainer(
+                model=model,
+                args=args,
+                train_dataset=train_ds,
+                eval_dataset=dev_ds,
+                data_collator=DataCollatorWithPadding(tokenizer),
+                processing_class=tokenizer,
+                compute_metrics=compute_metrics,
+                callbacks=[_LiveCallback(live, task.metric)],
+            )
+            if cfg.epochs > 0:
+                trainer.train()
+            final = trainer.evaluate()
+            dev_metric = float(final[f"eval_{task.metric}"])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the Trainer's scratch output_dir
     metrics = {
         "task": task.name,
         "metric": task.metric,
