@@ -23,8 +23,9 @@ from distillery.students import load_student
 
 
 def _dynamic_axes(names: list[str]) -> dict:
-    return {n: ({0: "batch", 1: "seq"} if n.startswith("input_ids") else {0: "batch"}) for n in names} | {
-        "logits": {0: "batch"}}
+    """Batch axis everywhere; each token input gets its own sequence axis (a pair's sides differ)."""
+    return {n: ({0: "batch", 1: "seq" + n.removeprefix("input_ids")} if n.startswith("input_ids") else {0: "batch"})
+            for n in names} | {"logits": {0: "batch"}}
 
 
 def onnx_logits(session, model, tokenizer, frame: pd.DataFrame, max_seq_len: int) -> np.ndarray:
