@@ -45,7 +45,7 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
         store = LogitStore(store_dir, fp, model.config.num_labels, cfg.features)  # merge the other processes' parts
     ids = texts["id"].tolist()
     keys = np.array([int(i, 16) for i in ids], dtype=np.uint64)
-    write_logits(out_dir, ids, {c: store.get(keys, c) for c in store.columns}, {
+    write_logits(out_dir, ids, store.get_all(keys), {
         "fingerprint": fp,
         "teacher": str(teacher_dir),
         "task": task.name,

@@ -82,12 +82,23 @@ class LogitStore:
         self.columns = ["logits"] + [column(f) for f in features]
         self._keys = np.zeros(0, dtype=np.uint64)
         self._cols: dict[str, np.ndarray] = {}
+        self._pending_keys: list[np.ndarray] = []
+        self._pending_cols: dict[str, list[np.ndarray]] = {}
         self._load()
 
     def _merge(self, keys: list[np.ndarray], cols: dict[str, list[np.ndarray]]) -> None:
-        self._keys = np.concatenate([self._keys, *keys])
+        """Queue new rows; they are concatenated and sorted once, at the next lookup."""
+        self._pending_keys.extend(keys)
         for c, parts in cols.items():
+            self._pending_cols.setdefault(c, []).extend(parts)
+
+    def _sorted(self) -> None:
+        if not self._pending_keys:
+            return
+        self._keys = np.concatenate([self._keys, *self._pending_keys])
+        for c, parts in self._pending_cols.items():
             self._cols[c] = np.concatenate(([self._cols[c]] if c in self._cols else []) + parts)
+        self._pending_keys, self._pending_cols = [], {}
         order = np.argsort(self._keys, kind="stable")
         self._keys = self._keys[order]
         self._cols = {c: v[order] for c, v in self._cols.items()}
@@ -103,21 +114,27 @@ class LogitStore:
                 for c in self.columns:
                     cols[c].append(z[c])
         self._merge(keys, {c: v for c, v in cols.items() if v})
+        self._sorted()
         if "logits" not in self._cols:
             self._cols["logits"] = np.zeros((0, self.num_labels), dtype=np.float16)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found mask, positions) of `keys` in the store."""
+        self._sorted()
         if not len(self._keys):
             return np.zeros(len(keys), bool), np.zeros(len(keys), np.int64)
         pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
         return self._keys[pos] == keys, pos
 
     def get(self, keys: np.ndarray, col: str = "logits") -> np.ndarray:
+        return self.get_all(keys)[col]
+
+    def get_all(self, keys: np.ndarray) -> dict[str, np.ndarray]:
+        """Every stored column for `keys`, in order (one lookup for all of them)."""
         found, pos = self.lookup(keys)
         if not found.all():
             raise KeyError(f"{int((~found).sum())} keys not in the store")
-        return self._cols[col][pos]
+        return {c: self._cols[c][pos] for c in self.columns}
 
     def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         """Persist one part atomically, then merge it into memory."""
