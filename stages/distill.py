@@ -15,7 +15,8 @@ import typer
 
 from stages.common import one_line_errors
 
-TOP_LEVEL = ("model", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_seq_len", "seed")
+TOP_LEVEL = ("model", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_examples", "max_seq_len",
+             "seed", "optimizer", "weight_decay", "warmup_ratio")
 
 
 def _convert(raw: str):
@@ -31,8 +32,9 @@ def _convert(raw: str):
 
 
 def parse_student_args(name: str, args: list[str]) -> dict:
-    """`--key value` pairs -> StudentConfig kwargs (`losses.X`, `model_args.X`, or a top-level field)."""
-    from distillery.config import StudentConfig
+    """`--key value` pairs -> StudentConfig kwargs: a top-level field, `losses.X`, `model_args.X`
+    (several values make a list, as DVC writes one), or `intermediate.<field>` / `intermediate.losses.X`."""
+    from distillery.config import STEP_FIELDS, StudentConfig
     from distillery.errors import DistilleryError
 
     types = {f.name: f.type for f in dataclasses.fields(StudentConfig)}
@@ -45,21 +47,42 @@ def parse_student_args(name: str, args: list[str]) -> dict:
         key = key[2:]
         negated = key.startswith("no-")
         key = (key[3:] if negated else key).replace("-", "_")
+        values = []
+        i += 1
+        while i < len(args) and not args[i].startswith("--"):
+            values.append(args[i])
+            i += 1
         if negated:
-            value, i = "false", i + 1  # `--no-key`, as DVC writes a false boolean
-        elif i + 1 >= len(args) or args[i + 1].startswith("--"):
-            value, i = "true", i + 1  # a bare flag, as DVC writes a true boolean
-        else:
-            value, i = args[i + 1], i + 2
+            values = ["false"]  # `--no-key`, as DVC writes a false boolean
+        elif not values:
+            values = ["true"]  # a bare flag, as DVC writes a true boolean
+        value = values[0] if len(values) == 1 else None
         head, _, sub = key.partition(".")
-        if head in ("losses", "model_args") and sub:
-            out[head][sub] = float(value) if head == "losses" else _convert(value)
+        if head == "model_args" and sub:
+            out["model_args"][sub] = _convert(value) if value is not None else [_convert(v) for v in values]
+        elif value is None:
+            raise DistilleryError(f"param students.{name}.{key}: takes one value, got {len(values)}")
+        elif head == "losses" and sub:
+            out["losses"][sub] = float(value)
+        elif head == "intermediate" and sub:
+            inter = out.setdefault("intermediate", {})
+            field_, _, loss = sub.partition(".")
+            if field_ == "losses" and loss:
+                inter.setdefault("losses", {})[loss] = float(value)
+            elif field_ in STEP_FIELDS and field_ != "losses" and not loss:
+                inter[field_] = value if field_ == "transfer_set" else _convert(value)
+            else:
+                raise DistilleryError(
+                    f"param students.{name}.{key}: unknown setting; use intermediate.losses.<loss> or "
+                    f"intermediate.<{'|'.join(f for f in STEP_FIELDS if f != 'losses')}>"
+                )
         elif head in TOP_LEVEL:
             t = types[head]
             out[head] = value if t in (str, "str") else _convert(value)
         else:
             raise DistilleryError(
-                f"param students.{name}.{key}: unknown setting; use {', '.join(TOP_LEVEL)}, losses.<loss> or model_args.<arg>"
+                f"param students.{name}.{key}: unknown setting; use {', '.join(TOP_LEVEL)}, losses.<loss>, "
+                "model_args.<arg> or intermediate.<setting>"
             )
     return out
 
@@ -76,9 +99,12 @@ def distill(
     metrics: Annotated[Optional[Path], typer.Option(help="Metrics JSON (default metrics/students/<name>.json).")] = None,
     live_dir: Annotated[Optional[Path], typer.Option(help="DVCLive folder (default dvclive/students/<name>).")] = None,
 ) -> None:
-    """Train one student. Extra `--key value` pairs set it: --model (bilstm), --losses.<loss> WEIGHT
-    (ce, soft_ce, kl, mse_logits), --model_args.<arg> VALUE, --transfer_set (augmented|train),
-    --epochs, --batch_size, --lr, --temperature, --max_seq_len, --seed."""
+    """Train one student. Extra `--key value` pairs set it: --model (bilstm, bert, distilbert, pkd_skip,
+    pkd_last, tinybert, mobilebert), --losses.<loss> WEIGHT (ce, soft_ce, kl, mse_logits, cosine_hidden,
+    pkd, tinybert_embedding, tinybert_hidden, tinybert_attention, mobilebert_feature_map,
+    mobilebert_attention), --model_args.<arg> VALUE, --transfer_set (augmented|train), --epochs,
+    --batch_size, --lr, --temperature, --max_examples, --max_seq_len, --seed, --optimizer (adam|adamw),
+    --weight_decay, --warmup_ratio, and --intermediate.<same> for a first, layer-to-layer step."""
     from distillery.config import StudentConfig
     from distillery.distill.train import distill as run
     from distillery.errors import DistilleryError

@@ -94,9 +94,43 @@ class SoftLabelConfig:
         _check(8 <= self.max_seq_len <= 4096, "soft_labels.max_seq_len", f"must be in 8..4096, got {self.max_seq_len}")
 
 
+STEP_FIELDS = ("losses", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_examples")
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """One training step of a student: what it learns from, on which data, for how long."""
+
+    param: str  # where it sits in params.yaml, for error messages
+    losses: dict[str, float]
+    transfer_set: str
+    epochs: int
+    batch_size: int
+    lr: float
+    temperature: float
+    max_examples: int = 0  # 0: the whole transfer set; else a seeded sample of this many
+
+    def __post_init__(self) -> None:
+        p = self.param
+        _check(bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
+        for k, w in self.losses.items():
+            _check(float(w) >= 0, f"{p}.losses.{k}", f"weight must be >= 0, got {w}")
+        _check(self.transfer_set in ("augmented", "train"), f"{p}.transfer_set",
+               f"must be 'augmented' or 'train', got {self.transfer_set!r}")
+        _check(self.epochs >= 1, f"{p}.epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"{p}.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"{p}.lr", f"must be > 0, got {self.lr}")
+        _check(self.temperature > 0, f"{p}.temperature", f"must be > 0, got {self.temperature}")
+        _check(self.max_examples >= 0, f"{p}.max_examples", f"must be >= 0, got {self.max_examples}")
+
+
 @dataclass(frozen=True)
 class StudentConfig:
-    """One `students.<name>` block of params.yaml."""
+    """One `students.<name>` block of params.yaml.
+
+    The top-level losses/transfer_set/epochs/... are the student's (last) training step. An optional
+    `intermediate` block with the same keys runs first: TinyBERT's intermediate-layer distillation,
+    MobileBERT's layer-to-layer transfer; keys it leaves out are taken from the top level."""
 
     name: str
     model: str  # registered student family, e.g. "bilstm"
@@ -107,20 +141,35 @@ class StudentConfig:
     batch_size: int = 64
     lr: float = 1e-3
     temperature: float = 1.0
+    max_examples: int = 0
     max_seq_len: int = 64
     seed: int = 0
+    optimizer: str = "adam"  # "adam" (constant lr) or "adamw" (linear warm-up and decay, weight decay)
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    intermediate: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         p = f"students.{self.name}"
-        _check(bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
-        for k, w in self.losses.items():
-            _check(float(w) >= 0, f"{p}.losses.{k}", f"weight must be >= 0, got {w}")
-        _check(self.transfer_set in ("augmented", "train"), f"{p}.transfer_set",
-               f"must be 'augmented' or 'train', got {self.transfer_set!r}")
-        _check(self.epochs >= 1, f"{p}.epochs", f"must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"{p}.batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, f"{p}.lr", f"must be > 0, got {self.lr}")
-        _check(self.temperature > 0, f"{p}.temperature", f"must be > 0, got {self.temperature}")
+        self.steps()  # validates both steps
+        _check(self.optimizer in ("adam", "adamw"), f"{p}.optimizer", f"must be 'adam' or 'adamw', got {self.optimizer!r}")
+        _check(0 <= self.warmup_ratio < 1, f"{p}.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _check(self.weight_decay >= 0, f"{p}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        unknown = [k for k in self.intermediate if k not in STEP_FIELDS]
+        _check(not unknown, f"{p}.intermediate.{unknown[0] if unknown else ''}",
+               f"unknown setting; use {', '.join(STEP_FIELDS)}")
+
+    def steps(self) -> list[StepConfig]:
+        p = f"students.{self.name}"
+        main = {k: getattr(self, k) for k in STEP_FIELDS}
+        out = []
+        if self.intermediate:
+            inter = {**main, **self.intermediate}
+            if "losses" not in self.intermediate:
+                inter["losses"] = {}
+            out.append(StepConfig(param=f"{p}.intermediate", **inter))
+        out.append(StepConfig(param=p, **main))
+        return out
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
 
     task, info, _, dev = load_prepared(prepared_dir)
     model, tokenizer, sinfo = load_student(student_dir)
+    if hasattr(model, "for_export"):
+        model = model.for_export()
     max_len = int(sinfo["max_seq_len"])
     names = model.input_names
     example = model.collate(tokenizer, dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if info["pair"] else None, max_len)
@@ -46,9 +48,12 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
         onnx_path = tmp / "model.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (), str(onnx_path), kwargs={n: example[n] for n in names}, input_names=names,
-                              output_names=["logits"], dynamic_axes=_dynamic_axes(names),
-                              opset_version=cfg.opset, dynamo=False)
+            if hasattr(model, "export_onnx"):
+                model.export_onnx(onnx_path, example, cfg.opset)
+            else:
+                torch.onnx.export(model, (), str(onnx_path), kwargs={n: example[n] for n in names}, input_names=names,
+                                  output_names=["logits"], dynamic_axes=_dynamic_axes(names),
+                                  opset_version=cfg.opset, dynamo=False)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
@@ -125,15 +130,32 @@ def model_card(sinfo: dict, info: dict, export: dict) -> str:
         "import numpy as np, onnxruntime as ort",
         "from transformers import AutoTokenizer",
         "tok = AutoTokenizer.from_pretrained('.')",
-        "ids = tok('a gorgeous , witty film', add_special_tokens=False)['input_ids']",
-        "sess = ort.InferenceSession('model.onnx')",
-        "feeds = {'input_ids': np.array([ids], dtype=np.int64), 'lengths': np.array([len(ids)], dtype=np.int64)}",
-        "logits = sess.run(['logits'], feeds)[0]",
+        *(_use_lengths() if "lengths" in export["inputs"] else _use_hf(export["inputs"])),
         "```",
         "",
-        f"Inputs: {', '.join('`' + n + '`' for n in export['inputs'])} (int64; token ids without special "
-        "tokens, padded with the pad id, and each row's length). Output: `logits`, one row per input.",
+        f"Inputs: {', '.join('`' + n + '`' for n in export['inputs'])} (int64)"
+        + ("; token ids without special tokens, padded with the pad id, and each row's length"
+           if "lengths" in export["inputs"] else ", as the tokenizer returns them")
+        + ". Output: `logits`, one row per input.",
         f"Labels: {', '.join(info['label_names'])}.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _use_lengths() -> list[str]:
+    return [
+        "ids = tok('a gorgeous , witty film', add_special_tokens=False)['input_ids']",
+        "sess = ort.InferenceSession('model.onnx')",
+        "feeds = {'input_ids': np.array([ids], dtype=np.int64), 'lengths': np.array([len(ids)], dtype=np.int64)}",
+        "logits = sess.run(['logits'], feeds)[0]",
+    ]
+
+
+def _use_hf(names: list[str]) -> list[str]:
+    return [
+        "enc = tok(['a gorgeous , witty film'], return_tensors='np')",
+        "sess = ort.InferenceSession('model.onnx')",
+        f"logits = sess.run(['logits'], {{k: enc[k].astype(np.int64) for k in {names!r}}})[0]",
+        "# or, in PyTorch: AutoModelForSequenceClassification.from_pretrained(<the student folder>)",
+    ]

@@ -24,7 +24,10 @@ INFO = "student.json"
 
 def save_student(model: torch.nn.Module, tokenizer, out_dir: str | Path, info: dict) -> None:
     with atomic_dir(out_dir) as tmp:
-        torch.save(model.state_dict(), tmp / CHECKPOINT)
+        if hasattr(model, "save_weights"):  # transformers students: config.json + model.safetensors
+            model.save_weights(tmp)
+        else:
+            torch.save(model.state_dict(), tmp / CHECKPOINT)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / INFO, {"family": model.family, "config": dataclasses.asdict(model.config), **info})
 
@@ -36,6 +39,10 @@ def load_student(student_dir: str | Path):
         raise DistilleryError(f"{d}: no student here ({INFO} missing); run `distillery distill` first")
     info = read_json(d / INFO)
     cls = STUDENTS.get(info["family"], param=f"{d / INFO}:family")
-    model = cls(cls.Config(**info["config"]))
-    model.load_state_dict(torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True))
+    config = cls.Config(**info["config"])
+    if hasattr(cls, "load_weights"):
+        model = cls.load_weights(d, config)
+    else:
+        model = cls(config)
+        model.load_state_dict(torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True))
     return model.eval(), AutoTokenizer.from_pretrained(d), info

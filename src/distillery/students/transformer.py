@@ -1,0 +1,387 @@
+"""Transformer students from the papers, all built on transformers' own model classes so that a saved
+student loads with `AutoModelForSequenceClassification.from_pretrained(folder)`.
+
+| family       | paper                 | shape (our 6 x 384 teacher)            | initialised from the teacher      |
+|--------------|-----------------------|----------------------------------------|-----------------------------------|
+| `bert`       | (baseline)            | k of the teacher's layers               | its first k layers                |
+| `distilbert` | Sanh et al. 2019      | k layers, teacher width                 | every other layer (2, 4, 6)       |
+| `pkd_skip`   | Sun et al. 2019 (PKD) | k layers, teacher width                 | first k layers; patient layers 2, 4 |
+| `pkd_last`   | Sun et al. 2019 (PKD) | k layers, teacher width                 | first k layers; patient layers 4, 5 |
+| `tinybert`   | Jiao et al. 2020      | 4 layers of 192, uniform layer map      | embeddings (PCA, see below)       |
+| `mobilebert` | Sun et al. 2020       | teacher depth, bottleneck blocks        | embeddings (PCA)                  |
+
+Layer numbers are 1-based teacher layers (0 = embeddings), as in transformers' `hidden_states`.
+Everything a family derives from the teacher (width, heads, layer maps) is resolved by `from_teacher`
+and stored in the student's config, so `load_student` rebuilds exactly the same model.
+
+TinyBERT and MobileBERT start, in their papers, from a student pre-distilled on a general corpus
+(General TinyBERT, the pre-trained MobileBERT); none is available offline and general distillation
+is beyond a CPU budget, so here their word, position and segment embeddings start from the teacher's
+projected onto the student width by PCA, and the rest is random. The task-specific steps are the
+papers' own.
+"""
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distillery.losses.features import Features
+from distillery.students.base import STUDENTS
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = 30522
+    num_labels: int = 2
+    pair: bool = False
+    pad_id: int = 0
+    num_layers: int = 0  # 0: the family's default
+    hidden_size: int = 0  # 0: the teacher's (mobilebert: the inter-block width, must equal the teacher's)
+    num_heads: int = 0  # 0: the teacher's (mobilebert: 4)
+    intermediate_size: int = 0  # 0: 4 x hidden_size (mobilebert: 4 x intra_size)
+    init_layers: list[int] | None = None  # teacher layers copied into student layers 1..k
+    layer_map: list[int] | None = None  # teacher layer each student layer learns from (feature losses)
+    patient_layers: list[int] | None = None  # PKD: teacher layers for student layers 1..k-1
+    freeze_embeddings: bool = False  # keep the word-embedding table fixed (about 1.4x faster steps on CPU)
+    init_embeddings: str = ""  # "pca": teacher embeddings projected to the student width; "": random
+    intra_size: int = 128  # mobilebert: intra-block (bottleneck) width
+    num_ffn: int = 2  # mobilebert: stacked feed-forward networks per block
+    embedding_size: int = 128  # mobilebert: embedding width before the trigram projection
+    normalization: str = "no_norm"  # mobilebert: "no_norm" (the paper's NoNorm) or "layer_norm"
+    input_names: list[str] = field(default_factory=lambda: ["input_ids", "token_type_ids", "attention_mask"])
+    hf: dict | None = None  # the resolved transformers config (written by from_teacher)
+
+
+def _every_other(n_teacher: int, k: int) -> list[int]:
+    return [n_teacher - 2 * (k - 1 - i) for i in range(k)]
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The self-attention modules of a BERT-like model, in layer order (those with query/key maps)."""
+    return [m for _, m in model.named_modules()
+            if isinstance(getattr(m, "query", None), nn.Linear) and isinstance(getattr(m, "key", None), nn.Linear)
+            and hasattr(m, "attention_head_size")]
+
+
+def model_features(hf_model: nn.Module, batch: dict, scores: bool) -> Features:
+    """Logits, every hidden state and (if asked) every layer's unnormalised attention scores
+    q.k / sqrt(d_head), for a transformers classifier. Scores come from hooks on the query and key
+    maps, so the fast attention kernel stays in use."""
+    caught: dict[int, dict[str, torch.Tensor]] = {}
+    hooks = []
+    if scores:
+        for i, m in enumerate(attention_modules(hf_model)):
+            for part in ("query", "key"):
+                hooks.append(getattr(m, part).register_forward_hook(
+                    lambda mod, inp, out, i=i, part=part: caught.setdefault(i, {}).__setitem__(part, out)))
+    try:
+        out = hf_model(**batch, output_hidden_states=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    sc = None
+    if scores:
+        sc = []
+        for i, m in enumerate(attention_modules(hf_model)):
+            q, k = caught[i]["query"], caught[i]["key"]
+            bs, n, _ = q.shape
+            d = m.attention_head_size
+            q = q.view(bs, n, -1, d).transpose(1, 2)
+            k = k.view(bs, n, -1, d).transpose(1, 2)
+            sc.append(q @ k.transpose(-1, -2) * d ** -0.5)  # (bs, H, L, L)
+    return Features(logits=out.logits, hidden=list(out.hidden_states), scores=sc, mask=batch["attention_mask"])
+
+
+def _pca_embeddings(teacher_weight: torch.Tensor, basis: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    return (teacher_weight - mean) @ basis
+
+
+class TransformerStudent(nn.Module):
+    """A transformers sequence classifier with the student interface (collate, forward -> logits)."""
+
+    family = "bert"
+    Config = TransformerConfig
+
+    def __init__(self, config: TransformerConfig, hf_model: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        if hf_model is None:
+            from transformers import AutoConfig, AutoModelForSequenceClassification
+
+            hcfg = dict(config.hf)
+            hf_model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(**hcfg))
+        self.hf = hf_model
+
+    # ------------------------------------------------------------------ the student interface
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.config.input_names)
+
+    def collate(self, tokenizer, texts_a: list[str], texts_b: list[str] | None, max_seq_len: int) -> dict:
+        enc = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_len, padding=True, return_tensors="pt")
+        return {n: enc[n] for n in self.input_names}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        kw = {"attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kw["token_type_ids"] = token_type_ids
+        return self.hf(input_ids=input_ids, **kw).logits  # (bs, num_labels)
+
+    def for_export(self) -> "TransformerStudent":
+        """Plain-ops attention for export: the fused kernel's mask shortcuts are data-dependent."""
+        self.hf.set_attn_implementation("eager")
+        return self
+
+    def export_onnx(self, path: Path, example: dict, opset: int) -> None:
+        """ONNX through torch.export (dynamo): the TorchScript tracer bakes parts of transformers'
+        mask construction into constants (wrong logits on other inputs); torch.export keeps them symbolic.
+        Opset 18 at least: the exporter's native one (down-converting breaks int8 quantisation)."""
+        from torch.export import Dim
+
+        batch, seq = Dim("batch"), Dim("seq", max=self.hf.config.max_position_embeddings)
+        torch.onnx.export(self, (), str(path), kwargs={n: example[n] for n in self.input_names},
+                          input_names=self.input_names, output_names=["logits"],
+                          dynamic_shapes={n: {0: batch, 1: seq} for n in self.input_names},
+                          opset_version=max(opset, 18), dynamo=True, verbose=False)
+        import onnx
+
+        proto = onnx.load(str(path))
+        del proto.graph.value_info[:]  # stale intermediate shapes here make onnxruntime's quantiser fail
+        onnx.save(proto, str(path))
+        Path(f"{path}.data").unlink(missing_ok=True)  # the weights are inline now
+
+    def features(self, batch: dict, scores: bool) -> Features:
+        return model_features(self.hf, batch, scores)
+
+    # ------------------------------------------------------------------ saving: the transformers format
+    def save_weights(self, folder: Path) -> None:
+        self.hf.save_pretrained(folder)
+
+    @classmethod
+    def load_weights(cls, folder: Path, config: TransformerConfig) -> "TransformerStudent":
+        from transformers import AutoModelForSequenceClassification
+
+        return cls(config, AutoModelForSequenceClassification.from_pretrained(folder))
+
+    # ------------------------------------------------------------------ building from the teacher
+    @classmethod
+    def defaults(cls, c: TransformerConfig, t) -> dict:
+        """Family defaults for the fields left at 0/None, given the teacher's config `t`."""
+        k = c.num_layers or max(1, t.num_hidden_layers // 2)
+        return {"num_layers": k, "init_layers": list(range(1, k + 1))}
+
+    @classmethod
+    def resolve(cls, config: TransformerConfig, t) -> TransformerConfig:
+        """Fill the family defaults and check that the student fits the teacher (ValueError if not)."""
+        c = copy.deepcopy(config)
+        for what in ("init_layers", "layer_map", "patient_layers"):  # one layer arrives as a bare int
+            if isinstance(getattr(c, what), int):
+                setattr(c, what, [getattr(c, what)])
+        for key, value in cls.defaults(c, t).items():
+            if getattr(c, key) in (0, None, ""):
+                setattr(c, key, value)
+        c.hidden_size = c.hidden_size or t.hidden_size
+        c.num_heads = c.num_heads or t.num_attention_heads
+        c.intermediate_size = c.intermediate_size or 4 * c.hidden_size
+        n = t.num_hidden_layers
+        if c.hidden_size % c.num_heads:
+            raise ValueError(f"hidden_size {c.hidden_size} is not a multiple of num_heads {c.num_heads}")
+        if c.layer_map is None:
+            c.layer_map = [round(m * n / c.num_layers) for m in range(1, c.num_layers + 1)]  # uniform
+        for what in ("init_layers", "layer_map", "patient_layers"):
+            layers = getattr(c, what)
+            if not layers:
+                continue
+            expect = c.num_layers - 1 if what == "patient_layers" else c.num_layers
+            if len(layers) != expect:
+                raise ValueError(f"{what} {layers} names {len(layers)} teacher layers for {expect} student layers")
+            bad = [x for x in layers if not 1 <= x <= n]
+            if bad:
+                raise ValueError(f"{what} {layers} names teacher layer {bad[0]}, but the teacher has layers 1..{n}")
+        if c.init_layers and c.hidden_size != t.hidden_size:
+            raise ValueError(f"init_layers needs the teacher's width: hidden_size {c.hidden_size} vs the teacher's "
+                             f"{t.hidden_size}; set hidden_size to {t.hidden_size} or init_layers to []")
+        c.hf = cls.hf_config(c, t)
+        return c
+
+    @classmethod
+    def hf_config(cls, c: TransformerConfig, t) -> dict:
+        d = t.to_dict()
+        for key in ("architectures", "_name_or_path", "transformers_version", "dtype", "torch_dtype"):
+            d.pop(key, None)
+        d.update(num_hidden_layers=c.num_layers, hidden_size=c.hidden_size, num_attention_heads=c.num_heads,
+                 intermediate_size=c.intermediate_size, num_labels=c.num_labels,
+                 id2label={i: t.id2label.get(i, f"LABEL_{i}") for i in range(c.num_labels)},
+                 label2id={t.id2label.get(i, f"LABEL_{i}"): i for i in range(c.num_labels)})
+        return d
+
+    @classmethod
+    def from_teacher(cls, config: TransformerConfig, teacher_dir: str | Path | None) -> "TransformerStudent":
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        if teacher_dir is None:
+            raise ValueError(f"{cls.family} students are built from a teacher; give its folder")
+        tcfg = AutoConfig.from_pretrained(teacher_dir)
+        if not hasattr(tcfg, "num_hidden_layers") or not hasattr(tcfg, "hidden_size"):
+            raise ValueError(f"the teacher ({tcfg.model_type}) is not a BERT-like encoder")
+        c = cls.resolve(config, tcfg)
+        model = cls(c)
+        if c.init_layers or c.init_embeddings:
+            teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+            model.init_from(teacher, c)
+        emb = model.hf.get_input_embeddings()
+        emb.weight.requires_grad_(not c.freeze_embeddings)
+        return model
+
+    def init_from(self, teacher: nn.Module, c: TransformerConfig) -> None:
+        """Copy embeddings, the chosen layers, pooler and classifier (same width), or PCA embeddings."""
+        src = teacher.state_dict()
+        dst = self.hf.state_dict()
+        new = {}
+        if c.init_layers:
+            for key in dst:
+                if ".layer." in key:
+                    pre, rest = key.split(".layer.", 1)
+                    i, tail = rest.split(".", 1)
+                    tkey = f"{pre}.layer.{c.init_layers[int(i)] - 1}.{tail}"
+                else:
+                    tkey = key
+                if tkey in src and src[tkey].shape == dst[key].shape:
+                    new[key] = src[tkey]
+            missing = [k for k in dst if k not in new]
+            if missing:
+                raise ValueError(f"could not initialise {missing[0]} from the teacher (no tensor of that shape)")
+        elif c.init_embeddings == "pca":
+            new = self._pca_init(src, dst)
+        elif c.init_embeddings:
+            raise ValueError(f"init_embeddings must be 'pca' or '', got {c.init_embeddings!r}")
+        self.hf.load_state_dict({**dst, **new})
+
+    @staticmethod
+    def _pca_init(src: dict, dst: dict) -> dict:
+        def find(sd, suffix):
+            return next((k for k in sd if k.endswith(suffix)), None)
+
+        tw = src[find(src, "embeddings.word_embeddings.weight")].float()
+        sw_key = find(dst, "embeddings.word_embeddings.weight")
+        width = dst[sw_key].shape[1]
+        mean = tw.mean(0, keepdim=True)
+        _, _, v = torch.linalg.svd(tw - mean, full_matrices=False)
+        basis = v[:width].T  # (d_teacher, width): the top principal directions
+        new = {sw_key: _pca_embeddings(tw, basis, mean)}
+        for name in ("position_embeddings", "token_type_embeddings"):
+            tk, sk = find(src, f"embeddings.{name}.weight"), find(dst, f"embeddings.{name}.weight")
+            if not (tk and sk and src[tk].shape[0] <= dst[sk].shape[0]):
+                continue
+            init = dst[sk].clone()
+            if dst[sk].shape[1] == width:
+                init[: src[tk].shape[0]] = src[tk].float() @ basis
+            elif dst[sk].shape[1] == src[tk].shape[1]:  # mobilebert: positions at the inter-block width
+                init[: src[tk].shape[0]] = src[tk].float()
+            new[sk] = init
+        return new
+
+
+STUDENTS.register("bert")(TransformerStudent)
+
+
+@STUDENTS.register("distilbert")
+class DistilBertStudent(TransformerStudent):
+    """Sanh et al. 2019: half the teacher's layers at its width, initialised from every other layer
+    (by default ending with the top one), trained with soft CE + hard CE + `cosine_hidden`."""
+
+    family = "distilbert"
+
+    @classmethod
+    def defaults(cls, c, t):
+        k = c.num_layers or max(1, t.num_hidden_layers // 2)
+        return {"num_layers": k, "init_layers": _every_other(t.num_hidden_layers, k)}
+
+
+@STUDENTS.register("pkd_skip")
+class PKDSkipStudent(TransformerStudent):
+    """Sun et al. 2019, PKD-Skip: first k teacher layers; student layer j learns from teacher layer 2j."""
+
+    family = "pkd_skip"
+
+    @classmethod
+    def defaults(cls, c, t):
+        k = c.num_layers or max(1, t.num_hidden_layers // 2)
+        return {"num_layers": k, "init_layers": list(range(1, k + 1)),
+                "patient_layers": [2 * j for j in range(1, k)]}
+
+
+@STUDENTS.register("pkd_last")
+class PKDLastStudent(TransformerStudent):
+    """Sun et al. 2019, PKD-Last: first k teacher layers; student layers 1..k-1 learn from the
+    teacher's k-1 layers just below its top."""
+
+    family = "pkd_last"
+
+    @classmethod
+    def defaults(cls, c, t):
+        k = c.num_layers or max(1, t.num_hidden_layers // 2)
+        n = t.num_hidden_layers
+        return {"num_layers": k, "init_layers": list(range(1, k + 1)),
+                "patient_layers": list(range(n - k + 1, n))}
+
+
+@STUDENTS.register("tinybert")
+class TinyBertStudent(TransformerStudent):
+    """Jiao et al. 2020: narrower and shallower (default 4 x 192, the teacher's head count), layer m
+    learning from teacher layer round(m N / M); learned maps W_e, W_h to the teacher's width."""
+
+    family = "tinybert"
+
+    @classmethod
+    def defaults(cls, c, t):
+        return {"num_layers": 4, "hidden_size": 192, "init_layers": [], "init_embeddings": "pca"}
+
+
+@STUDENTS.register("mobilebert")
+class MobileBertStudent(TransformerStudent):
+    """Sun et al. 2020: the teacher's depth, each block a bottleneck (inter-block width = the teacher's
+    width, so feature maps compare directly; attention and stacked FFNs at the narrow intra-block
+    width, with linear maps in and out), trigram embeddings, NoNorm, ReLU."""
+
+    family = "mobilebert"
+
+    @classmethod
+    def defaults(cls, c, t):
+        return {"num_layers": t.num_hidden_layers, "num_heads": 4, "init_layers": [], "init_embeddings": "pca",
+                "intermediate_size": 4 * c.intra_size}
+
+    @classmethod
+    def resolve(cls, config, t):
+        c = super().resolve(config, t)
+        if c.hidden_size != t.hidden_size:
+            raise ValueError(f"mobilebert transfers feature maps: its hidden_size (inter-block width) must be the "
+                             f"teacher's {t.hidden_size}, got {c.hidden_size}")
+        if t.num_attention_heads % c.num_heads:
+            raise ValueError(f"attention transfer pairs the teacher's {t.num_attention_heads} heads with "
+                             f"num_heads {c.num_heads}: it must divide them")
+        if c.intra_size % c.num_heads:
+            raise ValueError(f"intra_size {c.intra_size} is not a multiple of num_heads {c.num_heads}")
+        return c
+
+    @classmethod
+    def hf_config(cls, c, t):
+        if c.normalization not in ("no_norm", "layer_norm"):
+            raise ValueError(f"normalization must be 'no_norm' or 'layer_norm', got {c.normalization!r}")
+        return {
+            "model_type": "mobilebert", "vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+            "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads,
+            "intermediate_size": c.intermediate_size, "hidden_act": "relu", "embedding_size": c.embedding_size,
+            "trigram_input": True, "use_bottleneck": True, "intra_bottleneck_size": c.intra_size,
+            "use_bottleneck_attention": False, "key_query_shared_bottleneck": True,
+            "num_feedforward_networks": c.num_ffn, "normalization_type": c.normalization,
+            "true_hidden_size": c.intra_size, "max_position_embeddings": t.max_position_embeddings,
+            "type_vocab_size": getattr(t, "type_vocab_size", 2), "pad_token_id": c.pad_id,
+            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.1, "num_labels": c.num_labels,
+            "id2label": {i: t.id2label.get(i, f"LABEL_{i}") for i in range(c.num_labels)},
+            "label2id": {t.id2label.get(i, f"LABEL_{i}"): i for i in range(c.num_labels)},
+        }
