@@ -33,7 +33,7 @@ def _convert(raw: str):
 
 def parse_student_args(name: str, args: list[str]) -> dict:
     """`--key value` pairs -> StudentConfig kwargs: a top-level field, `losses.X`, `model_args.X`
-    (several values make a list, as DVC writes one), or `intermediate.<field>` / `intermediate.losses.X`."""
+    (several values, or the key repeated as DVC's `parsing.list: append` writes it, make a list), or `intermediate.<field>` / `intermediate.losses.X`."""
     from distillery.config import STEP_FIELDS, StudentConfig
     from distillery.errors import DistilleryError
 
@@ -59,7 +59,12 @@ def parse_student_args(name: str, args: list[str]) -> dict:
         value = values[0] if len(values) == 1 else None
         head, _, sub = key.partition(".")
         if head == "model_args" and sub:
-            out["model_args"][sub] = _convert(value) if value is not None else [_convert(v) for v in values]
+            got = [_convert(v) for v in values]
+            if sub in out["model_args"]:  # `--model_args.x 2 --model_args.x 4`: a list, as DVC appends one
+                prev = out["model_args"][sub]
+                out["model_args"][sub] = (prev if isinstance(prev, list) else [prev]) + got
+            else:
+                out["model_args"][sub] = got[0] if len(got) == 1 else got
         elif value is None:
             raise DistilleryError(f"param students.{name}.{key}: takes one value, got {len(values)}")
         elif head == "losses" and sub:

@@ -41,7 +41,7 @@ class TransformerConfig:
     num_layers: int = 0  # 0: the family's default
     hidden_size: int = 0  # 0: the teacher's (mobilebert: the inter-block width, must equal the teacher's)
     num_heads: int = 0  # 0: the teacher's (mobilebert: 4)
-    intermediate_size: int = 0  # 0: 4 x hidden_size (mobilebert: 4 x intra_size)
+    intermediate_size: int = 0  # 0: the teacher's at its width, else 4 x hidden_size (mobilebert: 4 x intra_size)
     init_layers: list[int] | None = None  # teacher layers copied into student layers 1..k
     layer_map: list[int] | None = None  # teacher layer each student layer learns from (feature losses)
     patient_layers: list[int] | None = None  # PKD: teacher layers for student layers 1..k-1
@@ -186,9 +186,10 @@ class TransformerStudent(nn.Module):
                 setattr(c, key, value)
         c.hidden_size = c.hidden_size or t.hidden_size
         c.num_heads = c.num_heads or t.num_attention_heads
-        c.intermediate_size = c.intermediate_size or 4 * c.hidden_size
+        c.intermediate_size = c.intermediate_size or (
+            t.intermediate_size if c.hidden_size == t.hidden_size else 4 * c.hidden_size)
         n = t.num_hidden_layers
-        if c.hidden_size % c.num_heads:
+        if cls.family != "mobilebert" and c.hidden_size % c.num_heads:  # mobilebert's heads split intra_size
             raise ValueError(f"hidden_size {c.hidden_size} is not a multiple of num_heads {c.num_heads}")
         if c.layer_map is None:
             c.layer_map = [round(m * n / c.num_layers) for m in range(1, c.num_layers + 1)]  # uniform
