@@ -1,6 +1,9 @@
 """The `distillery` console command: one subcommand per DVC stage, in pipeline order."""
 
 import typer
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars: noise in every stage's log
 
 from stages.augment import augment
 from stages.distill import distill

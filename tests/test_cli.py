@@ -46,3 +46,20 @@ def test_distill_bad_loss_name(tmp_path, sst2_prepared, tiny_teacher):
     r = run("distill", "--name", "s", "--model", "bilstm", "--losses.mse", "1", "--prepared", str(sst2_prepared),
             "--teacher", str(tiny_teacher), cwd=tmp_path)
     assert r.returncode == 2 and "unknown loss 'mse' (param students.s.losses)" in r.stderr
+
+
+def test_distill_parses_lists_and_the_intermediate_block():
+    from stages.distill import parse_student_args
+
+    got = parse_student_args("t", ["--model", "tinybert", "--losses.soft_ce", "1.0", "--model_args.layer_map", "2",
+                                   "--model_args.layer_map", "4", "--model_args.hidden_size", "192",
+                                   "--intermediate.losses.tinybert_hidden", "1.0", "--intermediate.epochs", "2",
+                                   "--intermediate.transfer_set", "augmented", "--no-model_args.freeze_embeddings"])
+    assert got == {"model": "tinybert", "losses": {"soft_ce": 1.0},
+                   "model_args": {"layer_map": [2, 4], "hidden_size": 192, "freeze_embeddings": False},
+                   "intermediate": {"losses": {"tinybert_hidden": 1.0}, "epochs": 2, "transfer_set": "augmented"}}
+
+
+def test_distill_unknown_intermediate_setting(tmp_path):
+    r = run("distill", "--name", "s", "--model", "tinybert", "--losses.ce", "1", "--intermediate.epoch", "3", cwd=tmp_path)
+    assert r.returncode == 2 and "param students.s.intermediate.epoch: unknown setting" in r.stderr

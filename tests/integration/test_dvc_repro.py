@@ -30,14 +30,24 @@ def test_dvc_repro_tiny(tmp_path):
         if (REPO / f).is_file():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
-    teacher = make_tiny_teacher(tmp_path / "tiny_teacher")
+    teacher = make_tiny_teacher(tmp_path / "tiny_teacher", layers=4)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["prepare"].update(data_dir=str(GLUE / "SST-2"), max_train=300, max_dev=100)
     params["teacher"].update(base_model=str(teacher), bf16=False, lr=1e-3, logging_steps=5)
     params["augment"].update(n_iter=2)
+    params["soft_labels"].update(features=["cls@2", "cls@3"])  # PKD-Skip's layer for a 2-layer student: 2
+    keep = {"bilstm_kd", "bilstm_kd_noaug", "bilstm_ce", "pkd_skip", "distilbert", "tinybert"}
+    params["students"] = {k: v for k, v in params["students"].items() if k in keep}
     for s in params["students"].values():
         s.update(epochs=1)
-        s["model_args"].update(hidden_size=16, mlp_size=16)
+        if s["model"] == "bilstm":
+            s["model_args"].update(hidden_size=16, mlp_size=16)
+        elif s["model"] == "tinybert":
+            s["model_args"].update(num_layers=2, hidden_size=16)
+            s["intermediate"].update(max_examples=200)
+            s.update(max_examples=300)
+        else:
+            s["model_args"].update(num_layers=2)
     params["evaluate"].update(repeats=3, warmup=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], repo)
@@ -49,14 +59,18 @@ def test_dvc_repro_tiny(tmp_path):
     out = sh([sys.executable, "-m", "dvc", "repro"], repo)
     assert "| model | dev accuracy | retention |" in out  # the table is printed at the end
     summary = json.loads((repo / "metrics/eval/summary.json").read_text())
-    assert {"teacher", "bilstm_kd", "bilstm_ce"} <= set(summary)
-    for name in ("bilstm_kd", "bilstm_ce"):
+    assert set(summary) == {"teacher"} | set(params["students"])
+    for name in params["students"]:
         assert 0 <= summary[name]["accuracy"] <= 1 and summary[name]["latency_bs1_ms"] > 0
         assert (repo / "exports" / name / "model.onnx").is_file()
         assert json.loads((repo / "exports" / name / "export.json").read_text())["onnx_agreement"] >= 0.999
     manifest = json.loads((repo / "data/logits/manifest.json").read_text())
     assert manifest["n_rows"] > 400
     assert (repo / "dvclive/students/bilstm_kd/plots/metrics/dev/accuracy.tsv").is_file()
+    assert (repo / "dvclive/students/tinybert/plots/metrics/intermediate/loss.tsv").is_file()  # step 1 ran
+    tiny = json.loads((repo / "models/students/tinybert/student.json").read_text())
+    assert [h["step"] for h in tiny["history"]] == ["intermediate", "train"]
+    assert json.loads((repo / "metrics/students/pkd_skip.json").read_text())["teacher_forward_texts"] == 0  # store
     metrics = sh([sys.executable, "-m", "dvc", "metrics", "show"], repo)
     assert "metrics/eval/summary.json" in metrics
 

@@ -165,7 +165,7 @@ def distill(cfg: StudentConfig, prepared_dir: str | Path, teacher_dir: str | Pat
             lengths = (data["text_a"].str.len() + data["text_b"].str.len()).to_numpy()
             n_batches = math.ceil(len(data) / step.batch_size)
             sched = _schedule(opt, cfg, n_batches * step.epochs)
-            labels_t = torch.as_tensor(labels, dtype=torch.long)
+            labels_t = torch.tensor(np.asarray(labels), dtype=torch.long)
             for epoch in range(step.epochs):
                 model.train()
                 batches = _training_batches(len(data), step.batch_size, lengths, rng)

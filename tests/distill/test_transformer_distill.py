@@ -1,0 +1,83 @@
+"""The `distill` stage with transformer students on the tiny teacher and real SST-2 sentences."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from distillery.config import SoftLabelConfig, StudentConfig
+from distillery.distill.train import distill
+from distillery.errors import DistilleryError
+from distillery.logits.run import soft_labels
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.needs_data
+
+
+@pytest.fixture(scope="module")
+def logits_with_cls(tmp_path_factory, tiny_teacher, sst2_prepared):
+    d = tmp_path_factory.mktemp("lg")
+    soft_labels(SoftLabelConfig(batch_tokens=512, features=("cls@1",)), tiny_teacher, sst2_prepared, None,
+                d / "logits", d / "store", d / "m.json")
+    return d / "logits"
+
+
+def _run(tmp_path, cfg, sst2_prepared, tiny_teacher, logits):
+    return distill(cfg, sst2_prepared, tiny_teacher, logits, None, tmp_path / "out", tmp_path / "m.json", tmp_path / "live")
+
+
+def test_two_step_tinybert_learns_its_intermediate_targets(tmp_path, sst2_prepared, tiny_teacher, logits_with_cls):
+    cfg = StudentConfig(
+        name="tb", model="tinybert", transfer_set="train", losses={"soft_ce": 1.0}, epochs=1, batch_size=32, lr=1e-3,
+        model_args={"num_layers": 2, "hidden_size": 16}, optimizer="adamw", warmup_ratio=0.1,
+        intermediate={"losses": {"tinybert_embedding": 1.0, "tinybert_attention": 1.0, "tinybert_hidden": 1.0},
+                      "epochs": 3, "lr": 3e-3})
+    m = _run(tmp_path, cfg, sst2_prepared, tiny_teacher, logits_with_cls)
+    info = json.loads((tmp_path / "out" / "student.json").read_text())
+    steps = [(h["step"], h["loss"]) for h in info["history"]]
+    assert [s for s, _ in steps] == ["intermediate"] * 3 + ["train"]
+    assert steps[2][1] < steps[0][1]  # layer-to-layer MSE falls: the student (and W_e, W_h) learn
+    assert m["teacher_forward_texts"] == 3 * 300  # the teacher ran alongside in step 1 only
+    assert 0 <= m["dev_accuracy"] <= 1 and (tmp_path / "out" / "config.json").is_file()
+
+
+def test_pkd_reads_cls_from_the_store_else_runs_the_teacher(tmp_path, sst2_prepared, tiny_teacher, logits_with_cls):
+    cfg = StudentConfig(name="pk", model="pkd_skip", transfer_set="train", epochs=1, batch_size=32, lr=5e-4,
+                        losses={"ce": 0.5, "soft_ce": 0.5, "pkd": 100.0}, temperature=5.0,
+                        model_args={"num_layers": 2, "patient_layers": [1]})
+    m = _run(tmp_path / "a", cfg, sst2_prepared, tiny_teacher, logits_with_cls)
+    assert m["teacher_forward_texts"] == 0  # cls@1 came from the logits artifact
+    cfg2 = StudentConfig(**{**cfg.__dict__, "model_args": {"num_layers": 2, "patient_layers": [2]}})
+    m2 = _run(tmp_path / "b", cfg2, sst2_prepared, tiny_teacher, logits_with_cls)
+    assert m2["teacher_forward_texts"] == 300  # cls@2 not stored: computed alongside
+
+
+def test_feature_loss_on_a_student_without_features_is_refused(tmp_path, sst2_prepared, tiny_teacher, logits_with_cls):
+    cfg = StudentConfig(name="b", model="bilstm", transfer_set="train", losses={"cosine_hidden": 1.0},
+                        model_args={"hidden_size": 8, "mlp_size": 8})
+    with pytest.raises(DistilleryError, match="param students.b.losses.cosine_hidden: the bilstm student has no hidden"):
+        _run(tmp_path, cfg, sst2_prepared, tiny_teacher, logits_with_cls)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_a_student_that_does_not_fit_the_teacher(tmp_path, sst2_prepared, tiny_teacher, logits_with_cls):
+    """One line naming the param, exit 2, nothing written: 3 layers copied from a 2-layer teacher."""
+    r = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "distill", "--name", "d", "--model", "distilbert", "--losses.soft_ce", "1",
+         "--model_args.num_layers", "3", "--model_args.init_layers", "1", "--model_args.init_layers", "2",
+         "--model_args.init_layers", "3", "--prepared", str(sst2_prepared), "--teacher", str(tiny_teacher),
+         "--logits", str(logits_with_cls), "--out", str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: param students.d.model_args: init_layers [1, 2, 3] names teacher layer 3, but the teacher has layers 1..2"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_intermediate_block_is_validated():
+    with pytest.raises(DistilleryError, match="param students.x.intermediate.lr: must be > 0"):
+        StudentConfig(name="x", model="tinybert", losses={"soft_ce": 1.0},
+                      intermediate={"losses": {"tinybert_hidden": 1.0}, "lr": 0})
+    with pytest.raises(DistilleryError, match="param students.x.intermediate.losses: name at least one loss"):
+        StudentConfig(name="x", model="tinybert", losses={"soft_ce": 1.0}, intermediate={"epochs": 2})
