@@ -33,21 +33,25 @@ class TeacherAdapter(torch.nn.Module):
 
 
 @torch.inference_mode()
-def latency_ms(model, tokenizer, dev: pd.DataFrame, max_seq_len: int, batch_size: int, cfg: EvaluateConfig,
-               pair: bool) -> float:
-    """Median wall time of one forward pass (ms) over `repeats` batches of real dev texts, after warm-up."""
+def latencies_ms(models: list, dev: pd.DataFrame, batch_size: int, cfg: EvaluateConfig, pair: bool) -> list[float]:
+    """Median wall time (ms) of one forward pass for each (model, tokenizer, max_seq_len), over `repeats`
+    batches of real dev texts after `warmup`. The models take turns on each batch (interleaved), so a
+    burst of load on the machine slows them all alike instead of one model's whole measurement."""
     rng = np.random.default_rng(0)
-    model.eval()
-    times = []
+    times: list[list[float]] = [[] for _ in models]
+    for model, _, _ in models:
+        model.eval()
     for r in range(cfg.warmup + cfg.repeats):
         idx = rng.choice(len(dev), size=min(batch_size, len(dev)), replace=False)
         sub = dev.iloc[idx]
-        batch = model.collate(tokenizer, sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None, max_seq_len)
-        t0 = time.perf_counter()
-        model(**batch)
-        if r >= cfg.warmup:
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for k, (model, tokenizer, max_seq_len) in enumerate(models):
+            batch = model.collate(tokenizer, sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None,
+                                  max_seq_len)
+            t0 = time.perf_counter()
+            model(**batch)
+            if r >= cfg.warmup:
+                times[k].append((time.perf_counter() - t0) * 1000)
+    return [statistics.median(t) for t in times]
 
 
 def _disk_mb(folder: Path) -> float:
@@ -75,8 +79,6 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             "disk_mb": _disk_mb(folder),
         }
-        for bs in cfg.batch_sizes:
-            row[f"latency_bs{bs}_ms"] = latency_ms(model, tk, dev, max_len, bs, cfg, info["pair"])
         exported = Path(exports_dir, name, "export.json") if exports_dir else None
         if exported is not None and exported.is_file():
             e = read_json(exported)
@@ -84,6 +86,10 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
             row[f"int8_{task.metric}"] = e.get(f"int8_dev_{task.metric}", float("nan"))
         rows.append(row)
         print(f"evaluated {name}: {task.metric} {row[task.metric]:.4f}")
+    for bs in cfg.batch_sizes:
+        print(f"timing {len(entries)} models at batch {bs}, interleaved ({cfg.repeats} repeats)")
+        for row, ms in zip(rows, latencies_ms([(m, tk, ml) for _, m, tk, ml, _ in entries], dev, bs, cfg, info["pair"])):
+            row[f"latency_bs{bs}_ms"] = ms
     t = rows[0]
     for row in rows:
         row["retention"] = row[task.metric] / t[task.metric] if t[task.metric] else float("nan")
@@ -129,7 +135,7 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig) -> str:
             ok = pd.notna(r["onnx_agreement"])
             cells += [f"{r['onnx_agreement']:.2%}" if ok else "-", f"{r[f'int8_{metric}']:.4f}" if ok else "-"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + f"\n\nCPU latency: median of {cfg.repeats} forward passes on dev texts, {cfg.threads} threads.\n"
+    return "\n".join(lines) + f"\n\nCPU latency: median of {cfg.repeats} forward passes on dev texts (models take turns on each batch), {cfg.threads} threads.\n"
 
 
 def _plot(table: pd.DataFrame, metric: str, path: Path) -> None:
