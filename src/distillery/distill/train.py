@@ -54,7 +54,7 @@ def _training_batches(n: int, batch_size: int, lengths: np.ndarray, rng: np.rand
     return batches
 
 
-def _transfer_set(cfg: StudentConfig, step: StepConfig, train, augmented_dir, rng: np.random.Generator):
+def _transfer_set(step: StepConfig, train, augmented_dir, rng: np.random.Generator):
     """(frame, labels) of a step's transfer set; generated texts get label -100 (no gold label)."""
     if step.transfer_set == "augmented":
         if augmented_dir is None:
@@ -68,6 +68,10 @@ def _transfer_set(cfg: StudentConfig, step: StepConfig, train, augmented_dir, rn
         keep = np.sort(rng.choice(len(data), size=step.max_examples, replace=False))
         data, labels = data.iloc[keep].reset_index(drop=True), labels[keep]
     return data, labels
+
+
+def _is_feature_loss(name: str) -> bool:
+    return getattr(LOSSES.get(name), "kind", "") == "features"
 
 
 def _schedule(opt, cfg: StudentConfig, total_steps: int):
@@ -102,7 +106,7 @@ def distill(cfg: StudentConfig, prepared_dir: str | Path, teacher_dir: str | Pat
     except ValueError as e:
         raise DistilleryError(f"param students.{cfg.name}.model_args: {e}") from None
 
-    feature_names = {k for st in steps for k, w in st.losses.items() if w > 0 and getattr(LOSSES.get(k), "kind", "") == "features"}
+    feature_names = {k for st in steps for k, w in st.losses.items() if w > 0 and _is_feature_loss(k)}
     if feature_names and not hasattr(model, "features"):
         raise DistilleryError(f"param students.{cfg.name}.losses.{sorted(feature_names)[0]}: the {cls.family} student "
                               "has no hidden states or attention; use it with output-layer losses only")
@@ -130,9 +134,9 @@ def distill(cfg: StudentConfig, prepared_dir: str | Path, teacher_dir: str | Pat
         for si, step in enumerate(steps):
             last = si == len(steps) - 1
             tag = "train" if last else "intermediate"
-            data, labels = _transfer_set(cfg, step, train, augmented_dir, rng)
+            data, labels = _transfer_set(step, train, augmented_dir, rng)
             active = {k: w for k, w in step.losses.items() if w > 0}
-            feats = {k for k in active if getattr(LOSSES.get(k), "kind", "") == "features"}
+            feats = {k for k in active if _is_feature_loss(k)}
             needs = set().union(*(LOSSES.get(k).needs for k in feats)) if feats else set()
             teacher_logits, teacher_cls = None, {}
             if any(k in NEEDS_TEACHER for k in active) or "cls" in needs:

@@ -72,8 +72,9 @@ def model_features(hf_model: nn.Module, batch: dict, scores: bool) -> Features:
     maps, so the fast attention kernel stays in use."""
     caught: dict[int, dict[str, torch.Tensor]] = {}
     hooks = []
+    mods = attention_modules(hf_model) if scores else []
     if scores:
-        for i, m in enumerate(attention_modules(hf_model)):
+        for i, m in enumerate(mods):
             for part in ("query", "key"):
                 hooks.append(getattr(m, part).register_forward_hook(
                     lambda mod, inp, out, i=i, part=part: caught.setdefault(i, {}).__setitem__(part, out)))
@@ -85,7 +86,7 @@ def model_features(hf_model: nn.Module, batch: dict, scores: bool) -> Features:
     sc = None
     if scores:
         sc = []
-        for i, m in enumerate(attention_modules(hf_model)):
+        for i, m in enumerate(mods):
             q, k = caught[i]["query"], caught[i]["key"]
             bs, n, _ = q.shape
             d = m.attention_head_size
