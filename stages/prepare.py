@@ -17,13 +17,18 @@ def prepare(
     max_train: Annotated[int, typer.Option(help="Keep a seeded random sample of this many training examples (0: all).")] = 0,
     max_dev: Annotated[int, typer.Option(help="Likewise for dev (0: all).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
+    duplicates: Annotated[str, typer.Option(help="A training text seen with different labels: keep the majority label (ties: the first), the first row's, or drop the text (majority|first|drop). Dev is always kept whole.")] = "majority",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("data/prepared"),
+    metrics: Annotated[Path, typer.Option(help="Rows read and kept per split, duplicates and conflicts, as JSON.")] = Path("metrics/prepare.json"),
 ) -> None:
     """Read and validate a task's train and dev splits; write them with stable ids (hash of the text)."""
     from distillery.config import PrepareConfig
     from distillery.data.prepare import prepare as run
 
     cfg = PrepareConfig(task=task, data_dir=data_dir or None, hf_dataset=hf_dataset or None,
-                        hf_config=hf_config or None, max_train=max_train, max_dev=max_dev, seed=seed)
-    info = run(cfg, out)
-    typer.echo(f"prepared {info['task']}: {info['n_train']} train, {info['n_dev']} dev -> {out}")
+                        hf_config=hf_config or None, max_train=max_train, max_dev=max_dev, seed=seed,
+                        duplicates=duplicates)
+    info = run(cfg, out, metrics)
+    c = info["counts"]
+    typer.echo(f"prepared {info['task']}: train {c['train']['rows_read']} rows read, {info['n_train']} kept; "
+               f"dev {c['dev']['rows_read']} rows read, {info['n_dev']} kept -> {out}")

@@ -31,8 +31,8 @@ def soft_labels(
     from distillery.logits.run import soft_labels as run
 
     cfg = SoftLabelConfig(batch_tokens=batch_tokens, max_seq_len=max_seq_len, bf16=bf16, checkpoint_every=checkpoint_every,
-                          features=tuple(features))
-    m = run(cfg, teacher, prepared, Path(augmented) if augmented else None, out, store, metrics, threads=threads)
+                          features=tuple(features), threads=threads)
+    m = run(cfg, teacher, prepared, Path(augmented) if augmented else None, out, store, metrics)
     if "rank" in m:  # a worker process under torchrun; rank 0 reports
         return
     typer.echo(f"soft-labels: {m['texts']} texts ({m['labelled']} labelled, {m['reused']} reused) -> {out}")

@@ -3,15 +3,45 @@
 Each `__post_init__` raises `DistilleryError` naming the param (as written in params.yaml).
 """
 
+import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from distillery.errors import DistilleryError
 
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+
 
 def _check(cond: bool, param: str, msg: str) -> None:
     if not cond:
         raise DistilleryError(f"param {param}: {msg}")
+
+
+def check_name(name: str, param: str) -> str:
+    """A student name becomes a folder, a file and a DVC stage name: a plain identifier only."""
+    _check(isinstance(name, str) and NAME.fullmatch(name) is not None, param,
+           f"{name!r} is not a plain name; use letters, digits, '_' and '-' (at most 64, not starting with '-')")
+    return name
+
+
+def _int(value: Any, param: str, lo: int, hi: int | None = None) -> None:
+    """An integer (not a fraction, not a bool) in lo..hi."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    _check(ok, param, f"must be a whole number, got {value!r}")
+    rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+    _check(value >= lo and (hi is None or value <= hi), param, f"must be {rng}, got {value}")
+
+
+def _num(value: Any, param: str, lo: float, hi: float | None = None, lo_open: bool = False,
+         hi_open: bool = False) -> None:
+    """A finite number in [lo, hi] (or open at either end)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    _check(ok, param, f"must be a finite number, got {value!r}")
+    above = value > lo if lo_open else value >= lo
+    below = hi is None or (value < hi if hi_open else value <= hi)
+    rng = ("(" if lo_open else "[") + f"{lo}, " + ("inf)" if hi is None else f"{hi}" + (")" if hi_open else "]"))
+    _check(above and below, param, f"must be in {rng}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -23,15 +53,20 @@ class PrepareConfig:
     max_train: int = 0  # 0 keeps every training example
     max_dev: int = 0
     seed: int = 0
+    duplicates: str = "majority"  # a training text seen with different labels: majority | first | drop
 
     def __post_init__(self) -> None:
+        from distillery.data.glue import DUPLICATE_RULES
         from distillery.data.tasks import get_task
 
         get_task(self.task)
         _check(bool(self.data_dir) != bool(self.hf_dataset), "prepare.data_dir",
                "give exactly one of prepare.data_dir (a GLUE folder) or prepare.hf_dataset")
-        _check(self.max_train >= 0, "prepare.max_train", f"must be >= 0, got {self.max_train}")
-        _check(self.max_dev >= 0, "prepare.max_dev", f"must be >= 0, got {self.max_dev}")
+        _int(self.max_train, "prepare.max_train", 0)
+        _int(self.max_dev, "prepare.max_dev", 0)
+        _int(self.seed, "prepare.seed", 0)
+        _check(self.duplicates in DUPLICATE_RULES, "prepare.duplicates",
+               f"must be one of {', '.join(DUPLICATE_RULES)}, got {self.duplicates!r}")
 
 
 @dataclass(frozen=True)
@@ -48,11 +83,14 @@ class TeacherConfig:
     logging_steps: int = 50
 
     def __post_init__(self) -> None:
-        _check(8 <= self.max_seq_len <= 4096, "teacher.max_seq_len", f"must be in 8..4096, got {self.max_seq_len}")
-        _check(self.epochs >= 0, "teacher.epochs", f"must be >= 0 (0: use a fine-tuned teacher as is), got {self.epochs}")
-        _check(self.batch_size >= 1, "teacher.batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, "teacher.lr", f"must be > 0, got {self.lr}")
-        _check(0 <= self.warmup_ratio < 1, "teacher.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _int(self.max_seq_len, "teacher.max_seq_len", 8, 4096)  # and at most the model's positions (checked on load)
+        _num(self.epochs, "teacher.epochs", 0)  # 0: use a fine-tuned teacher as is
+        _int(self.batch_size, "teacher.batch_size", 1)
+        _num(self.lr, "teacher.lr", 0, lo_open=True)
+        _num(self.weight_decay, "teacher.weight_decay", 0)
+        _num(self.warmup_ratio, "teacher.warmup_ratio", 0, 1, hi_open=True)
+        _int(self.seed, "teacher.seed", 0)
+        _int(self.logging_steps, "teacher.logging_steps", 1)
 
 
 @dataclass(frozen=True)
@@ -70,12 +108,12 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         for name in ("p_mask", "p_pos", "p_ng"):
-            v = getattr(self, name)
-            _check(0.0 <= v <= 1.0, f"augment.{name}", f"is a probability and must be in [0, 1], got {v}")
+            _num(getattr(self, name), f"augment.{name}", 0, 1)
         _check(self.p_mask + self.p_pos <= 1.0, "augment.p_pos",
                f"p_mask + p_pos must be <= 1, got {self.p_mask} + {self.p_pos}")
-        _check(self.max_ng >= 1, "augment.max_ng", f"must be an integer >= 1, got {self.max_ng}")
-        _check(self.n_iter >= 1, "augment.n_iter", f"must be an integer >= 1, got {self.n_iter}")
+        _int(self.max_ng, "augment.max_ng", 1)
+        _int(self.n_iter, "augment.n_iter", 1)
+        _int(self.seed, "augment.seed", 0)
         _check(self.p_pos == 0 or self.tagger != "none", "augment.tagger",
                "p_pos > 0 needs a POS tagger: name an installed spaCy pipeline, or set augment.p_pos to 0")
 
@@ -87,11 +125,13 @@ class SoftLabelConfig:
     bf16: bool = True
     checkpoint_every: int = 4096  # texts per store part: a killed run loses at most this much work
     features: tuple[str, ...] = ()  # teacher features stored next to the logits, e.g. ("cls@3", "cls@6")
+    threads: int = 0  # torch threads; 0: torch's default (does not change the logits)
 
     def __post_init__(self) -> None:
-        _check(self.checkpoint_every >= 1, "soft_labels.checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
-        _check(self.batch_tokens >= 1, "soft_labels.batch_tokens", f"must be >= 1, got {self.batch_tokens}")
-        _check(8 <= self.max_seq_len <= 4096, "soft_labels.max_seq_len", f"must be in 8..4096, got {self.max_seq_len}")
+        _int(self.checkpoint_every, "soft_labels.checkpoint_every", 1)
+        _int(self.batch_tokens, "soft_labels.batch_tokens", 1)
+        _int(self.max_seq_len, "soft_labels.max_seq_len", 8, 4096)  # and at most the teacher's positions
+        _int(self.threads, "soft_labels.threads", 0, 1024)
 
 
 STEP_FIELDS = ("losses", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_examples")
@@ -114,14 +154,16 @@ class StepConfig:
         p = self.param
         _check(bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
         for k, w in self.losses.items():
-            _check(float(w) >= 0, f"{p}.losses.{k}", f"weight must be >= 0, got {w}")
+            _num(w, f"{p}.losses.{k}", 0)
+        _check(sum(self.losses.values()) > 0, f"{p}.losses",
+               "every loss weight is 0, so nothing would be learnt; give at least one loss a weight > 0")
         _check(self.transfer_set in ("augmented", "train"), f"{p}.transfer_set",
                f"must be 'augmented' or 'train', got {self.transfer_set!r}")
-        _check(self.epochs >= 1, f"{p}.epochs", f"must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"{p}.batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, f"{p}.lr", f"must be > 0, got {self.lr}")
-        _check(self.temperature > 0, f"{p}.temperature", f"must be > 0, got {self.temperature}")
-        _check(self.max_examples >= 0, f"{p}.max_examples", f"must be >= 0, got {self.max_examples}")
+        _int(self.epochs, f"{p}.epochs", 1)
+        _int(self.batch_size, f"{p}.batch_size", 1)
+        _num(self.lr, f"{p}.lr", 0, lo_open=True)
+        _num(self.temperature, f"{p}.temperature", 0, lo_open=True)
+        _int(self.max_examples, f"{p}.max_examples", 0)
 
 
 @dataclass(frozen=True)
@@ -150,11 +192,14 @@ class StudentConfig:
     intermediate: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_name(self.name, "students (a student's name)")
         p = f"students.{self.name}"
         self.steps()  # validates both steps
         _check(self.optimizer in ("adam", "adamw"), f"{p}.optimizer", f"must be 'adam' or 'adamw', got {self.optimizer!r}")
-        _check(0 <= self.warmup_ratio < 1, f"{p}.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
-        _check(self.weight_decay >= 0, f"{p}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
+        _num(self.weight_decay, f"{p}.weight_decay", 0)
+        _int(self.max_seq_len, f"{p}.max_seq_len", 2, 4096)  # and at most the teacher's positions (checked on load)
+        _int(self.seed, f"{p}.seed", 0)
         unknown = [k for k in self.intermediate if k not in STEP_FIELDS]
         _check(not unknown, f"{p}.intermediate.{unknown[0] if unknown else ''}",
                f"unknown setting; use {', '.join(STEP_FIELDS)}")
@@ -180,8 +225,12 @@ class EvaluateConfig:
     batch_sizes: tuple[int, ...] = (1, 32)
 
     def __post_init__(self) -> None:
-        _check(self.threads >= 1, "evaluate.threads", f"must be >= 1, got {self.threads}")
-        _check(self.repeats >= 1, "evaluate.repeats", f"must be >= 1, got {self.repeats}")
+        _int(self.threads, "evaluate.threads", 1, 1024)
+        _int(self.repeats, "evaluate.repeats", 1)
+        _int(self.warmup, "evaluate.warmup", 0)
+        _check(len(self.batch_sizes) > 0, "evaluate.batch_size", "name at least one batch size")
+        for bs in self.batch_sizes:
+            _int(bs, "evaluate.batch_size", 1, 65536)
 
 
 @dataclass(frozen=True)
@@ -191,7 +240,8 @@ class ExportConfig:
     quantize: bool = True
 
     def __post_init__(self) -> None:
-        _check(0 <= self.min_agreement <= 1, "export.min_agreement", f"must be in [0, 1], got {self.min_agreement}")
+        _num(self.min_agreement, "export.min_agreement", 0, 1)
+        _int(self.opset, "export.opset", 13, 23)
 
 
 def field_names(cls: type) -> list[str]:

@@ -5,6 +5,8 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 
 def task_metric(metric: str, labels: np.ndarray, preds: np.ndarray) -> float:
+    if len(labels) != len(preds):
+        raise ValueError(f"{len(preds)} predictions for {len(labels)} labels: every evaluation row must be scored")
     if metric == "accuracy":
         return float(accuracy_score(labels, preds))
     if metric == "f1":

@@ -1,6 +1,9 @@
 import pytest
 
-from distillery.data.glue import read_glue_tsv
+import pandas as pd
+
+from distillery.data.glue import merge_duplicates, read_glue_tsv
+from distillery.data.table import write_table
 from distillery.data.ids import text_id
 from distillery.data.tasks import TASKS, get_task
 from distillery.errors import DistilleryError
@@ -13,7 +16,8 @@ pytestmark = pytest.mark.needs_data
                                                 ("mrpc", "MRPC", 408), ("rte", "RTE", 277)])
 def test_reads_every_real_dev_split(task, folder, n_dev):
     frame = read_glue_tsv(GLUE / folder / "dev.tsv", TASKS[task])
-    assert len(frame) <= n_dev and len(frame) > 0.98 * n_dev  # a few duplicate texts are dropped
+    assert len(frame) == n_dev  # every row, repeated texts included
+    assert frame["row"].is_unique and frame["row"].is_monotonic_increasing
     assert set(frame["label"]) == {0, 1}
     assert (frame["text_a"].str.len() > 0).all()
     assert TASKS[task].is_pair == (frame["text_b"] != "").all()
@@ -62,7 +66,84 @@ def test_unknown_task():
         get_task("qqqp")
 
 
-def test_duplicates_keep_first(tmp_path):
+def test_reader_keeps_every_row_in_order(tmp_path):
     p = _write(tmp_path, "sentence\tlabel\ngood film\t1\ngood film\t0\nbad\t0")  # no final newline
     frame = read_glue_tsv(p, TASKS["sst2"])
-    assert frame["text_a"].tolist() == ["good film", "bad"] and frame["label"].tolist() == [1, 0]
+    assert frame["text_a"].tolist() == ["good film", "good film", "bad"] and frame["row"].tolist() == [2, 3, 4]
+
+
+@pytest.mark.parametrize("rule,labels,kept", [("majority", [1, 0], {1: 1}), ("first", [0, 0], {0: 1}),
+                                              ("drop", [0], {})])
+def test_merge_duplicates_rules(tmp_path, rule, labels, kept):
+    # "good film": 0, 1, 1 (majority 1, first 0); "bad": 0 twice (an exact repeat, merged under every rule)
+    p = _write(tmp_path, "sentence\tlabel\ngood film\t0\nbad\t0\ngood film\t1\nbad\t0\ngood film\t1\n")
+    frame, report = merge_duplicates(read_glue_tsv(p, TASKS["sst2"]), rule)
+    assert frame["label"].tolist() == labels
+    assert frame["text_a"].tolist() == (["good film", "bad"] if rule != "drop" else ["bad"])
+    assert report == {"rows_read": 5, "rows_kept": len(labels), "exact_duplicates_merged": 1, "conflicting_texts": 1,
+                      "conflicting_rows": 3, "conflict_rule": rule, "conflict_labels_kept": kept}
+
+
+def test_bare_cr_line_endings_are_named(tmp_path):
+    p = _write(tmp_path, "sentence\tlabel\rgood film\t1\rbad\t0\r")
+    with pytest.raises(DistilleryError, match=r"train\.tsv: lines end in a bare CR"):
+        read_glue_tsv(p, TASKS["sst2"])
+
+
+def test_invalid_utf8_names_line_and_byte(tmp_path):
+    p = tmp_path / "train.tsv"
+    p.write_bytes(b"sentence\tlabel\ngood film\t1\nbad \xff film\t0\n")
+    with pytest.raises(DistilleryError, match=r"train\.tsv:3: byte 31 \(0xff\) is not valid UTF-8"):
+        read_glue_tsv(p, TASKS["sst2"])
+
+
+AWKWARD = [
+    "a carriage\rreturn inside",
+    'bare "quotes" and \'single\' ones, "unbalanced',
+    "non-ASCII: caf\u00e9 \u00fcber \u65e5\u672c\u8a9e \U0001f600 \u2028 separator",
+    "x" * 20000,
+    "trailing backslash \\",
+    "# not a comment",
+]
+
+
+def test_awkward_text_round_trips_through_every_stage_reader(tmp_path):
+    """Whatever prepare accepts is read back identically by load_prepared (and so by every later stage)."""
+    from distillery.config import PrepareConfig
+    from distillery.data.glue import clean_text
+    from distillery.data.prepare import load_prepared, prepare
+
+    src = tmp_path / "glue"
+    src.mkdir()
+    body = "".join(f"{t}\t{i % 2}\r\n" for i, t in enumerate(AWKWARD))  # CRLF line endings too
+    (src / "train.tsv").write_text("sentence\tlabel\r\n" + body, encoding="utf-8")
+    (src / "dev.tsv").write_text("sentence\tlabel\n" + body.replace("\r\n", "\n"), encoding="utf-8")
+    prepare(PrepareConfig(task="sst2", data_dir=str(src)), tmp_path / "out")
+    _, _, train, dev = load_prepared(tmp_path / "out")
+    expect = [clean_text(t) for t in AWKWARD]
+    assert train["text_a"].tolist() == expect and dev["text_a"].tolist() == expect
+    assert expect[0] == "a carriage return inside" and expect[3] == "x" * 20000
+    # a pair task: a tab inside a Hugging Face text becomes a space, never a column
+    frame = pd.DataFrame({"id": ["1"], "text_a": ["a\tb"], "text_b": ["c"], "label": [0]})
+    with pytest.raises(DistilleryError, match="holds a tab or line break"):
+        write_table(frame, tmp_path / "t.tsv")
+
+
+def test_cola_dev_is_prepared_and_scored_whole(tmp_path, tiny_base):
+    """GLUE's CoLA dev has 1,043 rows (4 texts twice): all are prepared and the teacher is scored on all."""
+    from distillery.config import PrepareConfig, TeacherConfig
+    from distillery.data.prepare import load_prepared, prepare
+    from distillery.io import read_json
+    from distillery.teacher.train import train_teacher
+
+    info = prepare(PrepareConfig(task="cola", data_dir=str(GLUE / "CoLA"), max_train=200), tmp_path / "p",
+                   tmp_path / "prepare.json")
+    m = read_json(tmp_path / "prepare.json")
+    assert m["dev"] == {"rows_read": 1043, "rows_kept": 1043, "distinct_texts": 1039}
+    assert m["train"]["rows_read"] == 8551 and m["train"]["rows_kept"] == 200
+    assert info["n_dev"] == 1043
+    _, _, _, dev = load_prepared(tmp_path / "p")
+    assert len(dev) == 1043 and dev["row"].is_unique
+    r = train_teacher(TeacherConfig(base_model=str(tiny_base), epochs=0, bf16=False), tmp_path / "p",
+                      tmp_path / "t", tmp_path / "live")
+    assert r["n_dev"] == 1043

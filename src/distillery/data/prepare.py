@@ -1,12 +1,13 @@
 """The `prepare` stage: a GLUE folder or HF dataset -> data/prepared/{train,dev}.tsv + task.json."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from distillery.config import PrepareConfig
-from distillery.data.glue import read_glue_tsv, read_hf_split
+from distillery.data.glue import merge_duplicates, read_glue_tsv, read_hf_split
 from distillery.data.table import read_table, write_table
 from distillery.data.tasks import TaskSpec, get_task
 from distillery.errors import DistilleryError
@@ -20,8 +21,12 @@ def _subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return frame.iloc[keep].reset_index(drop=True)
 
 
-def prepare(cfg: PrepareConfig, out_dir: str | Path) -> dict:
-    """Read, validate and subsample the train and dev splits; write them with stable ids."""
+def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | None = None) -> dict:
+    """Read, validate and subsample the train and dev splits; write them with stable ids.
+
+    Dev keeps every row in file order (it is scored whole, as GLUE scores it); train has one row per
+    distinct text, with conflicting labels settled by `cfg.duplicates`. Counts go to `metrics_path`
+    and, for conflicts, to stderr."""
     task = get_task(cfg.task)
     if cfg.data_dir:
         src = Path(cfg.data_dir)
@@ -35,8 +40,18 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path) -> dict:
         train = read_hf_split(name, cfg.hf_config or task.hf_config, "train", task)
         dev = read_hf_split(name, cfg.hf_config or task.hf_config, "validation", task)
         source = f"hf:{name}/{cfg.hf_config or task.hf_config}"
+    n_read = {"train": len(train), "dev": len(dev)}
+    train, merged = merge_duplicates(train, cfg.duplicates)
+    if merged["conflicting_texts"]:
+        print(f"prepare: {merged['conflicting_texts']} training texts appear with different labels "
+              f"({merged['conflicting_rows']} rows); kept labels {merged['conflict_labels_kept']} by rule "
+              f"prepare.duplicates={cfg.duplicates}", file=sys.stderr)
     train = _subsample(train, cfg.max_train, cfg.seed)
     dev = _subsample(dev, cfg.max_dev, cfg.seed)
+    counts = {
+        "train": {**merged, "rows_kept": len(train)},
+        "dev": {"rows_read": n_read["dev"], "rows_kept": len(dev), "distinct_texts": int(dev["id"].nunique())},
+    }
     info = {
         "task": task.name,
         "label_names": list(task.label_names),
@@ -45,11 +60,14 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path) -> dict:
         "n_train": len(train),
         "n_dev": len(dev),
         "source": source,
+        "counts": counts,
     }
     with atomic_dir(out_dir) as tmp:
         write_table(train, tmp / "train.tsv")
         write_table(dev, tmp / "dev.tsv")
         write_json(tmp / "task.json", info)
+    if metrics_path is not None:
+        write_json(metrics_path, {"task": task.name, **counts})
     return info
 
 

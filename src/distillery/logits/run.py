@@ -18,9 +18,9 @@ from distillery.teacher.train import load_teacher
 
 def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str | Path,
                 augmented_dir: str | Path | None, out_dir: str | Path, store_dir: str | Path,
-                metrics_path: str | Path, threads: int = 0) -> dict:
-    if threads:
-        torch.set_num_threads(threads)
+                metrics_path: str | Path) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     task, info, train, dev = load_prepared(prepared_dir)
     model, tokenizer, tinfo = load_teacher(teacher_dir, n_labels=len(info["label_names"]))
     frames = [train, dev]

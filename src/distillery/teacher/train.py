@@ -93,7 +93,7 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
 
     def compute_metrics(p) -> dict:
         preds = np.argmax(p.predictions, axis=-1)
-        return {task.metric: task_metric(task.metric, p.label_ids, preds)}
+        return {task.metric: task_metric(task.metric, p.label_ids, preds), "scored": len(preds)}
 
     scratch = Path(tempfile.mkdtemp(prefix="distillery-teacher-"))
     use_bf16 = cfg.bf16 and _cpu_has_bf16()
@@ -132,6 +132,7 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
                 trainer.train()
             final = trainer.evaluate()
             dev_metric = float(final[f"eval_{task.metric}"])
+            n_scored = int(final["eval_scored"])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # the Trainer's scratch output_dir
     metrics = {
@@ -139,6 +140,7 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
         "metric": task.metric,
         f"dev_{task.metric}": dev_metric,
         "n_train": len(train),
+        "n_dev": n_scored,  # predictions scored: every dev row
         "bf16": use_bf16,
         "params": sum(p.numel() for p in model.parameters()),
     }
