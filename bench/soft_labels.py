@@ -21,7 +21,8 @@ import torch
 from distillery.config import PrepareConfig
 from distillery.data.prepare import load_prepared, prepare
 import distillery.logits.store as store_mod
-from distillery.logits.store import LogitStore, _cpu_bf16, label_texts, run_teacher, teacher_fingerprint
+from distillery.hardware import bf16_supported
+from distillery.logits.store import LogitStore, label_texts, run_teacher, teacher_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,7 +114,7 @@ def main() -> None:
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     n = len(texts)
     print(f"texts: {n} SST-2 training sentences, {int(n_tokens.sum())} tokens, threads: {args.threads}, "
-          f"bf16 used by the store: {_cpu_bf16()}")
+          f"bf16 used by the store: {bf16_supported()}")
     print(f"store (cold):        {n / cold:8.1f} texts/s  ({cold:.1f} s, {flops / cold / 1e9:.1f} GFLOP/s effective: full-forward FLOPs / time)")
     print(f"pipeline (batch 32): {n / piped:8.1f} texts/s  ({piped:.1f} s, {flops / piped / 1e9:.1f} GFLOP/s)")
     print(f"store (warm):        {n / warm:8.1f} texts/s  ({warm:.2f} s, teacher forward passes: {warm_calls})")

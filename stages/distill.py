@@ -68,12 +68,12 @@ def parse_student_args(name: str, args: list[str]) -> dict:
         elif value is None:
             raise DistilleryError(f"param students.{name}.{key}: takes one value, got {len(values)}")
         elif head == "losses" and sub:
-            out["losses"][sub] = float(value)
+            out["losses"][sub] = _convert(value)
         elif head == "intermediate" and sub:
             inter = out.setdefault("intermediate", {})
             field_, _, loss = sub.partition(".")
             if field_ == "losses" and loss:
-                inter.setdefault("losses", {})[loss] = float(value)
+                inter.setdefault("losses", {})[loss] = _convert(value)
             elif field_ in STEP_FIELDS and field_ != "losses" and not loss:
                 inter[field_] = value if field_ == "transfer_set" else _convert(value)
             else:
@@ -110,10 +110,11 @@ def distill(
     mobilebert_attention), --model_args.<arg> VALUE, --transfer_set (augmented|train), --epochs,
     --batch_size, --lr, --temperature, --max_examples, --max_seq_len, --seed, --optimizer (adam|adamw),
     --weight_decay, --warmup_ratio, and --intermediate.<same> for a first, layer-to-layer step."""
-    from distillery.config import StudentConfig
+    from distillery.config import StudentConfig, check_name
     from distillery.distill.train import distill as run
     from distillery.errors import DistilleryError
 
+    check_name(name, "--name (a key of students in params.yaml)")  # before anything becomes a path
     kwargs = parse_student_args(name, list(ctx.args))
     if "model" not in kwargs:
         raise DistilleryError(f"param students.{name}.model: missing; name a student family, e.g. --model bilstm")

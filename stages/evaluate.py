@@ -8,6 +8,24 @@ import typer
 from stages.common import one_line_errors
 
 
+def student_names(params: Path) -> list[str]:
+    """The keys of `students:` in a params file, in their order there."""
+    import yaml
+
+    from distillery.errors import DistilleryError
+
+    if not params.is_file():
+        raise DistilleryError(f"{params}: no such file; name the students with --student, or give --params")
+    try:
+        doc = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise DistilleryError(f"{params}: not valid YAML ({str(e).splitlines()[0]})") from None
+    block = doc.get("students") if isinstance(doc, dict) else None
+    if not isinstance(block, dict) or not block:
+        raise DistilleryError(f"{params}: no `students:` block; name the students with --student")
+    return [str(k) for k in block]
+
+
 @one_line_errors
 def evaluate(
     threads: Annotated[int, typer.Option(help="torch threads for the latency runs (fixed, so runs compare).")] = 2,
@@ -19,11 +37,16 @@ def evaluate(
     students: Annotated[Path, typer.Option(help="Folder holding one folder per student.")] = Path("models/students"),
     exports: Annotated[Path, typer.Option(help="Folder of `export` outputs (adds ONNX agreement and int8 metric).")] = Path("exports"),
     out: Annotated[Path, typer.Option(help="Where summary.json, table.md, tradeoff.csv and tradeoff.png go.")] = Path("metrics/eval"),
+    student: Annotated[list[str], typer.Option(help="A student to evaluate (repeat); default: every key of `students` in --params.")] = [],
+    params: Annotated[Path, typer.Option(help="params.yaml whose `students` keys name the students to evaluate.")] = Path("params.yaml"),
 ) -> None:
     """Dev metric, teacher retention, parameters, size on disk and CPU latency at each batch size."""
-    from distillery.config import EvaluateConfig
+    from distillery.config import EvaluateConfig, check_name
     from distillery.evaluate.report import evaluate as run
 
     cfg = EvaluateConfig(threads=threads, repeats=repeats, warmup=warmup, batch_sizes=tuple(batch_size))
-    result = run(cfg, prepared, teacher, students, out, exports)
+    names = list(student) or student_names(params)
+    for n in names:
+        check_name(n, "--student" if student else f"students in {params}")
+    result = run(cfg, prepared, teacher, students, out, exports, names)
     typer.echo("\n" + result["markdown"])

@@ -19,9 +19,10 @@ def export(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default exports/<name>).")] = None,
 ) -> None:
     """Export a student to ONNX with dynamic batch/sequence axes and check it against PyTorch on dev."""
-    from distillery.config import ExportConfig
+    from distillery.config import ExportConfig, check_name
     from distillery.export.onnx import export_student
 
+    check_name(name, "--name (a key of students in params.yaml)")
     cfg = ExportConfig(opset=opset, min_agreement=min_agreement, quantize=quantize)
     r = export_student(cfg, students / name, prepared, out or Path("exports") / name)
     typer.echo(f"exported {name}: ONNX agreement {r['onnx_agreement']:.4%}, max |diff| {r['onnx_max_abs_diff']:.2e}")

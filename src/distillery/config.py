@@ -40,8 +40,11 @@ def _num(value: Any, param: str, lo: float, hi: float | None = None, lo_open: bo
     _check(ok, param, f"must be a finite number, got {value!r}")
     above = value > lo if lo_open else value >= lo
     below = hi is None or (value < hi if hi_open else value <= hi)
-    rng = ("(" if lo_open else "[") + f"{lo}, " + ("inf)" if hi is None else f"{hi}" + (")" if hi_open else "]"))
-    _check(above and below, param, f"must be in {rng}, got {value}")
+    if hi is None:
+        rng = f"{'>' if lo_open else '>='} {lo}"
+    else:
+        rng = "in " + ("(" if lo_open else "[") + f"{lo}, {hi}" + (")" if hi_open else "]")
+    _check(above and below, param, f"must be {rng}, got {value}")
 
 
 @dataclass(frozen=True)

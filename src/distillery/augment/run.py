@@ -19,7 +19,7 @@ from distillery.augment.tagger import load_tagger, tag_sentences
 from distillery.config import AugmentConfig
 from distillery.data.ids import text_id
 from distillery.data.prepare import load_prepared
-from distillery.io import atomic_file, write_json
+from distillery.io import atomic_file, scratch_dir, write_json
 
 AUG_COLUMNS = ["id", "text_a", "text_b", "label", "source_id", "rules"]
 RULE_ORDER = ("mask", "pos", "ngram")
@@ -89,6 +89,30 @@ def _augment_chunk(bounds: tuple[int, int, str]) -> tuple[bytes, int]:
     return keys.tobytes(), unchanged
 
 
+def _write_augmented(path: Path, train, jobs: list[tuple[int, int, str]], cand: np.ndarray, counts: Counter) -> None:
+    """Originals first, then each candidate that is the first of its text and not an original."""
+    originals = np.array([int(i, 16) for i in train["id"]], dtype=np.uint64)
+    keep = np.zeros(len(cand), dtype=bool)
+    keep[np.unique(cand, return_index=True)[1]] = True  # first occurrence of each text
+    keep &= ~np.isin(cand, originals)  # and never a copy identical to an original
+    counts["duplicates_dropped"] = int(len(cand) - keep.sum())
+    with atomic_file(path) as out:
+        w = _writer(out)
+        w.writerow(AUG_COLUMNS)
+        for row in train.itertuples(index=False):
+            w.writerow([row.id, row.text_a, row.text_b, row.label, row.id, "original"])
+        pos = 0
+        for _, _, scratch in jobs:
+            with open(scratch, encoding="utf-8", newline="") as src:
+                for line in src:
+                    if keep[pos]:
+                        out.write(line)
+                        counts["generated"] += 1
+                        for r in line.rstrip("\n").rsplit("\t", 1)[1].split("+"):
+                            counts[f"rule_{r}"] += 1
+                    pos += 1
+
+
 def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
             workers: int = 1) -> dict:
     """Write originals + augmented copies to out_dir/augmented.tsv. `workers` processes share the work;
@@ -103,44 +127,21 @@ def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, m
         tags, vocab = tag_train(cfg, split, workers)
     counts: Counter = Counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    edges = np.linspace(0, len(train), workers + 1).astype(int)
-    jobs = [(int(lo), int(hi), str(out_dir / f".candidates-{k}.tsv.tmp")) for k, (lo, hi) in enumerate(zip(edges, edges[1:]))]
-    _JOB.update(cfg=cfg, train=train, split=split, tags=tags, vocab=vocab, pair=info["pair"])
-    try:
-        if workers > 1:
-            with mp.get_context("fork").Pool(workers) as pool:
-                results = pool.map(_augment_chunk, jobs)
-        else:
-            results = [_augment_chunk(jobs[0])]
-        _JOB.clear()
+    with scratch_dir(out_dir, "candidates") as scratch:  # beside the output; gone after a kill on the next run
+        edges = np.linspace(0, len(train), workers + 1).astype(int)
+        jobs = [(int(lo), int(hi), str(scratch / f"candidates-{k}.tsv")) for k, (lo, hi) in enumerate(zip(edges, edges[1:]))]
+        _JOB.update(cfg=cfg, train=train, split=split, tags=tags, vocab=vocab, pair=info["pair"])
+        try:
+            if workers > 1:
+                with mp.get_context("fork").Pool(workers) as pool:
+                    results = pool.map(_augment_chunk, jobs)
+            else:
+                results = [_augment_chunk(jobs[0])]
+        finally:
+            _JOB.clear()
         counts["unchanged"] = sum(u for _, u in results)
-        cand = np.frombuffer(b"".join(k for k, _ in results), dtype=np.uint64)
-        originals = np.array([int(i, 16) for i in train["id"]], dtype=np.uint64)
-        keep = np.zeros(len(cand), dtype=bool)
-        keep[np.unique(cand, return_index=True)[1]] = True  # first occurrence of each text
-        keep &= ~np.isin(cand, originals)  # and never a copy identical to an original
-        counts["duplicates_dropped"] = int(len(cand) - keep.sum())
-        with atomic_file(out_dir / "augmented.tsv") as out:
-            w = _writer(out)
-            w.writerow(AUG_COLUMNS)
-            for row in train.itertuples(index=False):
-                w.writerow([row.id, row.text_a, row.text_b, row.label, row.id, "original"])
-            pos = 0
-            for _, _, scratch in jobs:
-                with open(scratch, encoding="utf-8", newline="") as src:
-                    for line in src:
-                        if keep[pos]:
-                            out.write(line)
-                            counts["generated"] += 1
-                            for r in line.rstrip("\n").rsplit("\t", 1)[1].split("+"):
-                                counts[f"rule_{r}"] += 1
-                        pos += 1
-    finally:
-        _JOB.clear()
-        for _, _, scratch in jobs:
-            if os.path.exists(scratch):
-                os.unlink(scratch)
+        _write_augmented(out_dir / "augmented.tsv", train, jobs, np.frombuffer(b"".join(k for k, _ in results), dtype=np.uint64),
+                         counts)
     metrics = {
         "originals": len(train),
         "generated": counts["generated"],

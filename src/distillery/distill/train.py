@@ -22,7 +22,7 @@ from distillery.losses.kd import NEEDS_TEACHER
 from distillery.metrics import task_metric
 from distillery.students import STUDENTS, save_student
 from distillery.students.transformer import model_features
-from distillery.teacher.train import load_teacher
+from distillery.teacher.train import check_seq_len, load_teacher
 
 
 def build_student_config(cls, model_args: dict, n_labels: int, pair: bool, tokenizer, name: str,
@@ -97,6 +97,7 @@ def distill(cfg: StudentConfig, prepared_dir: str | Path, teacher_dir: str | Pat
     n_labels = len(info["label_names"])
     _, tokenizer, tinfo = load_teacher(teacher_dir, n_labels=n_labels)
     tcfg = AutoConfig.from_pretrained(teacher_dir)
+    check_seq_len(tcfg, cfg.max_seq_len, f"students.{cfg.name}.max_seq_len")
 
     torch.manual_seed(cfg.seed)
     mcfg = build_student_config(cls, dict(cfg.model_args), n_labels, info["pair"], tokenizer, cfg.name,

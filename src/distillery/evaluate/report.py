@@ -60,14 +60,19 @@ def _disk_mb(folder: Path) -> float:
 
 
 def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | Path, students_dir: str | Path,
-             out_dir: str | Path, exports_dir: str | Path | None = None) -> dict:
+             out_dir: str | Path, exports_dir: str | Path | None = None, names: list[str] | None = None) -> dict:
+    """The teacher and the students `names` (folders under `students_dir`; None: every student folder there)."""
     torch.set_num_threads(cfg.threads)
     task, info, _, dev = load_prepared(prepared_dir)
     labels = dev["label"].to_numpy()
     teacher, tok, tinfo = load_teacher(teacher_dir, n_labels=len(info["label_names"]))
     seq = int(tinfo.get("max_seq_len", 128))
     entries = [("teacher", TeacherAdapter(teacher), tok, seq, Path(teacher_dir))]
-    for d in sorted(p for p in Path(students_dir).glob("*") if (p / "student.json").is_file()):
+    if names is None:
+        names = sorted(p.name for p in Path(students_dir).glob("*")
+                       if not p.name.startswith(".") and (p / "student.json").is_file())
+    for name in names:
+        d = Path(students_dir) / name
         model, stok, sinfo = load_student(d)
         entries.append((d.name, model, stok, int(sinfo["max_seq_len"]), d))
     rows = []

@@ -13,7 +13,8 @@ from distillery.data.table import read_table
 from distillery.io import write_json
 from distillery.logits.dist import finish, init_world
 from distillery.logits.store import LogitStore, parse_features, label_texts, teacher_fingerprint, write_logits
-from distillery.teacher.train import load_teacher
+from distillery.hardware import precision
+from distillery.teacher.train import check_seq_len, load_teacher
 
 
 def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str | Path,
@@ -27,22 +28,25 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     if augmented_dir is not None:
         frames.append(read_table(Path(augmented_dir) / "augmented.tsv"))
     texts = pd.concat([f[["id", "text_a", "text_b"]] for f in frames]).drop_duplicates("id")
+    check_seq_len(model.config, cfg.max_seq_len, "soft_labels.max_seq_len")
     fp = teacher_fingerprint(teacher_dir, cfg.max_seq_len)
     world = init_world()
     parse_features(cfg.features, model.config.num_hidden_layers)  # fail before any work
-    store = LogitStore(store_dir, fp, model.config.num_labels, cfg.features)
+    prec = precision(cfg.bf16, next(model.parameters()).device.type)
+    store = LogitStore(store_dir, fp, model.config.num_labels, cfg.features, prec)
     world.barrier()  # every process plans from the same store state before anyone writes to it
     t0 = time.perf_counter()
     stats = label_texts(model, tokenizer, texts["id"].tolist(), texts["text_a"].tolist(),
                         texts["text_b"].tolist() if info["pair"] else None, store,
-                        cfg.max_seq_len, cfg.batch_tokens, cfg.bf16, checkpoint_every=cfg.checkpoint_every,
+                        cfg.max_seq_len, cfg.batch_tokens, prec == "bf16", checkpoint_every=cfg.checkpoint_every,
                         rank=world.rank, world_size=world.size, features=cfg.features)
     world.barrier()  # every process has written its parts
+    discarded = len(store.discarded)
     if not world.is_main:
         finish(world)
         return {"rank": world.rank, **stats}
     if world.size > 1:
-        store = LogitStore(store_dir, fp, model.config.num_labels, cfg.features)  # merge the other processes' parts
+        store = LogitStore(store_dir, fp, model.config.num_labels, cfg.features, prec)  # merge the other processes' parts
     ids = texts["id"].tolist()
     keys = np.array([int(i, 16) for i in ids], dtype=np.uint64)
     write_logits(out_dir, ids, store.get_all(keys), {
@@ -51,9 +55,10 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
         "task": task.name,
         "label_names": info["label_names"],
         "max_seq_len": cfg.max_seq_len,
-        "bf16": cfg.bf16,
+        "precision": prec,  # what the teacher ran in (bf16 only where the hardware supports it)
     }, features=cfg.features)
-    metrics = {"texts": len(ids), **stats, "processes": world.size, "seconds": round(time.perf_counter() - t0, 2)}
+    metrics = {"texts": len(ids), **stats, "precision": prec, "damaged_parts_relabelled": discarded,
+               "processes": world.size, "seconds": round(time.perf_counter() - t0, 2)}
     write_json(metrics_path, metrics)
     finish(world)
     return metrics

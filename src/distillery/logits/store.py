@@ -10,7 +10,10 @@ Two places hold them:
 """
 
 import hashlib
+import io
+import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,11 +22,13 @@ import torch
 from tqdm import tqdm
 
 from distillery.errors import DistilleryError
+from distillery.hardware import bf16_supported
 from distillery.io import atomic_file, read_json, write_json
 from distillery.logits.fast_bert import cls_only_logits, supports_fast_path
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: parts named by the SHA-256 of their bytes, shards checksummed in the manifest
+PART_HASH = 24  # hex digits of a part's SHA-256 in its name
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
@@ -68,14 +73,39 @@ def column(name: str) -> str:
     return "logits" if name == "logits" else name.replace("@", "_")
 
 
-class LogitStore:
-    """Content-addressed logits (and requested features) of one teacher under `root/<fingerprint>/`.
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
-    A store with features lives in its own sub-folder named by the feature set.
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _open_npz(data: bytes, columns: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """The arrays of an .npz held in memory, or None if it is not a readable archive with `columns`."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {c: z[c] for c in ("keys", *columns)}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+class LogitStore:
+    """Content-addressed logits (and requested features) of one teacher under
+    `root/<fingerprint>/<precision>/`, in parts named by the SHA-256 of their bytes.
+
+    Every part is checked against its name when the store is opened: a part that is empty, cut short,
+    not an archive or altered in any way is reported on stderr, removed, and its texts are labelled
+    again. A store with features lives in its own sub-folder named by the feature set. `precision`
+    ("fp32" or "bf16", what the run really used) is part of the key: bf16 logits never serve an fp32 run.
     """
 
-    def __init__(self, root: str | Path, fingerprint: str, num_labels: int, features: Sequence[str] = ()) -> None:
-        self.dir = Path(root) / fingerprint
+    def __init__(self, root: str | Path, fingerprint: str, num_labels: int, features: Sequence[str] = (),
+                 precision: str = "fp32") -> None:
+        self.dir = Path(root) / fingerprint / precision
+        self.discarded: list[str] = []
         if features:
             self.dir = self.dir / ("features-" + hashlib.sha1(",".join(sorted(features)).encode()).hexdigest()[:12])
         self.num_labels = num_labels
@@ -107,12 +137,22 @@ class LogitStore:
         keys: list[np.ndarray] = []
         cols: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
         for p in sorted(self.dir.glob("part-*.npz")):
-            with np.load(p) as z:
-                if z["logits"].shape[1] != self.num_labels:
-                    raise DistilleryError(f"{p}: {z['logits'].shape[1]} logits per row, expected {self.num_labels}; delete {self.dir}")
-                keys.append(z["keys"])
-                for c in self.columns:
-                    cols[c].append(z[c])
+            try:
+                data = p.read_bytes()
+            except FileNotFoundError:  # another process on this store removed it as damaged
+                continue
+            z = _open_npz(data, self.columns) if p.stem == f"part-{_digest(data)[:PART_HASH]}" else None
+            if z is None:
+                print(f"warning: {p}: damaged (its contents do not match its checksum); removed, its texts "
+                      "will be labelled again", file=sys.stderr)
+                p.unlink(missing_ok=True)
+                self.discarded.append(str(p))
+                continue
+            if z["logits"].shape[1] != self.num_labels:
+                raise DistilleryError(f"{p}: {z['logits'].shape[1]} logits per row, expected {self.num_labels}; delete {self.dir}")
+            keys.append(z["keys"])
+            for c in self.columns:
+                cols[c].append(z[c])
         self._merge(keys, {c: v for c, v in cols.items() if v})
         self._sorted()
         if "logits" not in self._cols:
@@ -139,10 +179,10 @@ class LogitStore:
     def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         """Persist one part atomically, then merge it into memory."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha1(keys.tobytes()).hexdigest()[:16]
         half = {c: v.astype(np.float16) for c, v in cols.items()}
-        with atomic_file(self.dir / f"part-{name}.npz", "wb") as fh:
-            np.savez(fh, keys=keys, **half)
+        data = _npz_bytes(keys=keys, **half)
+        with atomic_file(self.dir / f"part-{_digest(data)[:PART_HASH]}.npz", "wb") as fh:
+            fh.write(data)
         self._merge([keys], {c: [v] for c, v in half.items()})
 
 
@@ -186,7 +226,7 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
     if batches is None:
         batches = length_batches(lengths, np.arange(n) if tie is None else tie, batch_tokens)
     device = next(model.parameters()).device
-    use_bf16 = bf16 and (device.type == "cuda" or _cpu_bf16())
+    use_bf16 = bf16 and bf16_supported(device.type)
     extra = [k for k in ("token_type_ids",) if k in enc]
     fast = not feats and supports_fast_path(model)  # exact; skips the last layer's non-[CLS] work
     bar = tqdm(total=n, desc="soft-labels", unit="text", smoothing=0.05, mininterval=2)
@@ -212,13 +252,6 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
     return out if features else out["logits"]
 
 
-def _cpu_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.ndarray], meta: dict,
                  features: Sequence[str] = (), rows_per_shard: int = 1_000_000) -> None:
     """Write the stage output: a few large fp16 shards (ids sorted) and a manifest.
@@ -236,9 +269,9 @@ def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.nda
         shards = []
         for k, s in enumerate(range(0, max(len(keys), 1), rows_per_shard)):
             name = f"shard-{k:05d}.npz"
-            with open(tmp / name, "wb") as fh:
-                np.savez(fh, keys=keys[s:s + rows_per_shard], **{c: v[s:s + rows_per_shard] for c, v in cols.items()})
-            shards.append({"file": name, "rows": int(len(keys[s:s + rows_per_shard]))})
+            data = _npz_bytes(keys=keys[s:s + rows_per_shard], **{c: v[s:s + rows_per_shard] for c, v in cols.items()})
+            (tmp / name).write_bytes(data)
+            shards.append({"file": name, "rows": int(len(keys[s:s + rows_per_shard])), "sha256": _digest(data)})
         write_json(tmp / MANIFEST, {
             "format": FORMAT_VERSION, **meta, "dtype": "float16", "n_rows": int(len(keys)),
             "features": [{"name": f, "array": column(f), "dim": int(cols[column(f)].shape[1])} for f in features],
@@ -255,13 +288,21 @@ class Logits:
         if not mpath.is_file():
             raise DistilleryError(f"{mpath}: missing; run `distillery soft-labels` (or dvc repro) first")
         self.manifest = read_json(mpath)
+        if self.manifest.get("format") != FORMAT_VERSION:
+            raise DistilleryError(f"{mpath}: format {self.manifest.get('format')}, this version reads "
+                                  f"{FORMAT_VERSION}; re-run `distillery soft-labels` (dvc repro -f soft-labels)")
         names = ["logits"] + [f["array"] for f in self.manifest.get("features", [])]
         keys, cols = [], {c: [] for c in names}
         for sh in self.manifest["shards"]:
-            with np.load(d / sh["file"]) as z:
-                keys.append(z["keys"])
-                for c in names:
-                    cols[c].append(z[c])
+            path = d / sh["file"]
+            data = path.read_bytes() if path.is_file() else b""
+            z = _open_npz(data, names) if _digest(data) == sh.get("sha256") else None
+            if z is None:
+                raise DistilleryError(f"{path}: missing or damaged (does not match the checksum in {mpath}); "
+                                      "re-run `distillery soft-labels` (dvc repro -f soft-labels)")
+            keys.append(z["keys"])
+            for c in names:
+                cols[c].append(z[c])
         self.keys = np.concatenate(keys)
         self.arrays = {c: np.concatenate(v) for c, v in cols.items()}
         self.logits = self.arrays["logits"]

@@ -1,7 +1,5 @@
 """The `teacher` stage: fine-tune a sequence classifier with the transformers `Trainer`."""
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,8 @@ from transformers import (
 from distillery.config import TeacherConfig
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
-from distillery.io import atomic_dir, read_json, write_json
+from distillery.hardware import bf16_supported
+from distillery.io import atomic_dir, read_json, scratch_dir, write_json
 from distillery.metrics import task_metric
 from distillery.teacher.models import resolve_model
 
@@ -63,10 +62,16 @@ def check_num_labels(model_config, n_labels: int, where: str) -> None:
         )
 
 
+def check_seq_len(model_config, max_seq_len: int, param: str) -> None:
+    """Refuse a max_seq_len beyond the model's position embeddings (e.g. 512 for BERT)."""
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if limit is not None and max_seq_len > limit:
+        raise DistilleryError(f"param {param}: {max_seq_len} tokens, but the model has {limit} positions; "
+                              f"set it to at most {limit}")
+
+
 def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | Path, live_dir: str | Path) -> dict:
     """Fine-tune (or, with epochs 0, only check and evaluate) the teacher; save it with save_pretrained."""
-    from dvclive import Live
-
     task, info, train, dev = load_prepared(prepared_dir)
     n_labels = len(info["label_names"])
     path = resolve_model(cfg.base_model)
@@ -78,6 +83,7 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
             "give a local folder or a Hugging Face id reachable from here"
         ) from None
     check_num_labels(base_cfg, n_labels, f"param teacher.base_model ({cfg.base_model})")
+    check_seq_len(base_cfg, cfg.max_seq_len, "teacher.max_seq_len")
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -91,50 +97,9 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
                                   "length": [len(x) for x in train_enc["input_ids"]]})
     dev_ds = Dataset.from_dict({**tokenize_frame(tokenizer, dev, cfg.max_seq_len), "labels": dev["label"].tolist()})
 
-    def compute_metrics(p) -> dict:
-        preds = np.argmax(p.predictions, axis=-1)
-        return {task.metric: task_metric(task.metric, p.label_ids, preds), "scored": len(preds)}
-
-    scratch = Path(tempfile.mkdtemp(prefix="distillery-teacher-"))
-    use_bf16 = cfg.bf16 and _cpu_has_bf16()
-    args = TrainingArguments(
-        output_dir=str(scratch),
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=128,
-        learning_rate=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,
-        lr_scheduler_type="linear",
-        bf16=use_bf16,
-        logging_steps=cfg.logging_steps,
-        eval_strategy="epoch" if cfg.epochs > 0 else "no",
-        save_strategy="no",
-        report_to="none",
-        seed=cfg.seed,
-        train_sampling_strategy="group_by_length",
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-    )
-    try:
-        with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-            trainer = Trainer(
-                model=model,
-                args=args,
-                train_dataset=train_ds,
-                eval_dataset=dev_ds,
-                data_collator=DataCollatorWithPadding(tokenizer),
-                processing_class=tokenizer,
-                compute_metrics=compute_metrics,
-                callbacks=[_LiveCallback(live, task.metric)],
-            )
-            if cfg.epochs > 0:
-                trainer.train()
-            final = trainer.evaluate()
-            dev_metric = float(final[f"eval_{task.metric}"])
-            n_scored = int(final["eval_scored"])
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)  # the Trainer's scratch output_dir
+    use_bf16 = cfg.bf16 and bf16_supported("cuda" if torch.cuda.is_available() else "cpu")
+    with scratch_dir(out_dir, "trainer") as scratch:  # the Trainer's output_dir: beside ours, removed after
+        dev_metric, n_scored = _fit(cfg, model, tokenizer, train_ds, dev_ds, scratch, live_dir, task.metric, use_bf16)
     metrics = {
         "task": task.name,
         "metric": task.metric,
@@ -159,13 +124,49 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
     return metrics
 
 
-def _cpu_has_bf16() -> bool:
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, live_dir: str | Path, metric: str,
+         use_bf16: bool) -> tuple[float, int]:
+    """Fine-tune with the Trainer (nothing when epochs is 0), then score every dev row: (metric, rows scored)."""
+    from dvclive import Live
+
+    def compute_metrics(p) -> dict:
+        preds = np.argmax(p.predictions, axis=-1)
+        return {metric: task_metric(metric, p.label_ids, preds), "scored": len(preds)}
+
+    args = TrainingArguments(
+        output_dir=str(scratch),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=128,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type="linear",
+        bf16=use_bf16,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="epoch" if cfg.epochs > 0 else "no",
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=dev_ds,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+            callbacks=[_LiveCallback(live, metric)],
+        )
+        if cfg.epochs > 0:
+            trainer.train()
+        final = trainer.evaluate()
+    return float(final[f"eval_{metric}"]), int(final["eval_scored"])
 
 
 def load_teacher(teacher_dir: str | Path, n_labels: int | None = None):
