@@ -24,9 +24,10 @@ def augment(
     metrics: Annotated[Path, typer.Option(help="Counts per rule, as JSON.")] = Path("metrics/augment.json"),
 ) -> None:
     """Write the training texts plus generated copies, each with its id, source id and rules applied."""
-    from distillery.augment.run import augment as run
     from distillery.config import AugmentConfig
 
     cfg = AugmentConfig(p_mask=p_mask, p_pos=p_pos, p_ng=p_ng, max_ng=max_ng, n_iter=n_iter, seed=seed, tagger=tagger)
+    from distillery.augment.run import augment as run
+
     m = run(cfg, prepared, out, metrics, workers=workers or os.cpu_count() or 1)
     typer.echo(f"augment: {m['originals']} originals + {m['generated']} generated -> {out}")

@@ -111,14 +111,15 @@ def distill(
     --batch_size, --lr, --temperature, --max_examples, --max_seq_len, --seed, --optimizer (adam|adamw),
     --weight_decay, --warmup_ratio, and --intermediate.<same> for a first, layer-to-layer step."""
     from distillery.config import StudentConfig, check_name
-    from distillery.distill.train import distill as run
     from distillery.errors import DistilleryError
 
     check_name(name, "--name (a key of students in params.yaml)")  # before anything becomes a path
     kwargs = parse_student_args(name, list(ctx.args))
     if "model" not in kwargs:
         raise DistilleryError(f"param students.{name}.model: missing; name a student family, e.g. --model bilstm")
-    cfg = StudentConfig(name=name, **kwargs)
+    cfg = StudentConfig(name=name, **kwargs)  # validated before the heavy imports below
+
+    from distillery.distill.train import distill as run
     m = run(cfg, prepared, teacher, logits, augmented,
             out or Path("models/students") / name,
             metrics or Path("metrics/students") / f"{name}.json",

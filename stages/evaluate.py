@@ -42,11 +42,12 @@ def evaluate(
 ) -> None:
     """Dev metric, teacher retention, parameters, size on disk and CPU latency at each batch size."""
     from distillery.config import EvaluateConfig, check_name
-    from distillery.evaluate.report import evaluate as run
 
     cfg = EvaluateConfig(threads=threads, repeats=repeats, warmup=warmup, batch_sizes=tuple(batch_size))
     names = list(student) or student_names(params)
     for n in names:
         check_name(n, "--student" if student else f"students in {params}")
+    from distillery.evaluate.report import evaluate as run
+
     result = run(cfg, prepared, teacher, students, out, exports, names)
     typer.echo("\n" + result["markdown"])

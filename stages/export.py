@@ -20,9 +20,10 @@ def export(
 ) -> None:
     """Export a student to ONNX with dynamic batch/sequence axes and check it against PyTorch on dev."""
     from distillery.config import ExportConfig, check_name
-    from distillery.export.onnx import export_student
 
     check_name(name, "--name (a key of students in params.yaml)")
     cfg = ExportConfig(opset=opset, min_agreement=min_agreement, quantize=quantize)
+    from distillery.export.onnx import export_student
+
     r = export_student(cfg, students / name, prepared, out or Path("exports") / name)
     typer.echo(f"exported {name}: ONNX agreement {r['onnx_agreement']:.4%}, max |diff| {r['onnx_max_abs_diff']:.2e}")

@@ -28,10 +28,11 @@ def soft_labels(
     Scale out with `torchrun --nproc-per-node N -m stages.cli soft-labels ...` (or `accelerate launch`):
     each process labels every N-th batch into the shared store; rank 0 writes the output."""
     from distillery.config import SoftLabelConfig
-    from distillery.logits.run import soft_labels as run
 
     cfg = SoftLabelConfig(batch_tokens=batch_tokens, max_seq_len=max_seq_len, bf16=bf16, checkpoint_every=checkpoint_every,
                           features=tuple(features), threads=threads)
+    from distillery.logits.run import soft_labels as run
+
     m = run(cfg, teacher, prepared, Path(augmented) if augmented else None, out, store, metrics)
     if "rank" in m:  # a worker process under torchrun; rank 0 reports
         return

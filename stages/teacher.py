@@ -28,11 +28,12 @@ def teacher(
     """Fine-tune a sequence classifier from a base checkpoint with the transformers Trainer."""
     from distillery.config import TeacherConfig
     from distillery.io import write_json
-    from distillery.teacher.train import train_teacher
 
     cfg = TeacherConfig(base_model=base_model, max_seq_len=max_seq_len, epochs=epochs, batch_size=batch_size,
                         lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed, bf16=bf16,
                         logging_steps=logging_steps)
+    from distillery.teacher.train import train_teacher
+
     result = train_teacher(cfg, prepared, out, live_dir)
     write_json(metrics, result)
     typer.echo(f"teacher dev {result['metric']}: {result['dev_' + result['metric']]:.4f} -> {out}")

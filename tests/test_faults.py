@@ -30,7 +30,7 @@ def one_line(r) -> str:
 
 
 # ------------------------------------------------------------------------------------------ bug 1: names
-@pytest.mark.parametrize("name", [".", "", "../../../escaped", "a/b", "-x", "..", "x" * 65])
+@pytest.mark.parametrize("name", [".", "", "../../../escaped"])
 def test_student_names_that_would_be_paths_are_refused(tmp_path, name):
     sibling = tmp_path / "models" / "students" / "kept"
     sibling.mkdir(parents=True)
@@ -44,9 +44,10 @@ def test_student_names_that_would_be_paths_are_refused(tmp_path, name):
     assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "metrics").exists()
 
 
-def test_student_name_is_checked_in_the_config():
-    with pytest.raises(DistilleryError, match=r"param students \(a student's name\): '\.\.' is not a plain name"):
-        StudentConfig(name="..", model="bilstm", losses={"ce": 1.0})
+@pytest.mark.parametrize("name", ["..", "a/b", "-x", "x" * 65, "a b", "a.b"])
+def test_student_name_is_checked_in_the_config(name):
+    with pytest.raises(DistilleryError, match=r"param students \(a student's name\): .* is not a plain name"):
+        StudentConfig(name=name, model="bilstm", losses={"ce": 1.0})
 
 
 # ------------------------------------------------------------------------------------- bug 5: zero weights
@@ -102,19 +103,28 @@ def test_max_seq_len_beyond_the_teachers_positions(tmp_path, sst2_prepared, tiny
 
 
 # ---------------------------------------------------------------------------- bugs 2, 3: a damaged store
-def _label(tiny_teacher, sst2_prepared, tmp_path, out):
-    r = cli("soft-labels", "--teacher", str(tiny_teacher), "--prepared", str(sst2_prepared), "--augmented", "",
-            "--out", str(tmp_path / out), "--store", str(tmp_path / "store"), "--metrics", str(tmp_path / f"{out}.json"),
-            "--batch-tokens", "256", "--checkpoint-every", "100", "--threads", "1", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r, json.loads((tmp_path / f"{out}.json").read_text())
+def _label(teacher, prepared, store, out, metrics):
+    from distillery.logits.run import soft_labels
+
+    return soft_labels(SoftLabelConfig(batch_tokens=256, checkpoint_every=100, threads=1), teacher, prepared, None,
+                       out, store, metrics)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, tiny_teacher, sst2_prepared):
+    """A store and an artifact of 400 texts in 4 parts, made once."""
+    d = tmp_path_factory.mktemp("labelled")
+    _label(tiny_teacher, sst2_prepared, d / "store", d / "ref", d / "ref.json")
+    return d
 
 
 @pytest.mark.parametrize("damage", ["negated", "zero-byte", "truncated", "garbage"])
-def test_a_damaged_store_part_is_named_and_relabelled(tmp_path, tiny_teacher, sst2_prepared, damage):
+def test_a_damaged_store_part_is_named_and_relabelled(tmp_path, labelled, tiny_teacher, sst2_prepared, damage, capfd):
+    import shutil
+
     from distillery.logits.store import Logits
 
-    _label(tiny_teacher, sst2_prepared, tmp_path, "ref")
+    shutil.copytree(labelled / "store", tmp_path / "store")
     parts = sorted((tmp_path / "store").rglob("part-*.npz"))
     assert len(parts) == 4  # 400 texts, a part every 100
     victim = parts[1]
@@ -131,18 +141,29 @@ def test_a_damaged_store_part_is_named_and_relabelled(tmp_path, tiny_teacher, ss
         victim.write_bytes(victim.read_bytes()[:100])
     else:
         victim.write_bytes(b"\x00garbage" * 50)
-    r, m = _label(tiny_teacher, sst2_prepared, tmp_path, "again")
-    assert f"warning: {victim}: damaged" in r.stderr
+    if damage == "zero-byte":  # through the command: exit 0 and a warning naming the part (it printed `Aborted.`)
+        r = cli("soft-labels", "--teacher", str(tiny_teacher), "--prepared", str(sst2_prepared), "--augmented", "",
+                "--out", str(tmp_path / "again"), "--store", str(tmp_path / "store"),
+                "--metrics", str(tmp_path / "m.json"), "--batch-tokens", "256", "--checkpoint-every", "100",
+                "--threads", "1", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        err, m = r.stderr, json.loads((tmp_path / "m.json").read_text())
+    else:
+        m = _label(tiny_teacher, sst2_prepared, tmp_path / "store", tmp_path / "again", tmp_path / "m.json")
+        err = capfd.readouterr().err
+    assert f"warning: {victim}: damaged" in err
     assert (m["labelled"], m["reused"], m["damaged_parts_relabelled"]) == (n_victim, 400 - n_victim, 1)
-    a, b = Logits(tmp_path / "ref"), Logits(tmp_path / "again")
+    a, b = Logits(labelled / "ref"), Logits(tmp_path / "again")
     np.testing.assert_array_equal(a.keys, b.keys)
     np.testing.assert_array_equal(a.logits, b.logits)  # served from the store, never from the damaged part
 
 
-def test_a_damaged_artifact_shard_stops_with_its_path(tmp_path, tiny_teacher, sst2_prepared):
+def test_a_damaged_artifact_shard_stops_with_its_path(tmp_path, labelled):
+    import shutil
+
     from distillery.logits.store import Logits
 
-    _label(tiny_teacher, sst2_prepared, tmp_path, "out")
+    shutil.copytree(labelled / "ref", tmp_path / "out")
     shard = tmp_path / "out" / "shard-00000.npz"
     data = bytearray(shard.read_bytes())
     data[-40] ^= 0xFF
