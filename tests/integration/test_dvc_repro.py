@@ -73,6 +73,8 @@ def test_dvc_repro_tiny(tmp_path):
     assert json.loads((repo / "metrics/students/pkd_skip.json").read_text())["teacher_forward_texts"] == 0  # store
     metrics = sh([sys.executable, "-m", "dvc", "metrics", "show"], repo)
     assert "metrics/eval/summary.json" in metrics
+    prep = json.loads((repo / "metrics/prepare.json").read_text())
+    assert prep["dev"] == {"rows_read": 872, "rows_kept": 100, "distinct_texts": 100}
 
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "lock"], repo)
@@ -81,3 +83,11 @@ def test_dvc_repro_tiny(tmp_path):
         assert f"Stage '{stage}' didn't change, skipping" in out, out[-3000:]
     for stage in ("distill@bilstm_kd", "export@bilstm_kd", "evaluate"):
         assert f"Running stage '{stage}'" in out
+
+    # a student key that is a path: DVC refuses the whole graph (overlapping outputs), nothing is deleted
+    bad = yaml.safe_load((repo / "params.yaml").read_text())
+    bad["students"]["."] = dict(bad["students"]["bilstm_ce"])
+    (repo / "params.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, capture_output=True, text=True)
+    assert r.returncode != 0 and "overlap" in r.stderr + r.stdout
+    assert sorted(p.name for p in (repo / "models/students").iterdir()) == sorted(params["students"])
