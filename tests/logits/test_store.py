@@ -101,8 +101,10 @@ def test_sigkill_then_resume_gives_identical_logits(tmp_path, tiny_teacher, sst2
     assert not (tmp_path / "out").exists()  # nothing half-written
     parts = list((tmp_path / "s2").rglob("part-*.npz"))
     assert len(parts) == 2  # the two finished parts survive; the third's temp file is ignored
+    assert len(list((tmp_path / "s2").rglob(".part-*.tmp"))) == 1  # the killed writer's scratch
     resumed = _cli(tmp_path, *args)
     assert resumed.returncode == 0, resumed.stderr
+    assert not list((tmp_path / "s2").rglob("*.tmp"))  # removed by the next run: its process is gone
     m = json.loads((tmp_path / "m2.json").read_text())
     done = sum(len(np.load(p)["keys"]) for p in parts)
     assert done >= 80 and m["reused"] == done and m["labelled"] == 400 - done  # finished parts are not redone

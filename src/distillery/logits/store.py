@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
-from distillery.io import atomic_file, read_json, write_json
+from distillery.io import atomic_file, clean_stale, read_json, write_json
 from distillery.logits.fast_bert import cls_only_logits, supports_fast_path
 
 MANIFEST = "manifest.json"
@@ -136,6 +136,7 @@ class LogitStore:
     def _load(self) -> None:
         keys: list[np.ndarray] = []
         cols: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
+        clean_stale(self.dir)  # parts a killed writer never renamed into place
         for p in sorted(self.dir.glob("part-*.npz")):
             try:
                 data = p.read_bytes()
