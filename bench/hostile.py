@@ -55,8 +55,8 @@ def setup(root: Path) -> dict:
 def cases(root: Path, ctx: dict):
     sl = ["soft-labels", "--teacher", "teacher", "--prepared", "prep", "--augmented", "", "--out", "logits2",
           "--store", "store", "--metrics", "m/sl2.json", "--checkpoint-every", "100", "--threads", "1"]
-    bilstm = ["--model", "bilstm", "--losses.mse_logits", "1", "--epochs", "1", "--prepared", "prep",
-              "--teacher", "teacher", "--logits", "logits", "--augmented", "prep"]
+    bilstm = ["--model", "bilstm", "--losses.mse_logits", "1", "--epochs", "1", "--transfer_set", "train",
+              "--prepared", "prep", "--teacher", "teacher", "--logits", "logits", "--augmented", "prep"]
 
     def damage(how):
         def go():
@@ -119,6 +119,9 @@ def cases(root: Path, ctx: dict):
     yield "evaluate with a hidden leftover folder", lambda: (root / "models/students/.b1.old").mkdir(), \
         ["evaluate", "--student", "s1", "--prepared", "prep", "--teacher", "teacher", "--repeats", "1", "--warmup", "0",
          "--out", "m/eval"]
+    yield "augmented transfer set missing", None, ["distill", "--name", "s2", *bilstm[:6], "--prepared", "prep",
+                                                    "--teacher", "teacher", "--logits", "logits", "--augmented", "prep",
+                                                    "--live-dir", "m/live_s2", "--metrics", "m/s2.json"]
     yield "bf16 store reused by --no-bf16", None, [*sl, "--no-bf16"]
 
 

@@ -131,6 +131,10 @@ def distill(cfg: StudentConfig, prepared_dir: str | Path, teacher_dir: str | Pat
     history = []
     t0 = time.perf_counter()
     teacher_texts = 0
+    for step in steps:  # every input is there before anything (the DVCLive folder included) is written
+        if step.transfer_set == "augmented" and not (augmented_dir and (Path(augmented_dir) / "augmented.tsv").is_file()):
+            raise DistilleryError(f"param {step.param}.transfer_set: 'augmented' needs {augmented_dir or '--augmented'}"
+                                  "/augmented.tsv; run `distillery augment` first, or use transfer_set train")
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
         for si, step in enumerate(steps):
             last = si == len(steps) - 1
