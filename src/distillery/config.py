@@ -241,10 +241,13 @@ class ExportConfig:
     opset: int = 17
     min_agreement: float = 0.999
     quantize: bool = True
+    license: str = "apache-2.0"  # the model cards' `license` (the teacher's; all-MiniLM-L6-v2 is apache-2.0)
 
     def __post_init__(self) -> None:
         _num(self.min_agreement, "export.min_agreement", 0, 1)
         _int(self.opset, "export.opset", 13, 23)
+        _check(bool(re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", self.license)), "export.license",
+               f"{self.license!r} is not a Hub licence id (lower case, e.g. apache-2.0, mit, other)")
 
 
 def field_names(cls: type) -> list[str]:

@@ -32,3 +32,60 @@ def test_export_single_and_pair_students_agree_with_pytorch(tmp_path, task, fold
     for f in ("model.onnx", "model.int8.onnx", "tokenizer.json", "README.md", "export.json", "student.json"):
         assert (tmp_path / "export" / f).is_file()
     assert json.loads((tmp_path / "export" / "export.json").read_text())["int8_agreement"] >= 0.9
+
+
+def check_card(folder) -> dict:
+    """The card's YAML header parses, and its model-index figures are export.json's."""
+    from distillery.export.card import read_header
+
+    head = read_header((folder / "README.md").read_text(encoding="utf-8"))
+    export = json.loads((folder / "export.json").read_text())
+    assert head["pipeline_tag"] == "text-classification" and head["license"] and head["library_name"]
+    assert "knowledge-distillation" in head["tags"]
+    (result,) = head["model-index"][0]["results"]
+    metric = head["metrics"][0]
+    got = {m["name"]: m["value"] for m in result["metrics"]}
+    want = {f"{metric} (PyTorch)": export[f"dev_{metric}"], f"{metric} (ONNX Runtime)": export[f"onnx_dev_{metric}"]}
+    if f"int8_dev_{metric}" in export:
+        want[f"{metric} (ONNX Runtime int8)"] = export[f"int8_dev_{metric}"]
+    assert got == pytest.approx(want, abs=5e-5)
+    assert all(m["type"] == metric for m in result["metrics"])
+    return head
+
+
+def test_model_card_header_matches_export(tmp_path):
+    from transformers import AutoTokenizer
+
+    from distillery.teacher.models import resolve_model
+
+    prep = tmp_path / "prep"
+    prepare(PrepareConfig(task="sst2", data_dir=str(GLUE / "SST-2"), max_train=20, max_dev=40), prep)
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    model = BiLSTMStudent(BiLSTMConfig(vocab_size=len(tok), embed_dim=16, hidden_size=8, mlp_size=8)).eval()
+    training = {"losses": {"mse_logits": 1.0, "ce": 0.0}, "transfer_set": "augmented", "max_examples": 0, "epochs": 2,
+                "batch_size": 8, "lr": 1e-3, "temperature": 1.0, "seed": 0, "intermediate": {}}
+    save_student(model, tok, tmp_path / "student", {"name": "s", "task": "sst2", "metric": "accuracy",
+                 "label_names": ["negative", "positive"], "max_seq_len": 64, "teacher_dev_metric": 0.9,
+                 "training": training, "history": [{"epoch": 1, "loss": 0.0, "dev_accuracy": 0.5}]})
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "distillery.json").write_text(json.dumps({"base_model": "all-MiniLM-L6-v2"}))
+    aug = tmp_path / "aug"
+    aug.mkdir()
+    (aug / "augmented.tsv").write_text("id\ttext_a\n" + "".join(f"{i}\tt{i}\n" for i in range(123)))
+    export_student(ExportConfig(license="mit"), tmp_path / "student", prep, tmp_path / "export", teacher, aug)
+    head = check_card(tmp_path / "export")
+    assert head["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and head["license"] == "mit"
+    assert head["library_name"] == "onnx" and "bilstm" in head["tags"] and "mse_logits" in head["tags"]
+    assert head["model-index"][0]["results"][0]["dataset"] == {
+        "name": "GLUE SST-2 (40 of 872 validation rows)", "type": "nyu-mll/glue", "config": "sst2", "split": "validation"}
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "123 texts" in card and "`mse_logits` (1)" in card and "`ce`" not in card  # weight 0: not a step's loss
+    assert "arXiv:1903.12136" in card and "keeps" in card
+
+
+def test_model_card_refuses_a_licence_that_is_not_an_id():
+    from distillery.errors import DistilleryError
+
+    with pytest.raises(DistilleryError, match="export.license"):
+        ExportConfig(license="Apache License 2.0")

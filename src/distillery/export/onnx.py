@@ -4,7 +4,6 @@ The stage fails if onnxruntime's predictions agree with PyTorch's on less than `
 of the dev set.
 """
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -17,9 +16,11 @@ from distillery.config import ExportConfig
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict_logits
-from distillery.io import atomic_dir, write_json
+from distillery.export.card import model_card
+from distillery.io import atomic_dir, read_json, write_json
 from distillery.metrics import task_metric
 from distillery.students import load_student
+from distillery.teacher.train import TEACHER_INFO
 
 
 def _dynamic_axes(names: list[str]) -> dict:
@@ -33,30 +34,70 @@ def onnx_logits(session, model, tokenizer, frame: pd.DataFrame, max_seq_len: int
                           run=lambda batch: session.run(["logits"], {k: v.numpy() for k, v in batch.items()})[0])
 
 
-def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str | Path, out_dir: str | Path) -> dict:
+def session(path: str | Path, threads: int = 0):
+    """An onnxruntime CPU session (quiet; `threads` > 0 fixes its intra-op threads, for timing)."""
     import onnxruntime as ort
 
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def to_onnx(model, example: dict, names: list[str], path: Path, opset: int, dynamic_axes: dict | None = None) -> None:
+    """torch.onnx.export (TorchScript exporter) with dynamic batch and sequence axes, or the
+    family's own `export_onnx` where it has one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if hasattr(model, "export_onnx"):
+            model.export_onnx(path, example, opset)
+        else:
+            torch.onnx.export(model, (), str(path), kwargs={n: example[n] for n in names}, input_names=names,
+                              output_names=["logits"], dynamic_axes=dynamic_axes or _dynamic_axes(names),
+                              opset_version=opset, dynamo=False)
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of every MatMul/Gemm weight (activations quantised at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # quantize_dynamic's advice to pre-process is noise here
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+
+
+def _rows(table: Path) -> int:
+    """Data rows of a table written by `write_table` (one header line, one line a row)."""
+    with open(table, "rb") as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
+
+
+def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str | Path, out_dir: str | Path,
+                   teacher_dir: str | Path | None = None, augmented_dir: str | Path | None = None) -> dict:
+    """ONNX + int8 ONNX + tokenizer + model card for one student. `teacher_dir` names the teacher's base
+    checkpoint in the card, `augmented_dir` the augmented transfer set's size (both optional)."""
     task, info, _, dev = load_prepared(prepared_dir)
     model, tokenizer, sinfo = load_student(student_dir)
-    if hasattr(model, "for_export"):
-        model = model.for_export()
+    transfer_rows = {"train": int(info["n_train"])}
+    if augmented_dir and Path(augmented_dir, "augmented.tsv").is_file():
+        transfer_rows["augmented"] = _rows(Path(augmented_dir, "augmented.tsv"))
     max_len = int(sinfo["max_seq_len"])
     names = model.input_names
     example = model.collate(tokenizer, dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if info["pair"] else None, max_len)
     labels = dev["label"].to_numpy()
+    tinfo = read_json(Path(teacher_dir, TEACHER_INFO)) if teacher_dir and Path(teacher_dir, TEACHER_INFO).is_file() else {}
     with atomic_dir(out_dir) as tmp:
+        if hasattr(model, "save_weights"):  # transformers students: the folder also loads with from_pretrained
+            model.save_weights(tmp)
+        if hasattr(model, "for_export"):
+            model = model.for_export()
         onnx_path = tmp / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if hasattr(model, "export_onnx"):
-                model.export_onnx(onnx_path, example, cfg.opset)
-            else:
-                torch.onnx.export(model, (), str(onnx_path), kwargs={n: example[n] for n in names}, input_names=names,
-                                  output_names=["logits"], dynamic_axes=_dynamic_axes(names),
-                                  opset_version=cfg.opset, dynamo=False)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        to_onnx(model, example, names, onnx_path, cfg.opset)
+        sess = session(onnx_path)
         torch_logits = predict_logits(model, tokenizer, dev, max_len)
         onnx_out = onnx_logits(sess, model, tokenizer, dev, max_len)
         agreement = float((torch_logits.argmax(-1) == onnx_out.argmax(-1)).mean())
@@ -64,6 +105,7 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
             "student": sinfo["name"],
             "onnx_agreement": agreement,
             "onnx_max_abs_diff": float(np.abs(torch_logits - onnx_out).max()),
+            f"dev_{task.metric}": task_metric(task.metric, labels, torch_logits.argmax(-1)),
             f"onnx_dev_{task.metric}": task_metric(task.metric, labels, onnx_out.argmax(-1)),
         }
         if agreement < cfg.min_agreement:
@@ -72,90 +114,18 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
                 f"param export.min_agreement={cfg.min_agreement}; the export is not faithful (nothing written)"
             )
         if cfg.quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             q_path = tmp / "model.int8.onnx"
-            root = logging.getLogger()
-            level, root.level = root.level, logging.ERROR  # quantize_dynamic's advice to pre-process is noise here
-            try:
-                quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8)
-            finally:
-                root.setLevel(level)
-            q_sess = ort.InferenceSession(str(q_path), opts, providers=["CPUExecutionProvider"])
-            q_out = onnx_logits(q_sess, model, tokenizer, dev, max_len)
+            quantize_int8(onnx_path, q_path)
+            q_out = onnx_logits(session(q_path), model, tokenizer, dev, max_len)
             result["int8_agreement"] = float((torch_logits.argmax(-1) == q_out.argmax(-1)).mean())
             result[f"int8_dev_{task.metric}"] = task_metric(task.metric, labels, q_out.argmax(-1))
             result["int8_mb"] = q_path.stat().st_size / 2**20
         result["onnx_mb"] = onnx_path.stat().st_size / 2**20
+        result["params"] = sum(p.numel() for p in model.parameters())
+        result["n_dev"] = len(dev)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "student.json", sinfo)
         write_json(tmp / "export.json", result)
         result["inputs"] = names
-        (tmp / "README.md").write_text(model_card(sinfo, info, result), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(sinfo, info, result, tinfo, cfg.license, transfer_rows), encoding="utf-8")
     return result
-
-
-def model_card(sinfo: dict, info: dict, export: dict) -> str:
-    metric = info["metric"]
-    tr = sinfo.get("training", {})
-    lines = [
-        f"# {sinfo['name']}: a distilled {sinfo['family']} student for {info['task']}",
-        "",
-        f"Made by distillery from a fine-tuned teacher (fingerprint `{sinfo.get('teacher_fingerprint')}`).",
-        "",
-        "## How it was trained",
-        "",
-        f"- family `{sinfo['family']}`, config: `{json.dumps(sinfo['config'])}`",
-        f"- losses (weights): `{json.dumps(tr.get('losses', {}))}`, temperature {tr.get('temperature')}",
-        f"- transfer set: `{tr.get('transfer_set')}`, {tr.get('epochs')} epochs, batch {tr.get('batch_size')}, lr {tr.get('lr')}",
-        "",
-        "## Results on dev",
-        "",
-        f"| | {metric} |",
-        "|---|---|",
-        f"| PyTorch | {sinfo['history'][-1][f'dev_{metric}']:.4f} |",
-        f"| ONNX | {export[f'onnx_dev_{metric}']:.4f} (agreement with PyTorch {export['onnx_agreement']:.2%}) |",
-    ]
-    if f"int8_dev_{metric}" in export:
-        lines.append(f"| ONNX int8 | {export[f'int8_dev_{metric}']:.4f} (agreement {export['int8_agreement']:.2%}) |")
-    teacher_metric = sinfo.get("teacher_dev_metric")
-    if teacher_metric:
-        kept = sinfo["history"][-1][f"dev_{metric}"] / teacher_metric
-        lines += ["", f"Teacher dev {metric}: {teacher_metric:.4f}; this student keeps {kept:.1%} of it."]
-    lines += [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "import numpy as np, onnxruntime as ort",
-        "from transformers import AutoTokenizer",
-        "tok = AutoTokenizer.from_pretrained('.')",
-        *(_use_lengths() if "lengths" in export["inputs"] else _use_hf(export["inputs"])),
-        "```",
-        "",
-        f"Inputs: {', '.join('`' + n + '`' for n in export['inputs'])} (int64)"
-        + ("; token ids without special tokens, padded with the pad id, and each row's length"
-           if "lengths" in export["inputs"] else ", as the tokenizer returns them")
-        + ". Output: `logits`, one row per input.",
-        f"Labels: {', '.join(info['label_names'])}.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _use_lengths() -> list[str]:
-    return [
-        "ids = tok('a gorgeous , witty film', add_special_tokens=False)['input_ids']",
-        "sess = ort.InferenceSession('model.onnx')",
-        "feeds = {'input_ids': np.array([ids], dtype=np.int64), 'lengths': np.array([len(ids)], dtype=np.int64)}",
-        "logits = sess.run(['logits'], feeds)[0]",
-    ]
-
-
-def _use_hf(names: list[str]) -> list[str]:
-    return [
-        "enc = tok(['a gorgeous , witty film'], return_tensors='np')",
-        "sess = ort.InferenceSession('model.onnx')",
-        f"logits = sess.run(['logits'], {{k: enc[k].astype(np.int64) for k in {names!r}}})[0]",
-        "# or, in PyTorch: AutoModelForSequenceClassification.from_pretrained(<the student folder>)",
-    ]

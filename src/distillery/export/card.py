@@ -1,0 +1,258 @@
+"""A student's model card in the Hugging Face Hub's format: a YAML header (what the Hub and model-card
+tools read: library, task, base model, dataset, metrics, licence, tags, `model-index` with results),
+then a short page for people: what the student is, how it was trained, its results beside the
+teacher's, how to run it, and what to cite."""
+
+import yaml
+
+from distillery.teacher.models import KNOWN_OFFLINE_MODELS
+
+# family -> (what it is, the paper: authors year, title, arXiv id)
+FAMILIES = {
+    "bilstm": ("a one-layer BiLSTM with a ReLU MLP head", "Tang et al. 2019",
+               "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks", "1903.12136"),
+    "bert": ("a shallower BERT, initialised from the teacher's first layers", "Hinton et al. 2015",
+             "Distilling the Knowledge in a Neural Network", "1503.02531"),
+    "distilbert": ("a DistilBERT-style BERT at the teacher's width, initialised from every other teacher layer",
+                   "Sanh et al. 2019", "DistilBERT, a distilled version of BERT: smaller, faster, cheaper and lighter",
+                   "1910.01108"),
+    "pkd_skip": ("a Patient-KD BERT (PKD-Skip: learns from every other teacher layer)", "Sun et al. 2019",
+                 "Patient Knowledge Distillation for BERT Model Compression", "1908.09355"),
+    "pkd_last": ("a Patient-KD BERT (PKD-Last: learns from the teacher's last layers)", "Sun et al. 2019",
+                 "Patient Knowledge Distillation for BERT Model Compression", "1908.09355"),
+    "tinybert": ("a narrow, shallow TinyBERT", "Jiao et al. 2020",
+                 "TinyBERT: Distilling BERT for Natural Language Understanding", "1909.10351"),
+    "mobilebert": ("a MobileBERT-style student: the teacher's depth in narrow bottleneck blocks", "Sun et al. 2020",
+                   "MobileBERT: a Compact Task-Agnostic BERT for Resource-Limited Devices", "2004.02984"),
+}
+GLUE_HUB = "nyu-mll/glue"
+GLUE_NAMES = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "rte": "RTE"}
+TRANSFORMERS_FAMILIES = {"bert", "distilbert", "pkd_skip", "pkd_last", "tinybert", "mobilebert"}
+
+
+def hub_base_model(base: str | None) -> str | None:
+    """The teacher's base checkpoint as a Hub id, or None for a local folder (the Hub wants an id)."""
+    if not base:
+        return None
+    if base in KNOWN_OFFLINE_MODELS:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    if base.startswith((".", "/", "~")) or base.count("/") != 1:
+        return None
+    return base
+
+
+def _task_name(info: dict) -> str:
+    source = str(info.get("source", ""))
+    return source[3:] if source.startswith("hf:") else f"GLUE {GLUE_NAMES.get(info['task'], info['task'])}"
+
+
+def _dataset(info: dict) -> dict:
+    """The model-index dataset entry: GLUE on the Hub when prepared from GLUE, else the HF dataset."""
+    source = str(info.get("source", ""))
+    task = info["task"]
+    dev = info.get("counts", {}).get("dev", {})
+    whole = not dev or dev.get("rows_kept") == dev.get("rows_read")
+    name = _task_name(info)
+    if not whole:
+        name += f" ({dev['rows_kept']} of {dev['rows_read']} validation rows)"
+    hub = source[3:].rsplit("/", 1)[0] if source.startswith("hf:") else GLUE_HUB
+    return {"name": name, "type": hub, "config": task, "split": "validation"}
+
+
+def header(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str) -> dict:
+    metric = info["metric"]
+    family = sinfo["family"]
+    runtimes = [("PyTorch", f"dev_{metric}"), ("ONNX Runtime", f"onnx_dev_{metric}"),
+                ("ONNX Runtime int8", f"int8_dev_{metric}")]
+    metrics = [{"type": metric, "value": round(float(export[k]), 4), "name": f"{metric} ({label})"}
+               for label, k in runtimes if k in export]
+    data = _dataset(info)
+    head = {
+        "library_name": "transformers" if family in TRANSFORMERS_FAMILIES else "onnx",
+        "pipeline_tag": "text-classification",
+        "license": license,
+        "language": ["en"],
+        "datasets": [data["type"]],
+        "metrics": [metric],
+        "tags": ["knowledge-distillation", "distillery", family, "onnx", *sorted(_losses(sinfo))],
+        "model-index": [{"name": sinfo["name"], "results": [{
+            "task": {"type": "text-classification", "name": "Text Classification"},
+            "dataset": data,
+            "metrics": metrics,
+        }]}],
+    }
+    base = hub_base_model(tinfo.get("base_model"))
+    if base:
+        head = {"base_model": base, **head}
+    return head
+
+
+def _losses(sinfo: dict) -> set[str]:
+    tr = sinfo.get("training", {})
+    names = {k for k, w in tr.get("losses", {}).items() if w > 0}
+    return names | {k for k, w in (tr.get("intermediate") or {}).get("losses", {}).items() if w > 0}
+
+
+def _steps(sinfo: dict, transfer_rows: dict[str, int]) -> list[str]:
+    """One line per training step: losses with weights, transfer set and its size, epochs, optimiser."""
+    from distillery.losses import LOSSES
+
+    tr = sinfo.get("training", {})
+    steps = []
+    if tr.get("intermediate"):
+        steps.append(("intermediate-layer distillation", {**tr, "losses": {}, **tr["intermediate"]}))
+    steps.append(("prediction-layer distillation" if steps else "distillation", tr))
+    lines = []
+    for i, (what, st) in enumerate(steps, 1):
+        rows = transfer_rows.get(st.get("transfer_set", ""))
+        cap = st.get("max_examples") or 0
+        size = min(cap, rows) if cap and rows else (cap or rows)
+        kind = {"augmented": "the training split plus texts generated by Tang et al.'s rules",
+                "train": "the training split"}.get(st.get("transfer_set"), st.get("transfer_set"))
+        size_txt = f"{size:,} texts" if size else "size not recorded"
+        lines.append(f"{i}. **{what}**: {st.get('epochs')} epochs on `{st.get('transfer_set')}` ({kind}; {size_txt}), "
+                     f"batch {st.get('batch_size')}, {st.get('optimizer', 'adam')} at lr {st.get('lr')}, "
+                     f"temperature {st.get('temperature')}. Losses (weight):")
+        for name, w in st.get("losses", {}).items():
+            if w > 0:
+                lines.append(f"   - `{name}` ({w:g}): {_loss_text(LOSSES.get(name))}")
+    return lines
+
+
+def _loss_text(loss) -> str:
+    """A loss's docstring summary on one line: its first paragraph, and the formula after it when
+    the paragraph ends with a colon (the paper's name, then what it computes)."""
+    paras = [" ".join(p.split()) for p in (getattr(loss, "__doc__", "") or "").strip().split("\n\n") if p.strip()]
+    if not paras:
+        return ""
+    return f"{paras[0]} {paras[1]}" if paras[0].endswith(":") and len(paras) > 1 else paras[0]
+
+
+def _architecture(sinfo: dict, export: dict) -> list[str]:
+    family = sinfo["family"]
+    c = sinfo.get("config", {})
+    what = FAMILIES.get(family, (family,))[0]
+    params = export.get("params")
+    lines = [f"- **Family**: `{family}`, {what}."]
+    if params:
+        lines.append(f"- **Size**: {params / 1e6:.2f}M parameters; ONNX {export.get('onnx_mb', 0):.1f} MB"
+                     + (f", int8 ONNX {export['int8_mb']:.1f} MB" if "int8_mb" in export else "") + ".")
+    if c.get("num_layers"):
+        width, heads = c.get("hidden_size") or "the teacher's", c.get("num_heads") or "the teacher's"
+        lines.append(f"- **Shape**: {c['num_layers']} layers of width {width}, {heads} heads.")
+    elif c.get("hidden_size"):
+        lines.append(f"- **Shape**: BiLSTM hidden {c['hidden_size']} per direction, MLP {c.get('mlp_size')}, "
+                     f"embeddings {c.get('embed_dim')}.")
+    if c.get("init_layers"):
+        lines.append(f"- **From the teacher**: embeddings and layers {', '.join(map(str, c['init_layers']))} "
+                     "(1-based) were copied as the starting point.")
+    elif c.get("init_embeddings") == "pca":
+        lines.append("- **From the teacher**: word, position and segment embeddings, projected onto the student's "
+                     "width by PCA; the rest starts random.")
+    elif c.get("init_from_teacher"):
+        lines.append("- **From the teacher**: its word embeddings" +
+                     (" (kept frozen)." if c.get("freeze_embeddings") else " (fine-tuned)."))
+    for key, label in (("layer_map", "Layer map (student -> teacher)"), ("patient_layers", "Patient teacher layers")):
+        if c.get(key):
+            lines.append(f"- **{label}**: {', '.join(map(str, c[key]))}.")
+    return lines
+
+
+def model_card(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str = "apache-2.0",
+               transfer_rows: dict[str, int] | None = None) -> str:
+    """The README.md of an export folder."""
+    metric = info["metric"]
+    family = sinfo["family"]
+    head = header(sinfo, info, export, tinfo, license)
+    _, authors, title, arxiv = FAMILIES.get(family, ("", "", "", ""))
+    teacher_metric = sinfo.get("teacher_dev_metric")
+    base = tinfo.get("base_model") or "a BERT-family checkpoint"
+    rows = [("PyTorch", export.get(f"dev_{metric}"), "")]
+    rows.append(("ONNX Runtime", export.get(f"onnx_dev_{metric}"), f"agrees with PyTorch on {export['onnx_agreement']:.2%}"))
+    if f"int8_dev_{metric}" in export:
+        rows.append(("ONNX Runtime int8", export[f"int8_dev_{metric}"], f"agrees with PyTorch on {export['int8_agreement']:.2%}"))
+    n = export.get("n_dev")
+    lines = [
+        "---", yaml.safe_dump(head, sort_keys=False, allow_unicode=True).strip(), "---", "",
+        f"# {sinfo['name']}",
+        "",
+        f"A {family} student distilled by distillery from a `{base}` teacher fine-tuned on "
+        f"{_task_name(info)} (labels: {', '.join(info['label_names'])})."
+        + (f" Teacher fingerprint `{sinfo['teacher_fingerprint']}`." if sinfo.get("teacher_fingerprint") else ""),
+        "",
+        "## What it is",
+        "",
+        *_architecture(sinfo, export),
+        f"- **Input**: at most {sinfo.get('max_seq_len')} tokens of the teacher's tokenizer.",
+        "",
+        "## How it was trained",
+        "",
+        *_steps(sinfo, transfer_rows or {}),
+        "",
+        f"Seed {sinfo.get('training', {}).get('seed')}. The whole configuration is in `student.json`.",
+        "",
+        f"## Results on the validation set{f' ({n} rows)' if n else ''}",
+        "",
+        f"| model | runtime | {metric} | |",
+        "|---|---|---|---|",
+    ]
+    if teacher_metric is not None:
+        lines.append(f"| teacher | PyTorch | {teacher_metric:.4f} | |")
+    for runtime, value, note in rows:
+        notes = [note] if note else []
+        if teacher_metric:
+            notes.append(f"keeps {value / teacher_metric:.1%} of the teacher")
+        lines.append(f"| {sinfo['name']} | {runtime} | {value:.4f} | {'; '.join(notes)} |")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import numpy as np, onnxruntime as ort",
+        "from transformers import AutoTokenizer",
+        "tok = AutoTokenizer.from_pretrained('.')",
+        *(_use_lengths() if "lengths" in export["inputs"] else _use_hf(export["inputs"])),
+        "```",
+        "",
+        f"Inputs: {', '.join('`' + n + '`' for n in export['inputs'])} (int64)"
+        + ("; token ids without special tokens, padded with the pad id, and each row's length"
+           if "lengths" in export["inputs"] else ", as the tokenizer returns them")
+        + ". Output: `logits`, one row per input. `model.int8.onnx` takes the same inputs.",
+    ]
+    if family in TRANSFORMERS_FAMILIES:
+        lines += ["", "In transformers (the weights are in this folder too):", "", "```python",
+                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+                  "model = AutoModelForSequenceClassification.from_pretrained('.')",
+                  "logits = model(**AutoTokenizer.from_pretrained('.')(['a gorgeous , witty film'], return_tensors='pt')).logits",
+                  "```"]
+    if arxiv:
+        surname, year = authors.split()[0], authors.split()[-1]
+        lines += ["", "## Citation", "", f"The method: {authors}, *{title}* (arXiv:{arxiv}).", "", "```bibtex",
+                  f"@article{{{surname.lower()}{year},", f"  title = {{{title}}},", f"  author = {{{surname} and others}},",
+                  f"  journal = {{arXiv preprint arXiv:{arxiv}}},", f"  year = {{{year}}}", "}", "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _use_lengths() -> list[str]:
+    return [
+        "ids = tok('a gorgeous , witty film', add_special_tokens=False)['input_ids']",
+        "sess = ort.InferenceSession('model.onnx')",
+        "feeds = {'input_ids': np.array([ids], dtype=np.int64), 'lengths': np.array([len(ids)], dtype=np.int64)}",
+        "logits = sess.run(['logits'], feeds)[0]",
+    ]
+
+
+def _use_hf(names: list[str]) -> list[str]:
+    return [
+        "enc = tok(['a gorgeous , witty film'], return_tensors='np')",
+        "sess = ort.InferenceSession('model.onnx')",
+        f"logits = sess.run(['logits'], {{k: enc[k].astype(np.int64) for k in {names!r}}})[0]",
+    ]
+
+
+def read_header(text: str) -> dict:
+    """The YAML header of a model card (what the Hub reads)."""
+    if not text.startswith("---\n"):
+        raise ValueError("a model card starts with a '---' line")
+    return yaml.safe_load(text[4:text.index("\n---\n", 4)])
+
