@@ -32,18 +32,21 @@ def evaluate(
     repeats: Annotated[int, typer.Option(help="Timed forward passes per batch size (the median is reported).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed forward passes first.")] = 5,
     batch_size: Annotated[list[int], typer.Option(help="Batch sizes to time (repeat the option).")] = [1, 32],
+    runtime: Annotated[list[str], typer.Option(help="Runtimes to score and time (repeat): pytorch, onnx, int8.")] = ["pytorch", "onnx", "int8"],
+    opset: Annotated[int, typer.Option(help="ONNX opset for the teacher's export (the students' come from `export`).")] = 17,
     prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
     teacher: Annotated[Path, typer.Option(help="Teacher folder.")] = Path("models/teacher"),
     students: Annotated[Path, typer.Option(help="Folder holding one folder per student.")] = Path("models/students"),
-    exports: Annotated[Path, typer.Option(help="Folder of `export` outputs (adds ONNX agreement and int8 metric).")] = Path("exports"),
+    exports: Annotated[Path, typer.Option(help="Folder of `export` outputs (each student's ONNX and int8 ONNX).")] = Path("exports"),
     out: Annotated[Path, typer.Option(help="Where summary.json, table.md, tradeoff.csv and tradeoff.png go.")] = Path("metrics/eval"),
     student: Annotated[list[str], typer.Option(help="A student to evaluate (repeat); default: every key of `students` in --params.")] = [],
     params: Annotated[Path, typer.Option(help="params.yaml whose `students` keys name the students to evaluate.")] = Path("params.yaml"),
 ) -> None:
-    """Dev metric, teacher retention, parameters, size on disk and CPU latency at each batch size."""
+    """Metric, retention, agreement, size and CPU latency of every model in each runtime, on --prepared's dev.tsv."""
     from distillery.config import EvaluateConfig, check_name
 
-    cfg = EvaluateConfig(threads=threads, repeats=repeats, warmup=warmup, batch_sizes=tuple(batch_size))
+    cfg = EvaluateConfig(threads=threads, repeats=repeats, warmup=warmup, batch_sizes=tuple(batch_size),
+                         runtimes=tuple(runtime), opset=opset)
     names = list(student) or student_names(params)
     for n in names:
         check_name(n, "--student" if student else f"students in {params}")

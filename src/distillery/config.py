@@ -226,9 +226,16 @@ class EvaluateConfig:
     repeats: int = 30
     warmup: int = 5
     batch_sizes: tuple[int, ...] = (1, 32)
+    runtimes: tuple[str, ...] = ("pytorch", "onnx", "int8")  # pytorch, plus what export wrote: onnx, int8
+    opset: int = 17  # the teacher's ONNX export (students are exported by `export`)
 
     def __post_init__(self) -> None:
         _int(self.threads, "evaluate.threads", 1, 1024)
+        _int(self.opset, "evaluate.opset", 13, 23)
+        bad = [r for r in self.runtimes if r not in ("pytorch", "onnx", "int8")]
+        _check(not bad, "evaluate.runtime", f"unknown runtime {bad[0] if bad else ''!r}; use pytorch, onnx, int8")
+        _check("pytorch" in self.runtimes, "evaluate.runtime",
+               "must include pytorch (retention and agreement are measured against it)")
         _int(self.repeats, "evaluate.repeats", 1)
         _int(self.warmup, "evaluate.warmup", 0)
         _check(len(self.batch_sizes) > 0, "evaluate.batch_size", "name at least one batch size")

@@ -1,7 +1,17 @@
-"""The `evaluate` stage: the teacher and every student on dev -- metric, size, CPU latency, retention."""
+"""The `evaluate` stage: the teacher and every student, in every runtime each ships in (PyTorch, ONNX
+Runtime fp32, ONNX Runtime int8), on the set it is given -- metric, agreement, size, CPU latency,
+retention and speed-up against the teacher.
 
+Every figure is measured here, on the prepared set named by `--prepared` (its `dev.tsv`): nothing is
+copied from export time. The teacher is exported to ONNX (and int8) the way the students are, in a
+scratch folder, so that each runtime has its own yardstick.
+"""
+
+import copy
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,154 +20,271 @@ import torch
 
 from distillery.config import EvaluateConfig
 from distillery.data.prepare import load_prepared
-from distillery.evaluate.predict import predict_logits
-from distillery.io import atomic_file, read_json, write_json
+from distillery.evaluate.predict import batches_by_length
+from distillery.io import atomic_file, scratch_dir, write_json
 from distillery.metrics import task_metric
 from distillery.students import load_student
 from distillery.teacher.train import load_teacher
 
+RUNTIME_LABELS = {"pytorch": "PyTorch", "onnx": "ONNX", "int8": "int8 ONNX"}
+ONNX_FILES = {"onnx": "model.onnx", "int8": "model.int8.onnx"}
 
-class TeacherAdapter(torch.nn.Module):
-    """Gives a transformers classifier the student interface (collate + forward -> logits)."""
 
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model, self.config = model, model.config
+@dataclass
+class Runner:
+    """One model in one runtime: how to batch texts, and how to get logits for a batch."""
 
-    def collate(self, tokenizer, texts_a, texts_b, max_seq_len):
-        return dict(tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_len, padding=True,
-                              return_tensors="pt"))
+    model: str
+    family: str
+    runtime: str  # pytorch | onnx | int8
+    collate: Callable[[list[str], list[str] | None], dict]
+    run: Callable[[dict], np.ndarray]
+    params_m: float
+    disk_mb: float
 
-    def forward(self, **batch):
-        return self.model(**batch).logits
+
+def _mb(*paths: Path) -> float:
+    return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
+
+
+def _weights_mb(folder: Path) -> float:
+    return _mb(*(p for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".bin")))
+
+
+def _runners(name: str, family: str, model, tokenizer, max_len: int, folder: Path, onnx_dir: Path | None,
+             cfg: EvaluateConfig) -> list[Runner]:
+    """The PyTorch runner, then one per ONNX file of `onnx_dir` that `cfg.runtimes` asks for."""
+    from distillery.export.onnx import session
+
+    def collate(a, b):
+        return model.collate(tokenizer, a, b, max_len)
+
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    out = [Runner(name, family, "pytorch", collate, lambda batch: model(**batch).float().numpy(), params_m,
+                  _weights_mb(folder))]
+    for runtime, file in ONNX_FILES.items():
+        path = onnx_dir / file if onnx_dir is not None else None
+        if runtime in cfg.runtimes and path is not None and path.is_file():
+            sess = session(path, cfg.threads)
+            run = (lambda s: lambda batch: s.run(["logits"], {k: v.numpy() for k, v in batch.items()})[0])(sess)
+            out.append(Runner(name, family, runtime, collate, run, params_m, _mb(path)))
+    return out
+
+
+def _teacher_onnx(model, tokenizer, example_texts: tuple[list[str], list[str] | None], max_len: int, folder: Path,
+                  cfg: EvaluateConfig) -> Path:
+    """Export the teacher as the students are exported (dynamo ONNX, dynamic int8) into `folder`."""
+    from distillery.export.onnx import quantize_int8, to_onnx
+
+    twin = copy.deepcopy(model).for_export()  # eager attention for the export only; the PyTorch timing keeps SDPA
+    example = twin.collate(tokenizer, *example_texts, max_len)
+    to_onnx(twin, example, twin.input_names, folder / ONNX_FILES["onnx"], cfg.opset)
+    if "int8" in cfg.runtimes:
+        quantize_int8(folder / ONNX_FILES["onnx"], folder / ONNX_FILES["int8"])
+    return folder
 
 
 @torch.inference_mode()
-def latencies_ms(models: list, dev: pd.DataFrame, batch_size: int, cfg: EvaluateConfig, pair: bool) -> list[float]:
-    """Median wall time (ms) of one forward pass for each (model, tokenizer, max_seq_len), over `repeats`
-    batches of real dev texts after `warmup`. The models take turns on each batch (interleaved), so a
-    burst of load on the machine slows them all alike instead of one model's whole measurement."""
+def predict(runner: Runner, frame: pd.DataFrame, n_labels: int, pair: bool, batch_size: int = 256) -> np.ndarray:
+    """Logits for every row of `frame`, in its order (length-sorted batches)."""
+    out = np.zeros((len(frame), n_labels), dtype=np.float32)
+    for idx in batches_by_length(frame, batch_size):
+        sub = frame.iloc[idx]
+        out[idx] = runner.run(runner.collate(sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None))
+    return out
+
+
+@torch.inference_mode()
+def latencies_ms(runners: list[Runner], frame: pd.DataFrame, batch_size: int, cfg: EvaluateConfig,
+                 pair: bool) -> list[float]:
+    """Median wall time (ms) of one call (batching excluded) for each runner, over `repeats` batches of
+    real texts after `warmup`. The runners take turns on each batch (interleaved), so a burst of load
+    on the machine slows them all alike instead of one runner's whole measurement."""
     rng = np.random.default_rng(0)
-    times: list[list[float]] = [[] for _ in models]
-    for model, _, _ in models:
-        model.eval()
+    times: list[list[float]] = [[] for _ in runners]
     for r in range(cfg.warmup + cfg.repeats):
-        idx = rng.choice(len(dev), size=min(batch_size, len(dev)), replace=False)
-        sub = dev.iloc[idx]
-        for k, (model, tokenizer, max_seq_len) in enumerate(models):
-            batch = model.collate(tokenizer, sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None,
-                                  max_seq_len)
+        idx = rng.choice(len(frame), size=min(batch_size, len(frame)), replace=False)
+        sub = frame.iloc[idx]
+        a, b = sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None
+        for k, runner in enumerate(runners):
+            batch = runner.collate(a, b)
             t0 = time.perf_counter()
-            model(**batch)
+            runner.run(batch)
             if r >= cfg.warmup:
                 times[k].append((time.perf_counter() - t0) * 1000)
     return [statistics.median(t) for t in times]
 
 
-def _disk_mb(folder: Path) -> float:
-    weights = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".bin")]
-    return sum(p.stat().st_size for p in weights) / 2**20
-
-
 def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | Path, students_dir: str | Path,
              out_dir: str | Path, exports_dir: str | Path | None = None, names: list[str] | None = None) -> dict:
-    """The teacher and the students `names` (folders under `students_dir`; None: every student folder there)."""
+    """The teacher and the students `names` (folders under `students_dir`; None: every student folder
+    there) on `prepared_dir`'s dev.tsv, in each runtime of `cfg.runtimes` that they are exported to."""
+    from distillery.students.transformer import TransformerConfig, TransformerStudent
+
     torch.set_num_threads(cfg.threads)
     task, info, _, dev = load_prepared(prepared_dir)
-    labels = dev["label"].to_numpy()
-    teacher, tok, tinfo = load_teacher(teacher_dir, n_labels=len(info["label_names"]))
+    labels, pair, n_labels = dev["label"].to_numpy(), bool(info["pair"]), len(info["label_names"])
+    hf_teacher, tok, tinfo = load_teacher(teacher_dir, n_labels=n_labels)
+    teacher = TransformerStudent(TransformerConfig(num_labels=n_labels, input_names=list(tok.model_input_names)),
+                                 hf_teacher).eval()
     seq = int(tinfo.get("max_seq_len", 128))
-    entries = [("teacher", TeacherAdapter(teacher), tok, seq, Path(teacher_dir))]
     if names is None:
         names = sorted(p.name for p in Path(students_dir).glob("*")
                        if not p.name.startswith(".") and (p / "student.json").is_file())
+    with scratch_dir(out_dir, "teacher-onnx") as scratch:
+        onnx_dir = None
+        if {"onnx", "int8"} & set(cfg.runtimes):
+            print("exporting the teacher to ONNX (and int8) as the students are, to time it in each runtime")
+            onnx_dir = _teacher_onnx(teacher, tok, (dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if pair
+                                                    else None), seq, scratch, cfg)
+        runners = _runners("teacher", "teacher", teacher, tok, seq, Path(teacher_dir), onnx_dir, cfg)
     for name in names:
-        d = Path(students_dir) / name
-        model, stok, sinfo = load_student(d)
-        entries.append((d.name, model, stok, int(sinfo["max_seq_len"]), d))
-    rows = []
-    for name, model, tk, max_len, folder in entries:
-        logits = predict_logits(model, tk, dev, max_len)
-        row = {
-            "model": name,
-            task.metric: task_metric(task.metric, labels, logits.argmax(-1)),
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "disk_mb": _disk_mb(folder),
-        }
-        exported = Path(exports_dir, name, "export.json") if exports_dir else None
-        if exported is not None and exported.is_file():
-            e = read_json(exported)
-            row["onnx_agreement"] = e["onnx_agreement"]
-            row[f"int8_{task.metric}"] = e.get(f"int8_dev_{task.metric}", float("nan"))
-        rows.append(row)
-        print(f"evaluated {name}: {task.metric} {row[task.metric]:.4f}")
+        model, stok, sinfo = load_student(Path(students_dir) / name)
+        exported = Path(exports_dir, name) if exports_dir and Path(exports_dir, name).is_dir() else None
+        runners += _runners(name, sinfo["family"], model, stok, int(sinfo["max_seq_len"]), Path(students_dir) / name,
+                            exported, cfg)
+    rows = _score(runners, dev, labels, task.metric, n_labels, pair)
     for bs in cfg.batch_sizes:
-        print(f"timing {len(entries)} models at batch {bs}, interleaved ({cfg.repeats} repeats)")
-        for row, ms in zip(rows, latencies_ms([(m, tk, ml) for _, m, tk, ml, _ in entries], dev, bs, cfg, info["pair"])):
+        print(f"timing {len(runners)} model/runtime pairs at batch {bs}, interleaved ({cfg.repeats} repeats)")
+        for row, ms in zip(rows, latencies_ms(runners, dev, bs, cfg, pair)):
             row[f"latency_bs{bs}_ms"] = ms
-    t = rows[0]
-    for row in rows:
-        row["retention"] = row[task.metric] / t[task.metric] if t[task.metric] else float("nan")
-        for bs in cfg.batch_sizes:
-            row[f"speedup_bs{bs}"] = t[f"latency_bs{bs}_ms"] / row[f"latency_bs{bs}_ms"]
-    table = pd.DataFrame(rows)
-    table["dev_metric"] = table[task.metric]  # a task-independent column for `dvc plots`
-    out = Path(out_dir)
-    summary = {
-        "task": task.name,
-        "metric": task.metric,
-        "threads": cfg.threads,
-        **{r["model"]: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()
-                         if k != "model" and not (isinstance(v, float) and np.isnan(v))}
-           for r in rows},
-    }
+    table = _compare(pd.DataFrame(rows), task.metric, cfg)
+    where = {"set": f"{Path(prepared_dir) / 'dev.tsv'}", "task": task.name, "rows": len(dev),
+             "source": info.get("source", "")}
+    return write_report(table, task.metric, cfg, where, Path(out_dir))
+
+
+def _score(runners: list[Runner], dev: pd.DataFrame, labels: np.ndarray, metric: str, n_labels: int,
+           pair: bool) -> list[dict]:
+    """Each runner's metric on the set, and how often it agrees with the same model in PyTorch."""
+    rows, reference = [], {}
+    for runner in runners:
+        pred = predict(runner, dev, n_labels, pair).argmax(-1)
+        reference.setdefault(runner.model, pred)  # the PyTorch runner comes first
+        rows.append({"model": runner.model, "family": runner.family, "runtime": runner.runtime,
+                     "score": task_metric(metric, labels, pred),
+                     "agreement": float((pred == reference[runner.model]).mean()),
+                     "params_m": runner.params_m, "disk_mb": runner.disk_mb})
+        print(f"evaluated {runner.model} ({RUNTIME_LABELS[runner.runtime]}): {metric} {rows[-1]['score']:.4f}")
+    return rows
+
+
+def _compare(table: pd.DataFrame, metric: str, cfg: EvaluateConfig) -> pd.DataFrame:
+    """Retention against the PyTorch teacher; speed-ups against the teacher in the same runtime and in PyTorch."""
+    teacher = table[table.model == "teacher"].set_index("runtime")
+    base = teacher.loc["pytorch", "score"]
+    table["retention"] = table["score"] / base if base else float("nan")
+    for bs in cfg.batch_sizes:
+        col = f"latency_bs{bs}_ms"
+        same = table["runtime"].map(teacher[col])
+        table[f"speedup_bs{bs}"] = same / table[col]
+        table[f"speedup_vs_pytorch_teacher_bs{bs}"] = teacher.loc["pytorch", col] / table[col]
+    return table
+
+
+def write_report(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: dict, out: Path) -> dict:
+    """summary.json (the few figures `dvc exp show` compares), tradeoff.csv (every figure, one row per
+    model and runtime), table.md and tradeoff.png."""
+    first = f"latency_bs{cfg.batch_sizes[0]}_ms"
+    summary = {"task": where["task"], "metric": metric, "rows": where["rows"]}
+    for r in table[table.runtime == "pytorch"].itertuples(index=False):
+        summary[r.model] = {metric: round(r.score, 4), "retention": round(r.retention, 4),
+                            first: round(getattr(r, first), 3)}
     write_json(out / "summary.json", summary)
     with atomic_file(out / "tradeoff.csv") as fh:
         table.to_csv(fh, index=False, float_format="%.4f")
-    md = render_table(table, task.metric, cfg)
+    md = render_table(table, metric, cfg, where)
     with atomic_file(out / "table.md") as fh:
         fh.write(md)
-    _plot(table, task.metric, out / "tradeoff.png")
-    return {"summary": summary, "markdown": md}
+    plot_tradeoff(table, metric, first, out / "tradeoff.png")
+    return {"summary": summary, "markdown": md, "table": table}
 
 
-def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig) -> str:
-    cols = ["model", metric, "retention", "params_m", "disk_mb"]
-    for bs in cfg.batch_sizes:
-        cols += [f"latency_bs{bs}_ms", f"speedup_bs{bs}"]
-    head = ["model", f"dev {metric}", "retention", "params (M)", "disk (MB)"]
-    for bs in cfg.batch_sizes:
-        head += [f"ms @bs{bs}", f"speed-up @bs{bs}"]
-    has_onnx = "onnx_agreement" in table.columns
-    if has_onnx:
-        head += ["ONNX agreement", f"int8 ONNX {metric}"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in table.iterrows():
-        cells = [r["model"], f"{r[metric]:.4f}", f"{r['retention']:.1%}", f"{r['params_m']:.2f}", f"{r['disk_mb']:.1f}"]
-        for bs in cfg.batch_sizes:
-            cells += [f"{r[f'latency_bs{bs}_ms']:.2f}", f"{r[f'speedup_bs{bs}']:.1f}x"]
-        if has_onnx:
-            ok = pd.notna(r["onnx_agreement"])
-            cells += [f"{r['onnx_agreement']:.2%}" if ok else "-", f"{r[f'int8_{metric}']:.4f}" if ok else "-"]
+def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: dict) -> str:
+    """Two markdown tables: what each model keeps (per runtime), and how fast it is (per runtime)."""
+    wide = table.pivot(index="model", columns="runtime")
+    order = list(dict.fromkeys(table["model"]))
+    runtimes = [r for r in RUNTIME_LABELS if r in set(table["runtime"])]
+    head = ["model", "family", "params (M)", f"{metric}", "retention"]
+    head += [f"{RUNTIME_LABELS[r]} {metric} (agreement)" for r in runtimes if r != "pytorch"]
+    head += ["disk MB (" + " / ".join(RUNTIME_LABELS[r] for r in runtimes) + ")"]
+    lines = [f"Evaluated on `{where['set']}`: {where['task']}, {where['rows']} rows"
+             + (f" (from {where['source']})" if where.get("source") else "")
+             + ". Every column is measured on this set.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(model, col, runtime, fmt):
+        v = wide.loc[model, (col, runtime)] if (col, runtime) in wide.columns else float("nan")
+        return "-" if pd.isna(v) else format(v, fmt)
+
+    for m in order:
+        cells = [m, wide.loc[m, ("family", "pytorch")], cell(m, "params_m", "pytorch", ".2f"),
+                 cell(m, "score", "pytorch", ".4f"), cell(m, "retention", "pytorch", ".1%")]
+        for r in runtimes[1:]:
+            s, a = cell(m, "score", r, ".4f"), cell(m, "agreement", r, ".2%")
+            cells.append("-" if s == "-" else f"{s} ({a})")
+        cells.append(" / ".join(cell(m, "disk_mb", r, ".1f") for r in runtimes))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + f"\n\nCPU latency: median of {cfg.repeats} forward passes on dev texts (models take turns on each batch), {cfg.threads} threads.\n"
+    head = ["model"] + [f"{RUNTIME_LABELS[r]} @bs{bs}" for bs in cfg.batch_sizes for r in runtimes]
+    lines += ["", f"Latency in ms: median of {cfg.repeats} calls on real texts, every model and runtime taking turns "
+              f"on each batch, {cfg.threads} threads. In brackets: the speed-up against the teacher in the same "
+              "runtime (`tradeoff.csv` also has it against the teacher in PyTorch).", "",
+              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in order:
+        cells = [m]
+        for bs in cfg.batch_sizes:
+            for r in runtimes:
+                ms, x = cell(m, f"latency_bs{bs}_ms", r, ".2f"), cell(m, f"speedup_bs{bs}", r, ".1f")
+                cells.append("-" if ms == "-" else (ms if m == "teacher" else f"{ms} ({x}x)"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
-def _plot(table: pd.DataFrame, metric: str, path: Path) -> None:
+def pareto(table: pd.DataFrame, x: str, y: str = "score") -> pd.DataFrame:
+    """The points no other point beats on both axes (faster and at least as good), fastest first."""
+    front, best = [], -np.inf
+    for i, r in table.sort_values([x, y], ascending=[True, False]).iterrows():
+        if r[y] > best:
+            front.append(i)
+            best = r[y]
+    return table.loc[front]
+
+
+def plot_tradeoff(table: pd.DataFrame, metric: str, x: str, path: Path) -> None:
+    """Metric against latency (log axis, plain tick labels) for every model and runtime: one colour
+    per family, one marker per runtime, the Pareto frontier as a dashed step line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    col = [c for c in table.columns if c.startswith("latency")][0]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(table[col], table[metric])
+    families = list(dict.fromkeys(table["family"]))
+    colour = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
+    marker = {"pytorch": "o", "onnx": "s", "int8": "^"}
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    front = pareto(table, x)
+    xs, ys = [*front[x], table[x].max() * 1.2], [*front["score"], front["score"].iloc[-1]]  # flat to the right edge
+    ax.step(xs, ys, where="post", color="0.5", linestyle="--", linewidth=1, zorder=1)
     for r in table.itertuples(index=False):
-        ax.annotate(r.model, (getattr(r, col), getattr(r, metric)), textcoords="offset points", xytext=(4, 4))
+        ax.scatter(getattr(r, x), r.score, color=colour[r.family], marker=marker.get(r.runtime, "o"), s=55,
+                   edgecolors="black", linewidths=0.5, zorder=2)
+    for r in table[table.runtime == "pytorch"].itertuples(index=False):
+        ax.annotate(r.model, (getattr(r, x), r.score), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel(f"{col.replace('_', ' ')} (log)")
-    ax.set_ylabel(f"dev {metric}")
-    ax.set_title("What each student keeps, and how fast it is")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"latency at batch {x.removeprefix('latency_bs').removesuffix('_ms')} (ms, log scale)")
+    ax.set_ylabel(metric)
+    ax.grid(True, which="major", alpha=0.3)
+    handles = [Line2D([], [], color=colour[f], marker="o", linestyle="", label=f) for f in families]
+    handles += [Line2D([], [], color="0.3", marker=marker[r], linestyle="", label=RUNTIME_LABELS[r])
+                for r in RUNTIME_LABELS if r in set(table["runtime"])]
+    handles.append(Line2D([], [], color="0.5", linestyle="--", label="Pareto frontier"))
+    ax.legend(handles=handles, fontsize=8, loc="lower right", ncol=2)
+    ax.set_title(f"{metric} against latency: every model in every runtime it ships in")
     fig.tight_layout()
     with atomic_file(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110)

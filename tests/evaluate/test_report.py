@@ -1,0 +1,85 @@
+"""`evaluate` on real SST-2 samples with a tiny teacher and a tiny exported student."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from distillery.config import EvaluateConfig, ExportConfig, PrepareConfig
+from distillery.data.prepare import load_prepared, prepare
+from distillery.evaluate.report import evaluate, pareto
+from distillery.export.onnx import export_student, session
+from distillery.students import save_student
+from distillery.students.bilstm import BiLSTMConfig, BiLSTMStudent
+from tests.conftest import GLUE
+
+pytestmark = pytest.mark.needs_data
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_teacher, sst2_prepared):
+    """A tiny BiLSTM student, saved and exported (ONNX + int8) against the 100-row dev sample."""
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("eval")
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    model = BiLSTMStudent(BiLSTMConfig(vocab_size=len(tok), embed_dim=16, hidden_size=8, mlp_size=8)).eval()
+    save_student(model, tok, root / "students" / "s", {"name": "s", "task": "sst2", "metric": "accuracy",
+                 "label_names": ["negative", "positive"], "max_seq_len": 64,
+                 "history": [{"epoch": 1, "loss": 0.0, "dev_accuracy": 0.5}]})
+    export_student(ExportConfig(), root / "students" / "s", sst2_prepared, root / "exports" / "s")
+    return root
+
+
+def test_evaluate_scores_every_runtime_on_the_set_it_is_given(tmp_path, exported, tiny_teacher):
+    """A second prepared set (other dev rows): ONNX and int8 figures are that set's, not export time's."""
+    other = tmp_path / "other"
+    prepare(PrepareConfig(task="sst2", data_dir=str(GLUE / "SST-2"), max_train=10, max_dev=150, seed=7), other)
+    cfg = EvaluateConfig(repeats=2, warmup=0, batch_sizes=(1, 4))
+    r = evaluate(cfg, other, tiny_teacher, exported / "students", tmp_path / "out", exported / "exports", ["s"])
+    table = pd.read_csv(tmp_path / "out" / "tradeoff.csv")
+    assert sorted(zip(table.model, table.runtime)) == sorted(
+        (m, rt) for m in ("teacher", "s") for rt in ("pytorch", "onnx", "int8"))
+    _, _, _, dev = load_prepared(other)
+    labels = dev["label"].to_numpy()
+    from distillery.students import load_student
+
+    model, tok, _ = load_student(exported / "students" / "s")
+    for runtime, file in (("onnx", "model.onnx"), ("int8", "model.int8.onnx")):
+        sess = session(exported / "exports" / "s" / file)
+        batch = model.collate(tok, dev["text_a"].tolist(), None, 64)
+        pred = sess.run(["logits"], {k: v.numpy() for k, v in batch.items()})[0].argmax(-1)
+        row = table[(table.model == "s") & (table.runtime == runtime)].iloc[0]
+        assert row.score == pytest.approx(float((pred == labels).mean()), abs=1e-4)  # measured on the 150 rows
+        at_export = json.loads((exported / "exports" / "s" / "export.json").read_text())[f"{runtime}_dev_accuracy"]
+        assert row.score != pytest.approx(at_export, abs=1e-4)  # export time's figure is the 100-row set's
+    assert (table.filter(like="latency_bs").to_numpy() > 0).all()
+    teacher_onnx = table[(table.model == "teacher") & (table.runtime == "onnx")].iloc[0]
+    assert teacher_onnx.agreement >= 0.99 and teacher_onnx.speedup_bs1 == pytest.approx(1.0)
+    assert f"`{other / 'dev.tsv'}`: sst2, 150 rows" in r["markdown"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows"] == 150 and set(summary["s"]) == {"accuracy", "retention", "latency_bs1_ms"}
+    assert (tmp_path / "out" / "tradeoff.png").stat().st_size > 10_000
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_pytorch_only_runtime_skips_the_exports(tmp_path, exported, tiny_teacher, sst2_prepared):
+    cfg = EvaluateConfig(repeats=1, warmup=0, batch_sizes=(2,), runtimes=("pytorch",))
+    evaluate(cfg, sst2_prepared, tiny_teacher, exported / "students", tmp_path, exported / "exports", ["s"])
+    table = pd.read_csv(tmp_path / "tradeoff.csv")
+    assert set(table.runtime) == {"pytorch"} and list(table.model) == ["teacher", "s"]
+    assert table.retention.iloc[0] == 1.0
+
+
+def test_pareto_keeps_points_nothing_beats():
+    t = pd.DataFrame({"lat": [1.0, 2.0, 3.0, 4.0, 5.0], "score": [0.80, 0.79, 0.85, 0.85, 0.90]})
+    assert pareto(t, "lat").index.tolist() == [0, 2, 4]  # 0.79 is slower and worse; 0.85 at 4 ms ties a faster one
+
+
+def test_runtime_params_are_checked():
+    from distillery.errors import DistilleryError
+
+    with pytest.raises(DistilleryError, match="evaluate.runtime: unknown runtime 'tensorrt'"):
+        EvaluateConfig(runtimes=("pytorch", "tensorrt"))
+    with pytest.raises(DistilleryError, match="must include pytorch"):
+        EvaluateConfig(runtimes=("onnx",))
