@@ -1,6 +1,10 @@
 """Teacher labelling throughput: the logit store (cold, warm) vs a transformers pipeline.
 
-    python bench/soft_labels.py --texts 4000 [--teacher models/teacher] [--threads 2]
+    python bench/soft_labels.py --texts 4000 [--teacher models/teacher | --base all-MiniLM-L6-v2] [--threads 2]
+
+Runs on a fresh clone: without a fine-tuned teacher (models/teacher, after `dvc repro teacher`) it times
+the base checkpoint with an untrained two-label head, which costs the same per text (labelling speed
+does not depend on the head's weights). Its first line says which teacher it timed.
 
 Labels N SST-2 training sentences with the teacher three ways in one run: (1) the store, cold
 (length-bucketed, padding-free batches, inference_mode, bf16 where the CPU supports it); (2)
@@ -55,10 +59,35 @@ class CountCalls:
         self.n += 1
 
 
+def timed_teacher(args, scratch: Path):
+    """(model, tokenizer, folder, description): the fine-tuned teacher if there is one, else the base
+    checkpoint with an untrained two-label head (saved to `scratch`, so that it has a fingerprint)."""
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from distillery.teacher.models import resolve_model
+    from distillery.teacher.train import load_teacher
+
+    if Path(args.teacher, "config.json").is_file():
+        model, tok, info = load_teacher(args.teacher)
+        return model, tok, Path(args.teacher), f"{args.teacher} (fine-tuned from {info.get('base_model', '?')})"
+    path = resolve_model(args.base)
+    transformers.logging.set_verbosity_error()  # the report that the new head is untrained: known, and said below
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    model.save_pretrained(scratch / "teacher")
+    tok.save_pretrained(scratch / "teacher")
+    n = sum(p.numel() for p in model.parameters()) / 1e6
+    return model, tok, scratch / "teacher", (f"{args.base} with an untrained 2-label head ({n:.1f}M parameters; "
+                                              f"no {args.teacher}: run `dvc repro teacher` to time the fine-tuned one)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--texts", type=int, default=4000)
-    ap.add_argument("--teacher", default=str(REPO / "models/teacher"))
+    ap.add_argument("--teacher", default=str(REPO / "models/teacher"),
+                    help="a fine-tuned teacher folder; if it is missing, --base with an untrained head is timed")
+    ap.add_argument("--base", default="all-MiniLM-L6-v2", help="base checkpoint timed when there is no --teacher")
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/glue/SST-2"))
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--batch-tokens", type=int, default=8192)
@@ -67,19 +96,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from transformers import pipeline
 
-    from distillery.teacher.train import load_teacher
-
-    if not Path(args.teacher, "config.json").is_file():
-        raise SystemExit(f"{args.teacher}: no teacher; run `dvc repro teacher` first or pass --teacher")
-    model, tok, _ = load_teacher(args.teacher)
     with tempfile.TemporaryDirectory() as tmp:
+        model, tok, teacher_dir, which = timed_teacher(args, Path(tmp))
+        print(f"teacher timed: {which}")
         prepare(PrepareConfig(task="sst2", data_dir=args.data, max_train=args.texts, max_dev=args.bf16_check),
                 Path(tmp) / "prep")
         _, _, train, dev = load_prepared(Path(tmp) / "prep")
         ids, texts = train["id"].tolist(), train["text_a"].tolist()
         n_tokens = np.array([len(x) for x in tok(texts, truncation=True, max_length=64)["input_ids"]])
         flops = teacher_flops(model, n_tokens)
-        fp = teacher_fingerprint(args.teacher, 64)
+        fp = teacher_fingerprint(teacher_dir, 64)
         calls = CountCalls(model)
 
         store = LogitStore(Path(tmp) / "store", fp, model.config.num_labels)
@@ -108,7 +134,7 @@ def main() -> None:
 
         dev_texts = dev["text_a"].tolist()
         fp32 = run_teacher(model, tok, dev_texts, None, 64, args.batch_tokens, bf16=False)
-        store_mod._cpu_bf16 = lambda: True  # forced, to measure bf16 even where this CPU runs it slowly
+        store_mod.bf16_supported = lambda *a: True  # forced, to measure bf16 even where this CPU runs it slowly
         bf = run_teacher(model, tok, dev_texts, None, 64, args.batch_tokens, bf16=True)
 
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)

@@ -1,6 +1,7 @@
 """Runs the real DAG with `dvc repro` on a tiny params file, in a temporary copy of the repo.
 
-Then checks that changing one student's param re-runs only that student (and export/evaluate).
+Then runs a queued two-point sweep of one student's param: each experiment re-runs only that student (and
+its export and evaluate), and `dvc exp show` / `dvc plots diff` see each experiment's own results.
 """
 
 import json
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import GLUE, REPO, make_tiny_teacher
+from tests.export.test_onnx import check_card
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +24,26 @@ def sh(args, cwd):
     return r.stdout + r.stderr
 
 
+def experiment_metrics(shown: list) -> tuple[dict, dict]:
+    """From `dvc exp show --json`: the baseline commit's metrics, and {experiment name: {params, metrics}}."""
+    def flat(data: dict, kind: str) -> dict:
+        return {path: v.get("data", {}) for path, v in (data.get(kind) or {}).items()}
+
+    base = next(e for e in shown if e["rev"] != "workspace")
+    exps = {}
+    for group in base.get("experiments") or []:
+        for rev in group["revs"]:
+            exps[rev["name"]] = {"params": flat(rev["data"], "params").get("params.yaml", {}),
+                                 "metrics": flat(rev["data"], "metrics")}
+    return flat(base["data"], "metrics"), exps
+
+
 def test_dvc_repro_tiny(tmp_path):
     repo = tmp_path / "repo"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
-    for f in files:
+    results = ("metrics/", "dvclive/", "dvc.lock")  # the default run's, committed; this repo makes its own
+    for f in (f for f in files if not f.startswith(results)):
         if (REPO / f).is_file():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
@@ -57,13 +74,20 @@ def test_dvc_repro_tiny(tmp_path):
     sh(["git", "commit", "-qm", "tiny"], repo)
 
     out = sh([sys.executable, "-m", "dvc", "repro"], repo)
-    assert "| model | dev accuracy | retention |" in out  # the table is printed at the end
+    assert "| model | family | params (M) | accuracy | retention |" in out  # the table is printed at the end
     summary = json.loads((repo / "metrics/eval/summary.json").read_text())
-    assert set(summary) - {"task", "metric", "threads"} == {"teacher"} | set(params["students"])
+    assert set(summary) - {"task", "metric", "rows"} == {"teacher"} | set(params["students"])
     for name in params["students"]:
         assert 0 <= summary[name]["accuracy"] <= 1 and summary[name]["latency_bs1_ms"] > 0
         assert (repo / "exports" / name / "model.onnx").is_file()
         assert json.loads((repo / "exports" / name / "export.json").read_text())["onnx_agreement"] >= 0.999
+        head = check_card(repo / "exports" / name)  # the Hub header parses; its model-index is export.json's
+        assert name in head["tags"] or params["students"][name]["model"] in head["tags"]
+    tiny_card = (repo / "exports" / "tinybert" / "README.md").read_text()
+    assert "intermediate-layer distillation" in tiny_card and "`tinybert_hidden`" in tiny_card  # both steps
+    assert (repo / "exports" / "tinybert" / "model.safetensors").is_file()  # loads with from_pretrained too
+    table = (repo / "metrics/eval/table.md").read_text()
+    assert "int8 ONNX accuracy (agreement)" in table and "| tinybert |" in table
     manifest = json.loads((repo / "data/logits/manifest.json").read_text())
     assert manifest["n_rows"] > 400
     assert (repo / "dvclive/students/bilstm_kd/plots/metrics/dev/accuracy.tsv").is_file()
@@ -78,11 +102,32 @@ def test_dvc_repro_tiny(tmp_path):
 
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "lock"], repo)
-    out = sh([sys.executable, "-m", "dvc", "exp", "run", "-S", "students.bilstm_kd.lr=0.002"], repo)
+    tracked = sh(["git", "ls-files", "metrics", "dvclive"], repo)  # results are kept by git, per commit
+    assert "metrics/eval/summary.json" in tracked and "dvclive/students/bilstm_kd/plots/metrics/dev/accuracy.tsv" in tracked
+
+    # a queued two-point sweep: each experiment re-runs only its student, its export and evaluate
+    sh([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-S", "students.bilstm_kd.max_examples=200,400"], repo)
+    out = sh([sys.executable, "-m", "dvc", "exp", "run", "--run-all"], repo)
     for stage in ("prepare", "teacher", "augment", "soft-labels", "distill@bilstm_ce", "export@bilstm_ce"):
         assert f"Stage '{stage}' didn't change, skipping" in out, out[-3000:]
     for stage in ("distill@bilstm_kd", "export@bilstm_kd", "evaluate"):
         assert f"Running stage '{stage}'" in out
+    shown = json.loads(subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo,
+                                      capture_output=True, text=True, check=True).stdout)
+    baseline, exps = experiment_metrics(shown)
+    assert baseline["metrics/eval/summary.json"]["bilstm_kd"] == summary["bilstm_kd"]  # main's row has main's results
+    assert baseline["metrics/teacher.json"]["dev_accuracy"] > 0
+    assert len(exps) == 2
+    for e in exps.values():  # each experiment shows its own student's metrics, made with its own param
+        student = e["metrics"]["metrics/students/bilstm_kd.json"]
+        assert student["transfer_examples"] == e["params"]["students"]["bilstm_kd"]["max_examples"]
+        assert 0 <= student["dev_accuracy"] <= 1 and 0 <= e["metrics"]["metrics/eval/summary.json"]["bilstm_kd"]["accuracy"] <= 1
+    assert sorted(e["metrics"]["metrics/students/bilstm_kd.json"]["transfer_examples"] for e in exps.values()) == [200, 400]
+    assert baseline["metrics/students/bilstm_kd.json"]["transfer_examples"] not in (200, 400)
+    a, b = exps
+    sh([sys.executable, "-m", "dvc", "plots", "diff", a, b, "-o", str(tmp_path / "plots")], repo)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "tradeoff" in html and "bilstm_kd" in html
 
     # a student key that is a path: DVC refuses the whole graph (overlapping outputs), nothing is deleted
     bad = yaml.safe_load((repo / "params.yaml").read_text())
