@@ -59,13 +59,17 @@ def to_onnx(model, example: dict, names: list[str], path: Path, opset: int, dyna
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantisation of every MatMul/Gemm weight (activations quantised at run time)."""
+    """Dynamic int8 quantisation (weights int8 per output channel, activations quantised at run time).
+
+    Per-channel weight scales, measured on SST-2 dev against the fp32 ONNX model of the same student:
+    `bert3_ce` agrees on 99.4% of predictions (accuracy -0.3 point) against 96.0% (-1.5) with one scale
+    per tensor; the teacher 98.2% against 96.8%; the BiLSTM 99.9% against 99.8%."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
     level, root.level = root.level, logging.ERROR  # quantize_dynamic's advice to pre-process is noise here
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         root.setLevel(level)
 
