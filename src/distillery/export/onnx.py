@@ -42,6 +42,8 @@ def session(path: str | Path, threads: int = 0):
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        # no busy-waiting after a call: spinning threads would steal the cores from the next model timed
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
