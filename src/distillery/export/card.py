@@ -162,22 +162,13 @@ def _architecture(sinfo: dict, export: dict) -> list[str]:
 def model_card(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str = "apache-2.0",
                transfer_rows: dict[str, int] | None = None) -> str:
     """The README.md of an export folder."""
-    metric = info["metric"]
-    family = sinfo["family"]
     head = header(sinfo, info, export, tinfo, license)
-    _, authors, title, arxiv = FAMILIES.get(family, ("", "", "", ""))
-    teacher_metric = sinfo.get("teacher_dev_metric")
     base = tinfo.get("base_model") or "a BERT-family checkpoint"
-    rows = [("PyTorch", export.get(f"dev_{metric}"), "")]
-    rows.append(("ONNX Runtime", export.get(f"onnx_dev_{metric}"), f"agrees with PyTorch on {export['onnx_agreement']:.2%}"))
-    if f"int8_dev_{metric}" in export:
-        rows.append(("ONNX Runtime int8", export[f"int8_dev_{metric}"], f"agrees with PyTorch on {export['int8_agreement']:.2%}"))
-    n = export.get("n_dev")
     lines = [
         "---", yaml.safe_dump(head, sort_keys=False, allow_unicode=True).strip(), "---", "",
         f"# {sinfo['name']}",
         "",
-        f"A {family} student distilled by distillery from a `{base}` teacher fine-tuned on "
+        f"A {sinfo['family']} student distilled by distillery from a `{base}` teacher fine-tuned on "
         f"{_task_name(info)} (labels: {', '.join(info['label_names'])})."
         + (f" Teacher fingerprint `{sinfo['teacher_fingerprint']}`." if sinfo.get("teacher_fingerprint") else ""),
         "",
@@ -192,11 +183,24 @@ def model_card(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str 
         "",
         f"Seed {sinfo.get('training', {}).get('seed')}. The whole configuration is in `student.json`.",
         "",
-        f"## Results on the validation set{f' ({n} rows)' if n else ''}",
+        *_results(sinfo, info["metric"], export),
         "",
-        f"| model | runtime | {metric} | |",
-        "|---|---|---|---|",
+        *_usage(sinfo["family"], export["inputs"]),
+        *_citation(sinfo["family"]),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def _results(sinfo: dict, metric: str, export: dict) -> list[str]:
+    """The student's figures in each runtime, beside the teacher's."""
+    teacher_metric = sinfo.get("teacher_dev_metric")
+    rows = [("PyTorch", export.get(f"dev_{metric}"), "")]
+    rows.append(("ONNX Runtime", export.get(f"onnx_dev_{metric}"), f"agrees with PyTorch on {export['onnx_agreement']:.2%}"))
+    if f"int8_dev_{metric}" in export:
+        rows.append(("ONNX Runtime int8", export[f"int8_dev_{metric}"], f"agrees with PyTorch on {export['int8_agreement']:.2%}"))
+    n = export.get("n_dev")
+    lines = [f"## Results on the validation set{f' ({n} rows)' if n else ''}", "",
+             f"| model | runtime | {metric} | |", "|---|---|---|---|"]
     if teacher_metric is not None:
         lines.append(f"| teacher | PyTorch | {teacher_metric:.4f} | |")
     for runtime, value, note in rows:
@@ -204,20 +208,25 @@ def model_card(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str 
         if teacher_metric:
             notes.append(f"keeps {value / teacher_metric:.1%} of the teacher")
         lines.append(f"| {sinfo['name']} | {runtime} | {value:.4f} | {'; '.join(notes)} |")
-    lines += [
-        "",
+    return lines
+
+
+def _usage(family: str, inputs: list[str]) -> list[str]:
+    """How to run the export with ONNX Runtime, and (transformer students) with transformers."""
+    lengths = "lengths" in inputs
+    lines = [
         "## Use",
         "",
         "```python",
         "import numpy as np, onnxruntime as ort",
         "from transformers import AutoTokenizer",
         "tok = AutoTokenizer.from_pretrained('.')",
-        *(_use_lengths() if "lengths" in export["inputs"] else _use_hf(export["inputs"])),
+        *(_use_lengths() if lengths else _use_hf(inputs)),
         "```",
         "",
-        f"Inputs: {', '.join('`' + n + '`' for n in export['inputs'])} (int64)"
+        f"Inputs: {', '.join('`' + n + '`' for n in inputs)} (int64)"
         + ("; token ids without special tokens, padded with the pad id, and each row's length"
-           if "lengths" in export["inputs"] else ", as the tokenizer returns them")
+           if lengths else ", as the tokenizer returns them")
         + ". Output: `logits`, one row per input. `model.int8.onnx` takes the same inputs.",
     ]
     if family in TRANSFORMERS_FAMILIES:
@@ -226,12 +235,17 @@ def model_card(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str 
                   "model = AutoModelForSequenceClassification.from_pretrained('.')",
                   "logits = model(**AutoTokenizer.from_pretrained('.')(['a gorgeous , witty film'], return_tensors='pt')).logits",
                   "```"]
-    if arxiv:
-        surname, year = authors.split()[0], authors.split()[-1]
-        lines += ["", "## Citation", "", f"The method: {authors}, *{title}* (arXiv:{arxiv}).", "", "```bibtex",
-                  f"@article{{{surname.lower()}{year},", f"  title = {{{title}}},", f"  author = {{{surname} and others}},",
-                  f"  journal = {{arXiv preprint arXiv:{arxiv}}},", f"  year = {{{year}}}", "}", "```"]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _citation(family: str) -> list[str]:
+    _, authors, title, arxiv = FAMILIES.get(family, ("", "", "", ""))
+    if not arxiv:
+        return []
+    surname, year = authors.split()[0], authors.split()[-1]
+    return ["", "## Citation", "", f"The method: {authors}, *{title}* (arXiv:{arxiv}).", "", "```bibtex",
+            f"@article{{{surname.lower()}{year},", f"  title = {{{title}}},", f"  author = {{{surname} and others}},",
+            f"  journal = {{arXiv preprint arXiv:{arxiv}}},", f"  year = {{{year}}}", "}", "```"]
 
 
 def _use_lengths() -> list[str]:
