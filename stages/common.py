@@ -5,6 +5,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from distillery.errors import DistilleryError
 
@@ -38,3 +39,59 @@ def one_line_errors(fn: Callable) -> Callable:
         sys.exit(2)
 
     return wrapper
+
+
+PARAMS_HELP = "params file: this stage reads its own section of it (the one place where defaults are written)."
+SET_HELP = "KEY=VALUE: override one setting of the section for this run (repeatable), e.g. --set lr=0.002."
+
+
+def read_params(params: Path, required: bool = False) -> dict:
+    """The parsed params file; {} where it does not exist and the stage can do without it."""
+    import yaml
+
+    if not params.is_file():
+        if required:
+            raise DistilleryError(f"{params}: no such file; run in the project folder or give --params")
+        return {}
+    try:
+        doc = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise DistilleryError(f"{params}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise DistilleryError(f"{params}: must be a mapping of sections (prepare:, teacher:, ...)")
+    return doc
+
+
+def apply_sets(values: dict, sets: list[str]) -> dict:
+    """`--set a.b=1` pairs applied to a copy of `values` (YAML scalars: 1, 0.5, true, [1, 2], text)."""
+    import copy
+
+    import yaml
+
+    out = copy.deepcopy(values)
+    for item in sets:
+        key, eq, raw = item.partition("=")
+        if not eq or not key or any(not part for part in key.split(".")):
+            raise DistilleryError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=0.002")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        *parents, last = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[last] = value
+    return out
+
+
+def stage_config(cls: type, params: Path, section: str, sets: list[str]):
+    """A stage's config: its section of `params`, then `--set` overrides, validated."""
+    from distillery.config import from_section
+
+    values = read_params(params).get(section, {})
+    if not isinstance(values, dict):
+        return from_section(cls, section, values)  # refuses it, naming the section
+    return from_section(cls, section, apply_sets(values, sets))

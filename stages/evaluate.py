@@ -5,22 +5,14 @@ from typing import Annotated
 
 import typer
 
-from stages.common import one_line_errors
+from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, read_params, stage_config
 
 
 def student_names(params: Path) -> list[str]:
     """The keys of `students:` in a params file, in their order there."""
-    import yaml
-
     from distillery.errors import DistilleryError
 
-    if not params.is_file():
-        raise DistilleryError(f"{params}: no such file; name the students with --student, or give --params")
-    try:
-        doc = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise DistilleryError(f"{params}: not valid YAML ({str(e).splitlines()[0]})") from None
-    block = doc.get("students") if isinstance(doc, dict) else None
+    block = read_params(params, required=True).get("students")
     if not isinstance(block, dict) or not block:
         raise DistilleryError(f"{params}: no `students:` block; name the students with --student")
     return [str(k) for k in block]
@@ -28,25 +20,21 @@ def student_names(params: Path) -> list[str]:
 
 @one_line_errors
 def evaluate(
-    threads: Annotated[int, typer.Option(help="torch threads for the latency runs (fixed, so runs compare).")] = 2,
-    repeats: Annotated[int, typer.Option(help="Timed forward passes per batch size (the median is reported).")] = 30,
-    warmup: Annotated[int, typer.Option(help="Untimed forward passes first.")] = 5,
-    batch_size: Annotated[list[int], typer.Option(help="Batch sizes to time (repeat the option).")] = [1, 32],
-    runtime: Annotated[list[str], typer.Option(help="Runtimes to score and time (repeat): pytorch, onnx, int8.")] = ["pytorch", "onnx", "int8"],
-    opset: Annotated[int, typer.Option(help="ONNX opset for the teacher's export (the students' come from `export`).")] = 17,
     prepared: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("data/prepared"),
     teacher: Annotated[Path, typer.Option(help="Teacher folder.")] = Path("models/teacher"),
     students: Annotated[Path, typer.Option(help="Folder holding one folder per student.")] = Path("models/students"),
     exports: Annotated[Path, typer.Option(help="Folder of `export` outputs (each student's ONNX and int8 ONNX).")] = Path("exports"),
     out: Annotated[Path, typer.Option(help="Where summary.json, table.md, tradeoff.csv and tradeoff.png go.")] = Path("metrics/eval"),
     student: Annotated[list[str], typer.Option(help="A student to evaluate (repeat); default: every key of `students` in --params.")] = [],
-    params: Annotated[Path, typer.Option(help="params.yaml whose `students` keys name the students to evaluate.")] = Path("params.yaml"),
+    params: Annotated[Path, typer.Option(help=PARAMS_HELP)] = Path("params.yaml"),
+    set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
 ) -> None:
-    """Metric, retention, agreement, size and CPU latency of every model in each runtime, on --prepared's dev.tsv."""
+    """Metric, retention, agreement, size and CPU latency of every model in each runtime, on --prepared's dev.tsv.
+
+    Settings: the `evaluate` section (threads, repeats, warmup, batch_sizes, runtimes, opset)."""
     from distillery.config import EvaluateConfig, check_name
 
-    cfg = EvaluateConfig(threads=threads, repeats=repeats, warmup=warmup, batch_sizes=tuple(batch_size),
-                         runtimes=tuple(runtime), opset=opset)
+    cfg = stage_config(EvaluateConfig, params, "evaluate", set_)
     names = list(student) or student_names(params)
     for n in names:
         check_name(n, "--student" if student else f"students in {params}")

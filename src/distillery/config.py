@@ -5,7 +5,7 @@ Each `__post_init__` raises `DistilleryError` naming the param (as written in pa
 
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from distillery.errors import DistilleryError
@@ -151,11 +151,11 @@ class StepConfig:
     batch_size: int
     lr: float
     temperature: float
-    max_examples: int = 0  # 0: the whole transfer set; else a seeded sample of this many
+    max_examples: int  # 0: the whole transfer set; else a seeded sample of this many
 
     def __post_init__(self) -> None:
         p = self.param
-        _check(bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
+        _check(isinstance(self.losses, dict) and bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
         for k, w in self.losses.items():
             _num(w, f"{p}.losses.{k}", 0)
         _check(sum(self.losses.values()) > 0, f"{p}.losses",
@@ -171,7 +171,9 @@ class StepConfig:
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """One `students.<name>` block of params.yaml.
+    """One student: `distill.common`, then `distill.<its family's group>`, then `students.<name>` of
+    params.yaml, merged (`merge_student`). No field has a default here: params.yaml is the one place
+    where a default is written.
 
     The top-level losses/transfer_set/epochs/... are the student's (last) training step. An optional
     `intermediate` block with the same keys runs first: TinyBERT's intermediate-layer distillation,
@@ -179,30 +181,36 @@ class StudentConfig:
 
     name: str
     model: str  # registered student family, e.g. "bilstm"
-    losses: dict[str, float] = field(default_factory=dict)  # registered loss name -> weight
-    model_args: dict[str, Any] = field(default_factory=dict)
-    transfer_set: str = "augmented"  # "augmented" (train + generated texts) or "train"
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 1e-3
-    temperature: float = 1.0
-    max_examples: int = 0
-    max_seq_len: int = 64
-    seed: int = 0
-    optimizer: str = "adam"  # "adam" (constant lr) or "adamw" (linear warm-up and decay, weight decay)
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
+    losses: dict[str, float]  # registered loss name -> weight
+    model_args: dict[str, Any]
+    transfer_set: str  # "augmented" (train + generated texts) or "train"
+    epochs: int
+    batch_size: int
+    lr: float
+    temperature: float
+    max_examples: int
+    max_seq_len: int
+    seed: int
+    optimizer: str  # "adam" (constant lr) or "adamw" (linear warm-up and decay, weight decay)
+    weight_decay: float
+    warmup_ratio: float
+    grad_clip: float  # max global gradient norm
+    bucket_batches: int  # training batches are sorted by length within buckets of this many batches
     intermediate: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name(self.name, "students (a student's name)")
         p = f"students.{self.name}"
+        _check(isinstance(self.model_args, dict), f"{p}.model_args", "must be a block of settings")
         self.steps()  # validates both steps
         _check(self.optimizer in ("adam", "adamw"), f"{p}.optimizer", f"must be 'adam' or 'adamw', got {self.optimizer!r}")
         _num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
         _num(self.weight_decay, f"{p}.weight_decay", 0)
+        _num(self.grad_clip, f"{p}.grad_clip", 0, lo_open=True)
+        _int(self.bucket_batches, f"{p}.bucket_batches", 1)
         _int(self.max_seq_len, f"{p}.max_seq_len", 2, 4096)  # and at most the teacher's positions (checked on load)
         _int(self.seed, f"{p}.seed", 0)
+        _check(isinstance(self.intermediate, dict), f"{p}.intermediate", "must be a block of step settings")
         unknown = [k for k in self.intermediate if k not in STEP_FIELDS]
         _check(not unknown, f"{p}.intermediate.{unknown[0] if unknown else ''}",
                f"unknown setting; use {', '.join(STEP_FIELDS)}")
@@ -212,12 +220,37 @@ class StudentConfig:
         main = {k: getattr(self, k) for k in STEP_FIELDS}
         out = []
         if self.intermediate:
-            inter = {**main, **self.intermediate}
-            if "losses" not in self.intermediate:
-                inter["losses"] = {}
+            inter = {**main, "losses": {}, **self.intermediate}
             out.append(StepConfig(param=f"{p}.intermediate", **inter))
         out.append(StepConfig(param=p, **main))
         return out
+
+
+def merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, merging nested blocks key by key (a student's model_args adds to its
+    family's)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def merge_student(name: str, block: Any, defaults: dict, group: str) -> StudentConfig:
+    """The StudentConfig of `students.<name>`: `defaults["common"]`, then `defaults[group]`, then the
+    block. `losses` is the student's own (never merged: a loss left in by a default would train)."""
+    check_name(name, "students (a student's name)")
+    _check(isinstance(block, dict), f"students.{name}", "must be a block of settings")
+    merged = merge(merge(defaults.get("common") or {}, defaults.get(group) or {}), {**block, "losses": {}})
+    merged["losses"] = block.get("losses") or {}
+    known = {f.name for f in fields(StudentConfig)} - {"name"}
+    unknown = sorted(set(merged) - known)
+    _check(not unknown, f"students.{name}.{unknown[0] if unknown else ''}",
+           f"unknown setting; use {', '.join(sorted(known))}")
+    missing = sorted(f.name for f in fields(StudentConfig)
+                     if f.name != "name" and f.name not in merged and f.default is MISSING and f.default_factory is MISSING)
+    _check(not missing, f"students.{name}.{missing[0] if missing else ''}",
+           f"missing; set it in students.{name}, distill.{group} or distill.common")
+    return StudentConfig(name=name, **merged)
 
 
 @dataclass(frozen=True)
@@ -233,14 +266,14 @@ class EvaluateConfig:
         _int(self.threads, "evaluate.threads", 1, 1024)
         _int(self.opset, "evaluate.opset", 13, 23)
         bad = [r for r in self.runtimes if r not in ("pytorch", "onnx", "int8")]
-        _check(not bad, "evaluate.runtime", f"unknown runtime {bad[0] if bad else ''!r}; use pytorch, onnx, int8")
-        _check("pytorch" in self.runtimes, "evaluate.runtime",
+        _check(not bad, "evaluate.runtimes", f"unknown runtime {bad[0] if bad else ''!r}; use pytorch, onnx, int8")
+        _check("pytorch" in self.runtimes, "evaluate.runtimes",
                "must include pytorch (retention and agreement are measured against it)")
         _int(self.repeats, "evaluate.repeats", 1)
         _int(self.warmup, "evaluate.warmup", 0)
-        _check(len(self.batch_sizes) > 0, "evaluate.batch_size", "name at least one batch size")
+        _check(len(self.batch_sizes) > 0, "evaluate.batch_sizes", "name at least one batch size")
         for bs in self.batch_sizes:
-            _int(bs, "evaluate.batch_size", 1, 65536)
+            _int(bs, "evaluate.batch_sizes", 1, 65536)
 
 
 @dataclass(frozen=True)
@@ -257,5 +290,12 @@ class ExportConfig:
                f"{self.license!r} is not a Hub licence id (lower case, e.g. apache-2.0, mit, other)")
 
 
-def field_names(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]
+def from_section(cls: type, section: str, values: Any):
+    """A stage's config from its params.yaml section (a dict): unknown keys are errors that name the
+    param; YAML lists become tuples where the field is one."""
+    _check(isinstance(values, dict), section, "must be a block of settings")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(k for k in values if k not in known)
+    _check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(known)}")
+    kw = {k: tuple(v) if isinstance(v, list) and str(known[k].type).startswith("tuple") else v for k, v in values.items()}
+    return cls(**kw)

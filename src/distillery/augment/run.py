@@ -6,7 +6,6 @@ Memory stays flat in n_iter: copies are streamed to a scratch file with one 8-by
 
 import csv
 import multiprocessing as mp
-import os
 from array import array
 from collections import Counter
 from pathlib import Path
@@ -117,9 +116,10 @@ def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, m
             workers: int = 1) -> dict:
     """Write originals + augmented copies to out_dir/augmented.tsv. `workers` processes share the work;
     the output does not depend on it (every example has its own seeded generator)."""
-    task, info, train, _ = load_prepared(prepared_dir)
+    prep = load_prepared(prepared_dir)
+    train = prep.train
     workers = max(1, min(workers, len(train)))
-    sides = ["text_a", "text_b"] if info["pair"] else ["text_a"]
+    sides = ["text_a", "text_b"] if prep.task.is_pair else ["text_a"]
     split = {s: [t.split() for t in train[s].tolist()] for s in sides}
     tags: dict[str, list[list[str]] | None] = {s: None for s in sides}
     vocab = None
@@ -130,7 +130,7 @@ def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, m
     with scratch_dir(out_dir, "candidates") as scratch:  # beside the output; gone after a kill on the next run
         edges = np.linspace(0, len(train), workers + 1).astype(int)
         jobs = [(int(lo), int(hi), str(scratch / f"candidates-{k}.tsv")) for k, (lo, hi) in enumerate(zip(edges, edges[1:]))]
-        _JOB.update(cfg=cfg, train=train, split=split, tags=tags, vocab=vocab, pair=info["pair"])
+        _JOB.update(cfg=cfg, train=train, split=split, tags=tags, vocab=vocab, pair=prep.task.is_pair)
         try:
             if workers > 1:
                 with mp.get_context("fork").Pool(workers) as pool:

@@ -1,6 +1,7 @@
 """The `prepare` stage: a GLUE folder or HF dataset -> data/prepared/{train,dev}.tsv + task.json."""
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,28 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
     return info
 
 
-def load_prepared(prepared_dir: str | Path) -> tuple[TaskSpec, dict, pd.DataFrame, pd.DataFrame]:
-    """Read what `prepare` wrote: (task spec, task.json, train, dev)."""
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` wrote, read back: the task (labels, metric, pair or not), both splits, and
+    task.json's record of where they came from (`source`, `counts`)."""
+
+    task: TaskSpec
+    train: pd.DataFrame
+    dev: pd.DataFrame
+    source: str
+    counts: dict
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.task.label_names)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.task.label_names)
+
+
+def load_prepared(prepared_dir: str | Path) -> Prepared:
+    """Read and check what `prepare` wrote."""
     d = Path(prepared_dir)
     info_path = d / "task.json"
     if not info_path.is_file():
@@ -80,11 +101,11 @@ def load_prepared(prepared_dir: str | Path) -> tuple[TaskSpec, dict, pd.DataFram
     info = read_json(info_path)
     task = get_task(info["task"], param=f"{info_path}:task")
     train, dev = read_table(d / "train.tsv"), read_table(d / "dev.tsv")
-    n = len(info["label_names"])
+    n = len(task.label_names)
     for split, frame in (("train", train), ("dev", dev)):
         bad = frame.index[(frame["label"] < 0) | (frame["label"] >= n)]
         if len(bad):
             raise DistilleryError(
                 f"{d / (split + '.tsv')}:{bad[0] + 2}: label {frame['label'][bad[0]]} outside 0..{n - 1}; re-run prepare"
             )
-    return task, info, train, dev
+    return Prepared(task, train, dev, str(info.get("source", "")), info.get("counts", {}))

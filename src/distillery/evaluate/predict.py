@@ -1,28 +1,33 @@
-"""Batched prediction with any student family (length-sorted batches, restored to input order)."""
+"""Batched prediction over a prepared frame, for any model and runtime (length-sorted batches,
+restored to input order)."""
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-
-def batches_by_length(frame: pd.DataFrame, batch_size: int) -> list[np.ndarray]:
-    """Row-index batches of similar text length (cheap proxy: characters)."""
-    lengths = frame["text_a"].str.len().to_numpy() + frame["text_b"].str.len().to_numpy()
-    order = np.argsort(-lengths, kind="stable")
-    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+from distillery.data.batching import length_batches, text_lengths
 
 
 @torch.inference_mode()
-def predict_logits(model, tokenizer, frame: pd.DataFrame, max_seq_len: int, batch_size: int = 256,
-                   run=None) -> np.ndarray:
-    """Logits for every row, in input order. `run(batch) -> array` replaces the PyTorch forward
-    (export passes an onnxruntime session); batches come from the model's own `collate`."""
-    pair = bool((frame["text_b"] != "").any())
-    out = np.zeros((len(frame), model.config.num_labels), dtype=np.float32)
-    model.eval()
-    run = run or (lambda batch: model(**batch).float().numpy())
-    for idx in batches_by_length(frame, batch_size):
+def predict(collate: Callable, run: Callable, frame: pd.DataFrame, n_labels: int, pair: bool,
+            batch_size: int = 256) -> np.ndarray:
+    """Logits (n, n_labels) for every row, in input order: `collate(texts_a, texts_b) -> batch`,
+    `run(batch) -> array` (a PyTorch forward, or an onnxruntime session)."""
+    out = np.zeros((len(frame), n_labels), dtype=np.float32)
+    for idx in length_batches(text_lengths(frame), batch_size=batch_size):
         sub = frame.iloc[idx]
-        batch = model.collate(tokenizer, sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None, max_seq_len)
-        out[idx] = run(batch)
+        out[idx] = run(collate(sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None))
     return out
+
+
+def predict_logits(model, tokenizer, frame: pd.DataFrame, max_seq_len: int, run: Callable | None = None,
+                   batch_size: int = 256) -> np.ndarray:
+    """A student's main-head logits for every row; `run` replaces its PyTorch forward (export passes
+    an onnxruntime session). Batches come from the student's own `collate`."""
+    pair = bool((frame["text_b"] != "").any())
+    model.eval()
+    return predict(lambda a, b: model.collate(tokenizer, a, b, max_seq_len),
+                   run or (lambda batch: model(**batch).main.float().numpy()),
+                   frame, model.config.num_labels, pair, batch_size)

@@ -20,7 +20,7 @@ import torch
 
 from distillery.config import EvaluateConfig
 from distillery.data.prepare import load_prepared
-from distillery.evaluate.predict import batches_by_length
+from distillery.evaluate.predict import predict
 from distillery.io import atomic_file, scratch_dir, write_json
 from distillery.metrics import task_metric
 from distillery.students import load_student
@@ -60,7 +60,7 @@ def _runners(name: str, family: str, model, tokenizer, max_len: int, folder: Pat
         return model.collate(tokenizer, a, b, max_len)
 
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
-    out = [Runner(name, family, "pytorch", collate, lambda batch: model(**batch).float().numpy(), params_m,
+    out = [Runner(name, family, "pytorch", collate, lambda batch: model(**batch).main.float().numpy(), params_m,
                   _weights_mb(folder))]
     for runtime, file in ONNX_FILES.items():
         path = onnx_dir / file if onnx_dir is not None else None
@@ -82,16 +82,6 @@ def _teacher_onnx(model, tokenizer, example_texts: tuple[list[str], list[str] | 
     if "int8" in cfg.runtimes:
         quantize_int8(folder / ONNX_FILES["onnx"], folder / ONNX_FILES["int8"])
     return folder
-
-
-@torch.inference_mode()
-def predict(runner: Runner, frame: pd.DataFrame, n_labels: int, pair: bool, batch_size: int = 256) -> np.ndarray:
-    """Logits for every row of `frame`, in its order (length-sorted batches)."""
-    out = np.zeros((len(frame), n_labels), dtype=np.float32)
-    for idx in batches_by_length(frame, batch_size):
-        sub = frame.iloc[idx]
-        out[idx] = runner.run(runner.collate(sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None))
-    return out
 
 
 @torch.inference_mode()
@@ -122,8 +112,9 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
     from distillery.students.transformer import TransformerConfig, TransformerStudent
 
     torch.set_num_threads(cfg.threads)
-    task, info, _, dev = load_prepared(prepared_dir)
-    labels, pair, n_labels = dev["label"].to_numpy(), bool(info["pair"]), len(info["label_names"])
+    prep = load_prepared(prepared_dir)
+    task, dev = prep.task, prep.dev
+    labels, pair, n_labels = dev["label"].to_numpy(), task.is_pair, prep.num_labels
     hf_teacher, tok, tinfo = load_teacher(teacher_dir, n_labels=n_labels)
     teacher = TransformerStudent(TransformerConfig(num_labels=n_labels, input_names=list(tok.model_input_names)),
                                  hf_teacher).eval()
@@ -150,7 +141,7 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
             row[f"latency_bs{bs}_ms"] = ms
     table = _compare(pd.DataFrame(rows), task.metric, cfg)
     where = {"set": f"{Path(prepared_dir) / 'dev.tsv'}", "task": task.name, "rows": len(dev),
-             "source": info.get("source", "")}
+             "source": prep.source}
     return write_report(table, task.metric, cfg, where, Path(out_dir))
 
 
@@ -159,7 +150,7 @@ def _score(runners: list[Runner], dev: pd.DataFrame, labels: np.ndarray, metric:
     """Each runner's metric on the set, and how often it agrees with the same model in PyTorch."""
     rows, reference = [], {}
     for runner in runners:
-        pred = predict(runner, dev, n_labels, pair).argmax(-1)
+        pred = predict(runner.collate, runner.run, dev, n_labels, pair).argmax(-1)
         reference.setdefault(runner.model, pred)  # the PyTorch runner comes first
         rows.append({"model": runner.model, "family": runner.family, "runtime": runner.runtime,
                      "score": task_metric(metric, labels, pred),

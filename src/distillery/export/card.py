@@ -5,6 +5,7 @@ teacher's, how to run it, and what to cite."""
 
 import yaml
 
+from distillery.data.prepare import Prepared
 from distillery.teacher.models import KNOWN_OFFLINE_MODELS
 
 # family -> (what it is, the paper: authors year, title, arXiv id)
@@ -41,32 +42,31 @@ def hub_base_model(base: str | None) -> str | None:
     return base
 
 
-def _task_name(info: dict) -> str:
-    source = str(info.get("source", ""))
-    return source[3:] if source.startswith("hf:") else f"GLUE {GLUE_NAMES.get(info['task'], info['task'])}"
+def _task_name(prep: Prepared) -> str:
+    source, task = prep.source, prep.task.name
+    return source[3:] if source.startswith("hf:") else f"GLUE {GLUE_NAMES.get(task, task)}"
 
 
-def _dataset(info: dict) -> dict:
+def _dataset(prep: Prepared) -> dict:
     """The model-index dataset entry: GLUE on the Hub when prepared from GLUE, else the HF dataset."""
-    source = str(info.get("source", ""))
-    task = info["task"]
-    dev = info.get("counts", {}).get("dev", {})
+    source, task = prep.source, prep.task.name
+    dev = prep.counts.get("dev", {})
     whole = not dev or dev.get("rows_kept") == dev.get("rows_read")
-    name = _task_name(info)
+    name = _task_name(prep)
     if not whole:
         name += f" ({dev['rows_kept']} of {dev['rows_read']} validation rows)"
     hub = source[3:].rsplit("/", 1)[0] if source.startswith("hf:") else GLUE_HUB
     return {"name": name, "type": hub, "config": task, "split": "validation"}
 
 
-def header(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str) -> dict:
-    metric = info["metric"]
+def header(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: str) -> dict:
+    metric = prep.task.metric
     family = sinfo["family"]
     runtimes = [("PyTorch", f"dev_{metric}"), ("ONNX Runtime", f"onnx_dev_{metric}"),
                 ("ONNX Runtime int8", f"int8_dev_{metric}")]
     metrics = [{"type": metric, "value": round(float(export[k]), 4), "name": f"{metric} ({label})"}
                for label, k in runtimes if k in export]
-    data = _dataset(info)
+    data = _dataset(prep)
     head = {
         "library_name": "transformers" if family in TRANSFORMERS_FAMILIES else "onnx",
         "pipeline_tag": "text-classification",
@@ -159,17 +159,17 @@ def _architecture(sinfo: dict, export: dict) -> list[str]:
     return lines
 
 
-def model_card(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str = "apache-2.0",
+def model_card(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: str = "apache-2.0",
                transfer_rows: dict[str, int] | None = None) -> str:
     """The README.md of an export folder."""
-    head = header(sinfo, info, export, tinfo, license)
+    head = header(sinfo, prep, export, tinfo, license)
     base = tinfo.get("base_model") or "a BERT-family checkpoint"
     lines = [
         "---", yaml.safe_dump(head, sort_keys=False, allow_unicode=True).strip(), "---", "",
         f"# {sinfo['name']}",
         "",
         f"A {sinfo['family']} student distilled by distillery from a `{base}` teacher fine-tuned on "
-        f"{_task_name(info)} (labels: {', '.join(info['label_names'])})."
+        f"{_task_name(prep)} (labels: {', '.join(prep.label_names)})."
         + (f" Teacher fingerprint `{sinfo['teacher_fingerprint']}`." if sinfo.get("teacher_fingerprint") else ""),
         "",
         "## What it is",
@@ -183,7 +183,7 @@ def model_card(sinfo: dict, info: dict, export: dict, tinfo: dict, license: str 
         "",
         f"Seed {sinfo.get('training', {}).get('seed')}. The whole configuration is in `student.json`.",
         "",
-        *_results(sinfo, info["metric"], export),
+        *_results(sinfo, prep.task.metric, export),
         "",
         *_usage(sinfo["family"], export["inputs"]),
         *_citation(sinfo["family"]),

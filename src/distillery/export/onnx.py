@@ -90,14 +90,15 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
                    teacher_dir: str | Path | None = None, augmented_dir: str | Path | None = None) -> dict:
     """ONNX + int8 ONNX + tokenizer + model card for one student. `teacher_dir` names the teacher's base
     checkpoint in the card, `augmented_dir` the augmented transfer set's size (both optional)."""
-    task, info, _, dev = load_prepared(prepared_dir)
+    prep = load_prepared(prepared_dir)
+    task, dev = prep.task, prep.dev
     model, tokenizer, sinfo = load_student(student_dir)
-    transfer_rows = {"train": int(info["n_train"])}
+    transfer_rows = {"train": len(prep.train)}
     if augmented_dir and Path(augmented_dir, "augmented.tsv").is_file():
         transfer_rows["augmented"] = _rows(Path(augmented_dir, "augmented.tsv"))
     max_len = int(sinfo["max_seq_len"])
     names = model.input_names
-    example = model.collate(tokenizer, dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if info["pair"] else None, max_len)
+    example = model.collate(tokenizer, dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if task.is_pair else None, max_len)
     labels = dev["label"].to_numpy()
     tinfo = read_json(Path(teacher_dir, TEACHER_INFO)) if teacher_dir and Path(teacher_dir, TEACHER_INFO).is_file() else {}
     with atomic_dir(out_dir) as tmp:
@@ -137,5 +138,5 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
         write_json(tmp / "student.json", sinfo)
         write_json(tmp / "export.json", result)
         result["inputs"] = names
-        (tmp / "README.md").write_text(model_card(sinfo, info, result, tinfo, cfg.license, transfer_rows), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(sinfo, prep, result, tinfo, cfg.license, transfer_rows), encoding="utf-8")
     return result

@@ -11,8 +11,12 @@ from distillery.config import SoftLabelConfig
 from distillery.data.prepare import load_prepared
 from distillery.data.table import read_table
 from distillery.io import write_json
-from distillery.logits.dist import finish, init_world
-from distillery.logits.store import LogitStore, parse_features, label_texts, teacher_fingerprint, write_logits
+from distillery.dist import finish, init_world
+from distillery.logits.arrays import parse_features
+from distillery.logits.artifact import write_logits
+from distillery.logits.fingerprint import teacher_fingerprint
+from distillery.logits.label import label_texts
+from distillery.logits.store import LogitStore
 from distillery.hardware import precision
 from distillery.teacher.train import check_seq_len, load_teacher
 
@@ -22,8 +26,9 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
                 metrics_path: str | Path) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    task, info, train, dev = load_prepared(prepared_dir)
-    model, tokenizer, tinfo = load_teacher(teacher_dir, n_labels=len(info["label_names"]))
+    prep = load_prepared(prepared_dir)
+    train, dev = prep.train, prep.dev
+    model, tokenizer, tinfo = load_teacher(teacher_dir, n_labels=prep.num_labels)
     frames = [train, dev]
     if augmented_dir is not None:
         frames.append(read_table(Path(augmented_dir) / "augmented.tsv"))
@@ -37,7 +42,7 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     world.barrier()  # every process plans from the same store state before anyone writes to it
     t0 = time.perf_counter()
     stats = label_texts(model, tokenizer, texts["id"].tolist(), texts["text_a"].tolist(),
-                        texts["text_b"].tolist() if info["pair"] else None, store,
+                        texts["text_b"].tolist() if prep.task.is_pair else None, store,
                         cfg.max_seq_len, cfg.batch_tokens, prec == "bf16", checkpoint_every=cfg.checkpoint_every,
                         rank=world.rank, world_size=world.size, features=cfg.features)
     world.barrier()  # every process has written its parts
@@ -52,8 +57,8 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     write_logits(out_dir, ids, store.get_all(keys), {
         "fingerprint": fp,
         "teacher": str(teacher_dir),
-        "task": task.name,
-        "label_names": info["label_names"],
+        "task": prep.task.name,
+        "label_names": prep.label_names,
         "max_seq_len": cfg.max_seq_len,
         "precision": prec,  # what the teacher ran in (bf16 only where the hardware supports it)
     }, features=cfg.features)

@@ -1,10 +1,8 @@
-"""Distillation losses, registered by short stable names used in params.yaml.
-
-Output-layer losses (kd.py) take (student_logits, teacher_logits, labels, temperature); feature
-losses (features.py, `kind == "features"`) take (student Features, teacher Features, context).
-"""
+"""Distillation losses, registered by the short names used in params.yaml (see `base.py` for the
+protocol). `kd.py`: losses on the output layer; `features.py`: losses on the models' insides."""
 
 from distillery.losses import features as _features  # noqa: F401  (registers the feature losses)
-from distillery.losses.kd import LOSSES
+from distillery.losses import kd as _kd  # noqa: F401  (registers the output-layer losses)
+from distillery.losses.base import LOSSES, NEEDS, Loss, LossContext
 
-__all__ = ["LOSSES"]
+__all__ = ["LOSSES", "NEEDS", "Loss", "LossContext"]

@@ -1,50 +1,17 @@
 """Intermediate-layer losses: the student learns from the teacher's inside, not only its outputs.
 
-Each registered loss takes `(student: Features, teacher: Features, ctx: FeatureContext)` and returns a
-scalar. `Features` holds one model's view of a padded batch (shapes below); `ctx` says which teacher
-layer each student layer learns from and holds the learned projections where widths differ.
 The tensor-level formulas are plain functions (`cosine_hidden`, `patient_loss`, ...) so tests can
-check them against values computed by hand.
-
-Shapes: bs = batch, L = tokens, d = width, H = heads. Layer lists are indexed like transformers'
-`hidden_states`: 0 is the embedding output, l >= 1 the output of layer l. `mask` (bs, L) is 1 for real
-tokens, 0 for padding; padding never contributes to a loss.
+check them against values computed by hand; the registered classes pair the layers. Layer m of the
+student learns from teacher layer `ctx.layer_map[m - 1]`; `mask` (bs, L) is 1 for real tokens, 0 for
+padding, and padding never contributes to a loss. Shapes: bs = batch, L = tokens, d = width, H = heads.
 """
-
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distillery.losses.kd import LOSSES
-
-
-@dataclass
-class Features:
-    logits: torch.Tensor | None = None  # (bs, n_labels)
-    hidden: list[torch.Tensor] | None = None  # [layer] -> (bs, L, d); 0 = embeddings
-    scores: list[torch.Tensor] | None = None  # [layer - 1] -> (bs, H, L, L), q.k / sqrt(d_head), before mask and softmax
-    cls: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (bs, d): [CLS] state (PKD)
-    mask: torch.Tensor | None = None  # (bs, L)
-
-
-@dataclass
-class FeatureContext:
-    layer_map: list[int]  # teacher layer (1-based) for student layer 1..M
-    patient_layers: list[int] = field(default_factory=list)  # PKD: teacher layers for student layers 1..k-1
-    proj: nn.ModuleDict | None = None  # "embedding", "hidden": student width -> teacher width (TinyBERT)
-
-
-def feature_loss(name: str, needs: set[str]):
-    """Register a feature loss; `needs` says what it reads from the teacher (hidden, scores, cls)."""
-
-    def deco(fn):
-        fn.kind = "features"
-        fn.needs = needs
-        return LOSSES.register(name)(fn)
-
-    return deco
+from distillery.losses.base import LOSSES, Loss, LossContext
+from distillery.outputs import ModelOutput
 
 
 # ---------------------------------------------------------------------------------------------- formulas
@@ -117,54 +84,98 @@ def attention_kl(s_scores: torch.Tensor, t_scores: torch.Tensor, mask: torch.Ten
 
 # ----------------------------------------------------------------------------- registered (params.yaml)
 
-@feature_loss("cosine_hidden", needs={"hidden"})
-def distilbert_cosine(student: Features, teacher: Features, ctx: FeatureContext) -> torch.Tensor:
+@LOSSES.register("cosine_hidden")
+class DistilBertCosine(Loss):
     """DistilBERT's L_cos: `cosine_hidden` between the student's and the teacher's last hidden states."""
-    return cosine_hidden(student.hidden[-1], teacher.hidden[-1], student.mask)
+
+    needs = frozenset({"hidden"})
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
+        return cosine_hidden(student.hidden[-1], teacher.hidden[-1], student.mask)
 
 
-@feature_loss("pkd", needs={"cls"})
-def pkd(student: Features, teacher: Features, ctx: FeatureContext) -> torch.Tensor:
-    """Patient KD's L_PT (`patient_loss`): student layers 1..k-1 against `ctx.patient_layers`
-    (PKD-Skip: every other teacher layer; PKD-Last: the teacher's last k-1 below the top). Its weight
-    in params.yaml is the paper's beta."""
-    s = [student.hidden[j + 1][:, 0] for j in range(len(ctx.patient_layers))]
-    t = [teacher.cls[layer] for layer in ctx.patient_layers]
-    return patient_loss(s, t)
+@LOSSES.register("pkd")
+class PatientKD(Loss):
+    """Patient KD's L_PT (`patient_loss`): student layers 1..k-1 against the teacher's patient layers
+    (PKD-Skip: every other teacher layer; PKD-Last: the teacher's last k-1 below the top), whose [CLS]
+    states soft-labels stores. Its weight in params.yaml is the paper's beta."""
+
+    needs = frozenset({"cls"})
+
+    def __init__(self, ctx: LossContext) -> None:
+        super().__init__(ctx)
+        if not ctx.patient_layers:
+            raise ValueError("the student names no patient layers; use model pkd_skip or pkd_last, "
+                             "or set model_args.patient_layers")
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
+        s = [student.hidden[j][:, 0] for j in range(1, len(self.ctx.patient_layers) + 1)]
+        return patient_loss(s, [teacher.cls_state(layer) for layer in self.ctx.patient_layers])
 
 
-@feature_loss("tinybert_embedding", needs={"hidden"})
-def tinybert_embedding(student: Features, teacher: Features, ctx: FeatureContext) -> torch.Tensor:
-    """TinyBERT L_embd = MSE(E_s W_e, E_t) on the embedding-layer outputs."""
-    p = ctx.proj["embedding"] if ctx.proj is not None and "embedding" in ctx.proj else None
-    return hidden_mse(student.hidden[0], teacher.hidden[0], student.mask, p)
+def _width_map(ctx: LossContext) -> nn.Linear | None:
+    """A learned (d_s -> d_t) map when the widths differ; none when they match."""
+    return nn.Linear(ctx.student_width, ctx.teacher_width) if ctx.student_width != ctx.teacher_width else None
 
 
-@feature_loss("tinybert_hidden", needs={"hidden"})
-def tinybert_hidden(student: Features, teacher: Features, ctx: FeatureContext) -> torch.Tensor:
-    """TinyBERT L_hidn = sum_m MSE(H_s,m W_h, H_t,g(m)) over student layers m, g = ctx.layer_map."""
-    p = ctx.proj["hidden"] if ctx.proj is not None and "hidden" in ctx.proj else None
-    return sum(hidden_mse(student.hidden[m], teacher.hidden[n], student.mask, p)
-               for m, n in enumerate(ctx.layer_map, start=1))
+@LOSSES.register("tinybert_embedding")
+class TinyBertEmbedding(Loss):
+    """TinyBERT L_embd = MSE(E_s W_e, E_t) on the embedding-layer outputs; owns W_e."""
+
+    needs = frozenset({"hidden"})
+
+    def __init__(self, ctx: LossContext) -> None:
+        super().__init__(ctx)
+        self.proj = _width_map(ctx)  # W_e
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
+        return hidden_mse(student.hidden[0], teacher.hidden[0], student.mask, self.proj)
 
 
-@feature_loss("tinybert_attention", needs={"scores"})
-def tinybert_attention(student: Features, teacher: Features, ctx: FeatureContext) -> torch.Tensor:
+@LOSSES.register("tinybert_hidden")
+class TinyBertHidden(Loss):
+    """TinyBERT L_hidn = sum_m MSE(H_s,m W_h, H_t,g(m)) over student layers m, g = the layer map; owns W_h."""
+
+    needs = frozenset({"hidden"})
+
+    def __init__(self, ctx: LossContext) -> None:
+        super().__init__(ctx)
+        self.proj = _width_map(ctx)  # W_h
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
+        return sum(hidden_mse(student.hidden[m], teacher.hidden[n], student.mask, self.proj)
+                   for m, n in enumerate(self.ctx.layer_map, start=1))
+
+
+@LOSSES.register("tinybert_attention")
+class TinyBertAttention(Loss):
     """TinyBERT L_attn = sum_m `attention_mse`(A_s,m, A_t,g(m)) on unnormalised scores."""
-    return sum(attention_mse(student.scores[m - 1], teacher.scores[n - 1], student.mask)
-               for m, n in enumerate(ctx.layer_map, start=1))
+
+    needs = frozenset({"scores"})
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
+        return sum(attention_mse(student.scores[m - 1], teacher.scores[n - 1], student.mask)
+                   for m, n in enumerate(self.ctx.layer_map, start=1))
 
 
-@feature_loss("mobilebert_feature_map", needs={"hidden"})
-def mobilebert_feature_map(student: Features, teacher: Features, ctx: FeatureContext) -> torch.Tensor:
+@LOSSES.register("mobilebert_feature_map")
+class MobileBertFeatureMap(Loss):
     """MobileBERT feature-map transfer: sum over layers of MSE between the student's and the teacher's
     layer outputs (same width by construction: the bottleneck student's inter-block width)."""
-    return sum(hidden_mse(student.hidden[m], teacher.hidden[n], student.mask)
-               for m, n in enumerate(ctx.layer_map, start=1))
+
+    needs = frozenset({"hidden"})
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
+        return sum(hidden_mse(student.hidden[m], teacher.hidden[n], student.mask)
+                   for m, n in enumerate(self.ctx.layer_map, start=1))
 
 
-@feature_loss("mobilebert_attention", needs={"scores"})
-def mobilebert_attention(student: Features, teacher: Features, ctx: FeatureContext) -> torch.Tensor:
+@LOSSES.register("mobilebert_attention")
+class MobileBertAttention(Loss):
     """MobileBERT attention transfer: sum over layers of `attention_kl` (teacher || student)."""
-    return sum(attention_kl(student.scores[m - 1], teacher.scores[n - 1], student.mask)
-               for m, n in enumerate(ctx.layer_map, start=1))
+
+    needs = frozenset({"scores"})
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
+        return sum(attention_kl(student.scores[m - 1], teacher.scores[n - 1], student.mask)
+                   for m, n in enumerate(self.ctx.layer_map, start=1))

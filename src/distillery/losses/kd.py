@@ -1,4 +1,5 @@
-"""Output-layer losses. Each takes (student_logits, teacher_logits, labels, temperature).
+"""Output-layer losses. The formulas take (student_logits, teacher_logits, labels) tensors, as
+torchtune's KD losses do; the registered classes read them from the models' outputs.
 
 `labels` holds -100 for rows without a gold label (generated texts); hard-label losses skip them.
 Shapes: logits (bs, n_labels), labels (bs,).
@@ -7,17 +8,10 @@ Shapes: logits (bs, n_labels), labels (bs,).
 import torch
 import torch.nn.functional as F
 
-from distillery.registry import Registry
-
-LOSSES: Registry = Registry("loss")
-
-# Losses that read the teacher's logits; a student using none of them needs no soft labels.
-NEEDS_TEACHER = {"soft_ce", "kl", "mse_logits"}
+from distillery.losses.base import LOSSES, Loss
 
 
-@LOSSES.register("ce")
-def hard_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
-            temperature: float = 1.0) -> torch.Tensor:
+def hard_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with the gold labels: mean over labelled rows of -log softmax(z_s)[y].
 
     Rows with label -100 are ignored; a batch with no labelled row gives 0.
@@ -27,9 +21,7 @@ def hard_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
     return F.cross_entropy(student_logits, labels, ignore_index=-100)
 
 
-@LOSSES.register("soft_ce")
-def soft_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None,
-            temperature: float = 1.0) -> torch.Tensor:
+def soft_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Hinton et al. 2015, "Distilling the Knowledge in a Neural Network":
 
         L = T^2 * mean_i sum_c -softmax(z_t / T)_ic * log softmax(z_s / T)_ic
@@ -41,9 +33,7 @@ def soft_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     return -(p_t * F.log_softmax(student_logits / t, dim=-1)).sum(-1).mean() * t * t
 
 
-@LOSSES.register("kl")
-def kl_div(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None,
-           temperature: float = 1.0) -> torch.Tensor:
+def kl_div(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """T^2 * mean_i KL(softmax(z_t / T) || softmax(z_s / T)): soft_ce minus the teacher's entropy
     (same gradient for the student, zero when the student matches the teacher)."""
     t = temperature
@@ -51,9 +41,7 @@ def kl_div(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: t
                     reduction="batchmean", log_target=True) * t * t
 
 
-@LOSSES.register("mse_logits")
-def mse_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None,
-               temperature: float = 1.0) -> torch.Tensor:
+def mse_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks":
 
         L = mean_i ||z_t,i - z_s,i||_2^2 / n_labels   (F.mse_loss: mean over rows and classes)
@@ -61,3 +49,39 @@ def mse_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor, label
     on raw (pre-softmax) logits; the temperature is not used.
     """
     return F.mse_loss(student_logits, teacher_logits)
+
+
+@LOSSES.register("ce")
+class HardCE(Loss):
+    __doc__ = hard_ce.__doc__
+    needs = frozenset({"labels"})
+
+    def forward(self, student, teacher, batch):
+        return hard_ce(student.main, batch["labels"])
+
+
+@LOSSES.register("soft_ce")
+class SoftCE(Loss):
+    __doc__ = soft_ce.__doc__
+    needs = frozenset({"logits"})
+
+    def forward(self, student, teacher, batch):
+        return soft_ce(student.main, teacher.main, self.ctx.temperature)
+
+
+@LOSSES.register("kl")
+class KL(Loss):
+    __doc__ = kl_div.__doc__
+    needs = frozenset({"logits"})
+
+    def forward(self, student, teacher, batch):
+        return kl_div(student.main, teacher.main, self.ctx.temperature)
+
+
+@LOSSES.register("mse_logits")
+class MSELogits(Loss):
+    __doc__ = mse_logits.__doc__
+    needs = frozenset({"logits"})
+
+    def forward(self, student, teacher, batch):
+        return mse_logits(student.main, teacher.main)

@@ -1,23 +1,52 @@
 """What every student family provides, and saving/loading a student with the config that built it.
 
-A family is an `nn.Module` class registered in STUDENTS with:
+A family is a `Student` subclass registered in STUDENTS with:
 - `Config`: a dataclass of its architecture (checkpoints carry it, as in nanoGPT);
 - `from_teacher(config, teacher_dir)`: build it, initialised from the teacher where the paper says so;
+- `provides`: what its `ModelOutput` can hold beyond logits ("hidden", "scores"), which decides the
+  losses it can learn with;
 - `input_names`: the tensor names `collate` returns and `forward` takes (also the ONNX inputs);
-- `collate(tokenizer, texts_a, texts_b, max_seq_len)`: tokenise and pad one batch.
+- `collate(tokenizer, texts_a, texts_b, max_seq_len)`: tokenise and pad one batch;
+- `forward(**inputs, hidden=False, scores=False) -> ModelOutput`.
 """
 
 import dataclasses
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import AutoTokenizer
 
 from distillery.errors import DistilleryError
 from distillery.io import atomic_dir, read_json, write_json
+from distillery.outputs import MAIN, ModelOutput
 from distillery.registry import Registry
 
-STUDENTS: Registry = Registry("student model")
+class Student(nn.Module):
+    """The interface every family implements (see the module docstring)."""
+
+    family = ""
+    params_group = ""  # its defaults block in params.yaml: distill.<params_group>
+    provides: frozenset[str] = frozenset()
+    export_head: str | None = None  # set by `for_export`: forward then returns that head's logits tensor
+
+    @property
+    def input_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def collate(self, tokenizer, texts_a: list[str], texts_b: list[str] | None, max_seq_len: int) -> dict:
+        raise NotImplementedError
+
+    def for_export(self, head: str = MAIN) -> "Student":
+        """Make `forward` return the plain logits tensor of `head`: what ONNX export traces."""
+        self.export_head = head
+        return self
+
+    def answer(self, out: ModelOutput) -> ModelOutput | torch.Tensor:
+        return out.logits[self.export_head] if self.export_head else out
+
+
+STUDENTS: Registry[type[Student]] = Registry("student model")
 CHECKPOINT = "student.pt"
 INFO = "student.json"
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distillery.students.base import STUDENTS
+from distillery.outputs import MAIN, ModelOutput
+from distillery.students.base import STUDENTS, Student
 
 
 @dataclass
@@ -56,9 +57,11 @@ class BiLSTMEncoder(nn.Module):
 
 
 @STUDENTS.register("bilstm")
-class BiLSTMStudent(nn.Module):
+class BiLSTMStudent(Student):
     family = "bilstm"
+    params_group = "bilstm"
     Config = BiLSTMConfig
+    provides = frozenset()  # logits only: output-layer losses
 
     def __init__(self, config: BiLSTMConfig) -> None:
         super().__init__()
@@ -97,12 +100,12 @@ class BiLSTMStudent(nn.Module):
         return model
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, input_ids_b: torch.Tensor | None = None,
-                lengths_b: torch.Tensor | None = None) -> torch.Tensor:
+                lengths_b: torch.Tensor | None = None, hidden: bool = False, scores: bool = False):
         h = self.encoder(self.embed(input_ids), lengths)  # (bs, 2*hidden)
         if self.config.pair:
             h2 = self.encoder(self.embed(input_ids_b), lengths_b)
             h = torch.cat([h, h2, h * h2, (h - h2).abs()], dim=-1)  # (bs, 8*hidden)
-        return self.head(h)  # (bs, num_labels)
+        return self.answer(ModelOutput(logits={MAIN: self.head(h)}))  # (bs, num_labels)
 
     @staticmethod
     def _pad(tokenizer, texts: list[str], max_seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

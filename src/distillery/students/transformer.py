@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distillery.losses.features import Features
-from distillery.students.base import STUDENTS
+from distillery.outputs import MAIN, ModelOutput
+from distillery.students.base import STUDENTS, Student
 
 
 @dataclass
@@ -66,45 +66,46 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
             and hasattr(m, "attention_head_size")]
 
 
-def model_features(hf_model: nn.Module, batch: dict, scores: bool) -> Features:
-    """Logits, every hidden state and (if asked) every layer's unnormalised attention scores
-    q.k / sqrt(d_head), for a transformers classifier. Scores come from hooks on the query and key
-    maps, so the fast attention kernel stays in use."""
+def model_output(hf_model: nn.Module, batch: dict, hidden: bool = False, scores: bool = False) -> ModelOutput:
+    """A transformers classifier's answer as a `ModelOutput`: logits, and when asked every hidden state
+    and every layer's unnormalised attention scores q.k / sqrt(d_head). Scores come from hooks on the
+    query and key maps, so the fast attention kernel stays in use. Students and the teacher run
+    alongside both answer through here."""
     caught: dict[int, dict[str, torch.Tensor]] = {}
     hooks = []
     mods = attention_modules(hf_model) if scores else []
-    if scores:
-        for i, m in enumerate(mods):
-            for part in ("query", "key"):
-                hooks.append(getattr(m, part).register_forward_hook(
-                    lambda mod, inp, out, i=i, part=part: caught.setdefault(i, {}).__setitem__(part, out)))
+    for i, m in enumerate(mods):
+        for part in ("query", "key"):
+            hooks.append(getattr(m, part).register_forward_hook(
+                lambda mod, inp, out, i=i, part=part: caught.setdefault(i, {}).__setitem__(part, out)))
     try:
-        out = hf_model(**batch, output_hidden_states=True)
+        out = hf_model(**batch, output_hidden_states=hidden or scores)
     finally:
         for h in hooks:
             h.remove()
-    sc = None
-    if scores:
-        sc = []
-        for i, m in enumerate(mods):
-            q, k = caught[i]["query"], caught[i]["key"]
-            bs, n, _ = q.shape
-            d = m.attention_head_size
-            q = q.view(bs, n, -1, d).transpose(1, 2)
-            k = k.view(bs, n, -1, d).transpose(1, 2)
-            sc.append(q @ k.transpose(-1, -2) * d ** -0.5)  # (bs, H, L, L)
-    return Features(logits=out.logits, hidden=list(out.hidden_states), scores=sc, mask=batch["attention_mask"])
+    sc = []
+    for i, m in enumerate(mods):
+        q, k = caught[i]["query"], caught[i]["key"]
+        bs, n, _ = q.shape
+        d = m.attention_head_size
+        q = q.view(bs, n, -1, d).transpose(1, 2)
+        k = k.view(bs, n, -1, d).transpose(1, 2)
+        sc.append(q @ k.transpose(-1, -2) * d ** -0.5)  # (bs, H, L, L)
+    return ModelOutput(logits={MAIN: out.logits}, hidden=list(out.hidden_states) if (hidden or scores) else None,
+                       scores=sc if scores else None, mask=batch.get("attention_mask"))
 
 
 def _pca_embeddings(teacher_weight: torch.Tensor, basis: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     return (teacher_weight - mean) @ basis
 
 
-class TransformerStudent(nn.Module):
-    """A transformers sequence classifier with the student interface (collate, forward -> logits)."""
+class TransformerStudent(Student):
+    """A transformers sequence classifier with the student interface (collate, forward -> ModelOutput)."""
 
     family = "bert"
+    params_group = "transformer"
     Config = TransformerConfig
+    provides = frozenset({"hidden", "scores"})
 
     def __init__(self, config: TransformerConfig, hf_model: nn.Module | None = None) -> None:
         super().__init__()
@@ -126,16 +127,16 @@ class TransformerStudent(nn.Module):
         return {n: enc[n] for n in self.input_names}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        kw = {"attention_mask": attention_mask}
+                token_type_ids: torch.Tensor | None = None, hidden: bool = False, scores: bool = False):
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
-            kw["token_type_ids"] = token_type_ids
-        return self.hf(input_ids=input_ids, **kw).logits  # (bs, num_labels)
+            batch["token_type_ids"] = token_type_ids
+        return self.answer(model_output(self.hf, batch, hidden, scores))  # logits (bs, num_labels)
 
-    def for_export(self) -> "TransformerStudent":
+    def for_export(self, head: str = MAIN) -> "TransformerStudent":
         """Plain-ops attention for export: the fused kernel's mask shortcuts are data-dependent."""
         self.hf.set_attn_implementation("eager")
-        return self
+        return super().for_export(head)
 
     def export_onnx(self, path: Path, example: dict, opset: int) -> None:
         """ONNX through torch.export (dynamo): the TorchScript tracer bakes parts of transformers'
@@ -154,9 +155,6 @@ class TransformerStudent(nn.Module):
         del proto.graph.value_info[:]  # stale intermediate shapes here make onnxruntime's quantiser fail
         onnx.save(proto, str(path))
         Path(f"{path}.data").unlink(missing_ok=True)  # the weights are inline now
-
-    def features(self, batch: dict, scores: bool) -> Features:
-        return model_features(self.hf, batch, scores)
 
     # ------------------------------------------------------------------ saving: the transformers format
     def save_weights(self, folder: Path) -> None:
@@ -190,8 +188,7 @@ class TransformerStudent(nn.Module):
         c.intermediate_size = c.intermediate_size or (
             t.intermediate_size if c.hidden_size == t.hidden_size else 4 * c.hidden_size)
         n = t.num_hidden_layers
-        if cls.family != "mobilebert" and c.hidden_size % c.num_heads:  # mobilebert's heads split intra_size
-            raise ValueError(f"hidden_size {c.hidden_size} is not a multiple of num_heads {c.num_heads}")
+        cls.check_heads(c)
         if c.layer_map is None:
             c.layer_map = [round(m * n / c.num_layers) for m in range(1, c.num_layers + 1)]  # uniform
         for what in ("init_layers", "layer_map", "patient_layers"):
@@ -209,6 +206,11 @@ class TransformerStudent(nn.Module):
                              f"{t.hidden_size}; set hidden_size to {t.hidden_size} or init_layers to []")
         c.hf = cls.hf_config(c, t)
         return c
+
+    @classmethod
+    def check_heads(cls, c: TransformerConfig) -> None:
+        if c.hidden_size % c.num_heads:
+            raise ValueError(f"hidden_size {c.hidden_size} is not a multiple of num_heads {c.num_heads}")
 
     @classmethod
     def hf_config(cls, c: TransformerConfig, t) -> dict:
@@ -366,9 +368,12 @@ class MobileBertStudent(TransformerStudent):
         if t.num_attention_heads % c.num_heads:
             raise ValueError(f"attention transfer pairs the teacher's {t.num_attention_heads} heads with "
                              f"num_heads {c.num_heads}: it must divide them")
+        return c
+
+    @classmethod
+    def check_heads(cls, c: TransformerConfig) -> None:  # the heads split the narrow intra-block width
         if c.intra_size % c.num_heads:
             raise ValueError(f"intra_size {c.intra_size} is not a multiple of num_heads {c.num_heads}")
-        return c
 
     @classmethod
     def hf_config(cls, c, t):

@@ -72,8 +72,8 @@ def check_seq_len(model_config, max_seq_len: int, param: str) -> None:
 
 def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | Path, live_dir: str | Path) -> dict:
     """Fine-tune (or, with epochs 0, only check and evaluate) the teacher; save it with save_pretrained."""
-    task, info, train, dev = load_prepared(prepared_dir)
-    n_labels = len(info["label_names"])
+    prep = load_prepared(prepared_dir)
+    task, train, dev, n_labels = prep.task, prep.train, prep.dev, prep.num_labels
     path = resolve_model(cfg.base_model)
     try:
         base_cfg = AutoConfig.from_pretrained(path)
@@ -89,8 +89,8 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
     model = AutoModelForSequenceClassification.from_pretrained(
         path,
         num_labels=n_labels,
-        id2label=dict(enumerate(info["label_names"])),
-        label2id={n: i for i, n in enumerate(info["label_names"])},
+        id2label=dict(enumerate(prep.label_names)),
+        label2id={n: i for i, n in enumerate(prep.label_names)},
     )
     train_enc = tokenize_frame(tokenizer, train, cfg.max_seq_len)
     train_ds = Dataset.from_dict({**train_enc, "labels": train["label"].tolist(),
@@ -114,7 +114,7 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
         tokenizer.save_pretrained(tmp)
         write_json(tmp / TEACHER_INFO, {
             "task": task.name,
-            "label_names": info["label_names"],
+            "label_names": prep.label_names,
             "metric": task.metric,
             "pair": task.is_pair,
             "max_seq_len": cfg.max_seq_len,

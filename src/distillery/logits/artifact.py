@@ -1,0 +1,106 @@
+"""The soft-labels stage output (`data/logits/`): a few large fp16 shards holding exactly the requested
+ids, with a manifest naming the teacher fingerprint. It is a pure function of its inputs, so DVC's
+caches stay correct; students open it read-only with `Logits`.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from distillery.errors import DistilleryError
+from distillery.io import atomic_dir, read_json, write_json
+from distillery.logits.arrays import column, digest, npz_bytes, open_npz
+from distillery.logits.fingerprint import ids_to_u64, teacher_fingerprint
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 2  # 2: parts named by the SHA-256 of their bytes, shards checksummed in the manifest
+
+
+def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.ndarray], meta: dict,
+                 features: Sequence[str] = (), rows_per_shard: int = 1_000_000) -> None:
+    """Write the stage output: a few large fp16 shards (ids sorted) and a manifest.
+
+    The manifest lists the arrays each shard holds: `logits` (n, num_labels) and one entry per
+    requested feature, e.g. {"name": "cls@3", "array": "cls_3", "dim": 384}.
+    """
+    keys = ids_to_u64(ids)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    cols = {c: v[order].astype(np.float16) for c, v in cols.items()}
+    with atomic_dir(out_dir) as tmp:
+        shards = []
+        for k, s in enumerate(range(0, max(len(keys), 1), rows_per_shard)):
+            name = f"shard-{k:05d}.npz"
+            data = npz_bytes(keys=keys[s:s + rows_per_shard], **{c: v[s:s + rows_per_shard] for c, v in cols.items()})
+            (tmp / name).write_bytes(data)
+            shards.append({"file": name, "rows": int(len(keys[s:s + rows_per_shard])), "sha256": digest(data)})
+        write_json(tmp / MANIFEST, {
+            "format": FORMAT_VERSION, **meta, "dtype": "float16", "n_rows": int(len(keys)),
+            "features": [{"name": f, "array": column(f), "dim": int(cols[column(f)].shape[1])} for f in features],
+            "shards": shards,
+        })
+
+
+class Logits:
+    """The soft-labels artifact, opened read-only by students."""
+
+    def __init__(self, logits_dir: str | Path) -> None:
+        d = Path(logits_dir)
+        mpath = d / MANIFEST
+        if not mpath.is_file():
+            raise DistilleryError(f"{mpath}: missing; run `distillery soft-labels` (or dvc repro) first")
+        self.manifest = read_json(mpath)
+        if self.manifest.get("format") != FORMAT_VERSION:
+            raise DistilleryError(f"{mpath}: format {self.manifest.get('format')}, this version reads "
+                                  f"{FORMAT_VERSION}; re-run `distillery soft-labels` (dvc repro -f soft-labels)")
+        names = ["logits"] + [f["array"] for f in self.manifest.get("features", [])]
+        keys, cols = [], {c: [] for c in names}
+        for sh in self.manifest["shards"]:
+            path = d / sh["file"]
+            data = path.read_bytes() if path.is_file() else b""
+            z = open_npz(data, names) if digest(data) == sh.get("sha256") else None
+            if z is None:
+                raise DistilleryError(f"{path}: missing or damaged (does not match the checksum in {mpath}); "
+                                      "re-run `distillery soft-labels` (dvc repro -f soft-labels)")
+            keys.append(z["keys"])
+            for c in names:
+                cols[c].append(z[c])
+        self.keys = np.concatenate(keys)
+        self.arrays = {c: np.concatenate(v) for c, v in cols.items()}
+        self.logits = self.arrays["logits"]
+        self.path = d
+
+    def check_teacher(self, teacher_dir: str | Path) -> str:
+        """Refuse logits made by another teacher (weights, tokenizer or max_seq_len); return the fingerprint."""
+        mpath = self.path / MANIFEST
+        fp = self.manifest.get("fingerprint")
+        here = teacher_fingerprint(teacher_dir, int(self.manifest.get("max_seq_len", 0)))
+        if fp != here:
+            raise DistilleryError(
+                f"{mpath}: logits were made by teacher fingerprint {fp}, but the teacher in {teacher_dir} is "
+                f"{here}; re-run `distillery soft-labels` with this teacher"
+            )
+        return here
+
+    def get(self, ids: Sequence[str], what: str, feature: str = "logits") -> np.ndarray:
+        """Logits (or a stored feature such as "cls@3") as float32 for `ids`, in order.
+
+        Refuses if any id, or the feature, is missing."""
+        if column(feature) not in self.arrays:
+            raise DistilleryError(
+                f"{self.path / MANIFEST}: no feature {feature!r} stored; add it to soft_labels.features and re-run"
+            )
+        keys = ids_to_u64(ids)
+        pos = np.searchsorted(self.keys, keys)
+        pos_c = np.minimum(pos, len(self.keys) - 1)
+        ok = self.keys[pos_c] == keys
+        if not ok.all():
+            missing = [i for i, k in zip(ids, ok) if not k]
+            raise DistilleryError(
+                f"{self.path / MANIFEST}: no logits for {len(missing)} ids of {what} (e.g. {missing[0]}); "
+                "these logits were made for other data: re-run `distillery soft-labels`"
+            )
+        return self.arrays[column(feature)][pos_c].astype(np.float32)
+
+
