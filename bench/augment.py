@@ -21,6 +21,17 @@ from distillery.data.prepare import prepare
 REPO = Path(__file__).resolve().parents[1]
 
 
+def conf(cls, **overrides):
+    """A stage config as its command builds it: its section of the repository's params.yaml, then overrides."""
+    import yaml
+
+    from distillery.config import from_section
+
+    section = {"PrepareConfig": "prepare", "AugmentConfig": "augment"}[cls.__name__]
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    return from_section(cls, section, {**params[section], **overrides})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/glue/SST-2"))
@@ -31,9 +42,9 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        info = prepare(PrepareConfig(task="sst2", data_dir=args.data, max_train=args.max_train), tmp / "prep")
+        info = prepare(conf(PrepareConfig, task="sst2", data_dir=args.data, max_train=args.max_train), tmp / "prep")
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        cfg = AugmentConfig(p_mask=0.1, p_pos=0.1, p_ng=0.25, max_ng=5, n_iter=args.n_iter, tagger=args.tagger)
+        cfg = conf(AugmentConfig, p_mask=0.1, p_pos=0.1, p_ng=0.25, max_ng=5, n_iter=args.n_iter, tagger=args.tagger)
         t0 = time.perf_counter()
         m = augment(cfg, tmp / "prep", tmp / "aug", tmp / "m.json", workers=args.workers)
         secs = time.perf_counter() - t0

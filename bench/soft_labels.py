@@ -24,11 +24,24 @@ import torch
 
 from distillery.config import PrepareConfig
 from distillery.data.prepare import load_prepared, prepare
-import distillery.logits.store as store_mod
+import distillery.logits.label as store_mod
 from distillery.hardware import bf16_supported
-from distillery.logits.store import LogitStore, label_texts, run_teacher, teacher_fingerprint
+from distillery.logits.fingerprint import teacher_fingerprint
+from distillery.logits.label import label_texts, run_teacher
+from distillery.logits.store import LogitStore
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def conf(cls, **overrides):
+    """A stage config as its command builds it: its section of the repository's params.yaml, then overrides."""
+    import yaml
+
+    from distillery.config import from_section
+
+    section = {"PrepareConfig": "prepare", "AugmentConfig": "augment"}[cls.__name__]
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    return from_section(cls, section, {**params[section], **overrides})
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 10) -> float:
@@ -99,9 +112,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model, tok, teacher_dir, which = timed_teacher(args, Path(tmp))
         print(f"teacher timed: {which}")
-        prepare(PrepareConfig(task="sst2", data_dir=args.data, max_train=args.texts, max_dev=args.bf16_check),
+        prepare(conf(PrepareConfig, task="sst2", data_dir=args.data, max_train=args.texts, max_dev=args.bf16_check),
                 Path(tmp) / "prep")
-        _, _, train, dev = load_prepared(Path(tmp) / "prep")
+        prep = load_prepared(Path(tmp) / "prep")
+        train, dev = prep.train, prep.dev
         ids, texts = train["id"].tolist(), train["text_a"].tolist()
         n_tokens = np.array([len(x) for x in tok(texts, truncation=True, max_length=64)["input_ids"]])
         flops = teacher_flops(model, n_tokens)

@@ -48,7 +48,7 @@ def sst2_prepared(tmp_path_factory) -> Path:
     from distillery.data.prepare import prepare
 
     out = tmp_path_factory.mktemp("prep") / "prepared"
-    prepare(PrepareConfig(task="sst2", data_dir=str(GLUE / "SST-2"), max_train=300, max_dev=100), out)
+    prepare(conf(PrepareConfig, task="sst2", data_dir=str(GLUE / "SST-2"), max_train=300, max_dev=100), out)
     return out
 
 
@@ -59,6 +59,41 @@ def tiny_teacher(tmp_path_factory, tiny_base, sst2_prepared) -> Path:
     from distillery.teacher.train import train_teacher
 
     d = tmp_path_factory.mktemp("teacher")
-    train_teacher(TeacherConfig(base_model=str(tiny_base), epochs=1, batch_size=32, lr=1e-3, bf16=False,
+    train_teacher(conf(TeacherConfig, base_model=str(tiny_base), epochs=1, batch_size=32, lr=1e-3, bf16=False,
                                 logging_steps=5), sst2_prepared, d / "teacher", d / "live")
     return d / "teacher"
+
+
+def repo_params() -> dict:
+    """The repository's params.yaml: the one place where defaults are written."""
+    import yaml
+
+    return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def make_student(name: str, **block):
+    """A StudentConfig as `distillery distill` builds it: `block` on the family defaults of params.yaml."""
+    from distillery.distill.recipe import student_config
+
+    return student_config(name, block, repo_params()["distill"])
+
+
+def write_params(folder: Path, students: dict | None = None, **sections) -> Path:
+    """A params.yaml in `folder`: the repository's, with these students and these sections instead."""
+    import yaml
+
+    path = Path(folder) / "params.yaml"
+    path.write_text(yaml.safe_dump({**repo_params(), "students": students or {}, **sections}), encoding="utf-8")
+    return path
+
+
+SECTIONS = {"PrepareConfig": "prepare", "TeacherConfig": "teacher", "AugmentConfig": "augment",
+            "SoftLabelConfig": "soft_labels", "EvaluateConfig": "evaluate", "ExportConfig": "export"}
+
+
+def conf(cls, **overrides):
+    """A stage config as its command builds it: the section of the repository's params.yaml, then overrides."""
+    from distillery.config import from_section
+
+    section = SECTIONS[cls.__name__]
+    return from_section(cls, section, {**repo_params()[section], **overrides})

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import GLUE
+from tests.conftest import GLUE, make_student, repo_params, write_params
 
 pytestmark = pytest.mark.needs_data
 
@@ -26,40 +26,53 @@ def test_ragged_tsv_is_one_line_error(tmp_path):
     d.mkdir()
     (d / "train.tsv").write_text("sentence\tlabel\nfine\t1\nbroken row\n", encoding="utf-8")
     (d / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n", encoding="utf-8")
-    r = run("prepare", "--data_dir", str(d), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    write_params(tmp_path)
+    r = run("prepare", "--set", f"data_dir={d}", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: {d / 'train.tsv'}:3: expected 2 tab-separated columns, found 1; fix or delete this row"]
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_task(tmp_path):
-    r = run("prepare", "--task", "sts", "--data-dir", str(GLUE / "SST-2"), cwd=tmp_path)
+    write_params(tmp_path, prepare={**repo_params()["prepare"], "task": "sts", "data_dir": str(GLUE / "SST-2")})
+    r = run("prepare", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("error: unknown task 'sts' (param prepare.task)")
 
 
-def test_distill_unknown_setting_names_param(tmp_path):
-    r = run("distill", "--name", "s", "--model", "bilstm", "--losses.ce", "1", "--epoch", "3", cwd=tmp_path)
-    assert r.returncode == 2 and "param students.s.epoch: unknown setting" in r.stderr
+def test_a_stage_reads_its_section_and_set_overrides_it(tmp_path):
+    """params.yaml is where the settings are; `--set` changes one for one run (here: a sample of 50)."""
+    write_params(tmp_path, prepare={**repo_params()["prepare"], "data_dir": str(GLUE / "SST-2"), "max_dev": 20})
+    r = run("prepare", "--set", "max_train=50", "--out", "p", "--metrics", "m.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "50 kept" in r.stdout and "20 kept" in r.stdout
+    r = run("prepare", "--out", "p", "--metrics", "m.json", cwd=tmp_path / "p")  # no params.yaml there
+    assert r.returncode == 2 and "param prepare.task: missing; set it in params.yaml" in r.stderr
 
 
 def test_distill_bad_loss_name(tmp_path, sst2_prepared, tiny_teacher):
-    r = run("distill", "--name", "s", "--model", "bilstm", "--losses.mse", "1", "--prepared", str(sst2_prepared),
-            "--teacher", str(tiny_teacher), cwd=tmp_path)
+    write_params(tmp_path, {"s": {"model": "bilstm", "losses": {"mse": 1}, "transfer_set": "train"}})
+    r = run("distill", "--name", "s", "--prepared", str(sst2_prepared), "--teacher", str(tiny_teacher), cwd=tmp_path)
     assert r.returncode == 2 and "unknown loss 'mse' (param students.s.losses)" in r.stderr
 
 
-def test_distill_parses_lists_and_the_intermediate_block():
-    from stages.distill import parse_student_args
+def test_distill_merges_family_defaults_and_sets():
+    """A student block lists only what makes it different; --set reaches nested settings."""
+    from stages.common import apply_sets
 
-    got = parse_student_args("t", ["--model", "tinybert", "--losses.soft_ce", "1.0", "--model_args.layer_map", "2",
-                                   "--model_args.layer_map", "4", "--model_args.hidden_size", "192",
-                                   "--intermediate.losses.tinybert_hidden", "1.0", "--intermediate.epochs", "2",
-                                   "--intermediate.transfer_set", "augmented", "--no-model_args.freeze_embeddings"])
-    assert got == {"model": "tinybert", "losses": {"soft_ce": 1.0},
-                   "model_args": {"layer_map": [2, 4], "hidden_size": 192, "freeze_embeddings": False},
-                   "intermediate": {"losses": {"tinybert_hidden": 1.0}, "epochs": 2, "transfer_set": "augmented"}}
+    block = apply_sets({"model": "tinybert", "losses": {"soft_ce": 1.0}, "model_args": {"hidden_size": 192}},
+                       ["model_args.layer_map=[2, 4]", "intermediate.losses.tinybert_hidden=1.0",
+                        "intermediate.epochs=2", "lr=2e-4"])
+    cfg = make_student("t", **block)
+    defaults = repo_params()["distill"]
+    assert cfg.model_args == {**defaults["transformer"]["model_args"], "hidden_size": 192, "layer_map": [2, 4]}
+    assert cfg.intermediate == {"losses": {"tinybert_hidden": 1.0}, "epochs": 2}
+    assert (cfg.lr, cfg.batch_size, cfg.grad_clip) == (2e-4, defaults["transformer"]["batch_size"],
+                                                       defaults["transformer"]["grad_clip"])
+    assert cfg.losses == {"soft_ce": 1.0}  # a student's losses are its own, never merged
+    assert make_student("b", model="bilstm", losses={"ce": 1.0}).epochs == defaults["bilstm"]["epochs"]
 
 
 def test_distill_unknown_intermediate_setting(tmp_path):
-    r = run("distill", "--name", "s", "--model", "tinybert", "--losses.ce", "1", "--intermediate.epoch", "3", cwd=tmp_path)
+    write_params(tmp_path, {"s": {"model": "tinybert", "losses": {"ce": 1}}})
+    r = run("distill", "--name", "s", "--set", "intermediate.epoch=3", cwd=tmp_path)
     assert r.returncode == 2 and "param students.s.intermediate.epoch: unknown setting" in r.stderr

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from distillery.config import (EvaluateConfig, PrepareConfig, SoftLabelConfig, StudentConfig, TeacherConfig)
+from distillery.config import EvaluateConfig, PrepareConfig, SoftLabelConfig, TeacherConfig
 from distillery.errors import DistilleryError
-from tests.conftest import GLUE, REPO
+from tests.conftest import REPO, conf, make_student, write_params
 
 pytestmark = pytest.mark.needs_data
 
@@ -35,8 +35,8 @@ def test_student_names_that_would_be_paths_are_refused(tmp_path, name):
     sibling = tmp_path / "models" / "students" / "kept"
     sibling.mkdir(parents=True)
     (sibling / "student.json").write_text("{}")
-    for cmd in (["distill", "--name", name, "--model", "bilstm", "--losses.mse_logits", "1", "--epochs", "1"],
-                ["export", "--name", name]):
+    write_params(tmp_path, {"kept": {"model": "bilstm", "losses": {"mse_logits": 1}}})
+    for cmd in (["distill", "--name", name], ["export", "--name", name]):
         line = one_line(cli(*cmd, cwd=tmp_path))
         assert "is not a plain name" in line and "--name" in line
     assert (sibling / "student.json").is_file()
@@ -47,35 +47,35 @@ def test_student_names_that_would_be_paths_are_refused(tmp_path, name):
 @pytest.mark.parametrize("name", ["..", "a/b", "-x", "x" * 65, "a b", "a.b"])
 def test_student_name_is_checked_in_the_config(name):
     with pytest.raises(DistilleryError, match=r"param students \(a student's name\): .* is not a plain name"):
-        StudentConfig(name=name, model="bilstm", losses={"ce": 1.0})
+        make_student(name, model="bilstm", losses={"ce": 1.0})
 
 
 # ------------------------------------------------------------------------------------- bug 5: zero weights
 def test_all_loss_weights_zero_is_refused_before_loading(tmp_path):
-    line = one_line(cli("distill", "--name", "z", "--model", "bilstm", "--losses.mse_logits", "0", "--losses.ce", "0",
-                        cwd=tmp_path))
+    write_params(tmp_path, {"z": {"model": "bilstm", "losses": {"mse_logits": 0, "ce": 0}}})
+    line = one_line(cli("distill", "--name", "z", cwd=tmp_path))
     assert line.startswith("error: param students.z.losses: every loss weight is 0")
     with pytest.raises(DistilleryError, match=r"students.t.intermediate.losses: every loss weight is 0"):
-        StudentConfig(name="t", model="tinybert", losses={"soft_ce": 1.0}, intermediate={"losses": {"tinybert_hidden": 0}})
+        make_student("t", model="tinybert", losses={"soft_ce": 1.0}, intermediate={"losses": {"tinybert_hidden": 0}})
 
 
 # ----------------------------------------------------------------------------- every numeric param's range
 @pytest.mark.parametrize("make,param", [
-    (lambda: TeacherConfig(weight_decay=-0.1), "teacher.weight_decay: must be >= 0"),
-    (lambda: TeacherConfig(logging_steps=0), "teacher.logging_steps: must be >= 1"),
-    (lambda: TeacherConfig(seed=-1), "teacher.seed: must be >= 0"),
-    (lambda: TeacherConfig(lr=float("nan")), "teacher.lr: must be a finite number"),
-    (lambda: PrepareConfig(data_dir="x", seed=-3), "prepare.seed: must be >= 0"),
-    (lambda: PrepareConfig(data_dir="x", duplicates="last"), "prepare.duplicates: must be one of majority, first, drop"),
-    (lambda: SoftLabelConfig(threads=-1), "soft_labels.threads: must be in 0..1024"),
-    (lambda: SoftLabelConfig(max_seq_len=4097), "soft_labels.max_seq_len: must be in 8..4096"),
-    (lambda: EvaluateConfig(batch_sizes=(0,)), "evaluate.batch_size: must be in 1..65536"),
-    (lambda: EvaluateConfig(warmup=-3), "evaluate.warmup: must be >= 0"),
-    (lambda: StudentConfig(name="s", model="bilstm", losses={"ce": 1.0}, max_seq_len=0), "students.s.max_seq_len: must be in 2..4096"),
-    (lambda: StudentConfig(name="s", model="bilstm", losses={"ce": 1.0}, epochs=1.5), "students.s.epochs: must be a whole number"),
-    (lambda: StudentConfig(name="s", model="bilstm", losses={"ce": 1.0}, seed=-1), "students.s.seed: must be >= 0"),
-    (lambda: StudentConfig(name="s", model="bilstm", losses={"ce": 1.0}, weight_decay=-1.0), "students.s.weight_decay: must be >= 0"),
-    (lambda: StudentConfig(name="s", model="bilstm", losses={"ce": "x"}), "students.s.losses.ce: must be a finite number"),
+    (lambda: conf(TeacherConfig, weight_decay=-0.1), "teacher.weight_decay: must be >= 0"),
+    (lambda: conf(TeacherConfig, logging_steps=0), "teacher.logging_steps: must be >= 1"),
+    (lambda: conf(TeacherConfig, seed=-1), "teacher.seed: must be >= 0"),
+    (lambda: conf(TeacherConfig, lr=float("nan")), "teacher.lr: must be a finite number"),
+    (lambda: conf(PrepareConfig, data_dir="x", seed=-3), "prepare.seed: must be >= 0"),
+    (lambda: conf(PrepareConfig, data_dir="x", duplicates="last"), "prepare.duplicates: must be one of majority, first, drop"),
+    (lambda: conf(SoftLabelConfig, threads=-1), "soft_labels.threads: must be in 0..1024"),
+    (lambda: conf(SoftLabelConfig, max_seq_len=4097), "soft_labels.max_seq_len: must be in 8..4096"),
+    (lambda: conf(EvaluateConfig, batch_sizes=(0,)), "evaluate.batch_sizes: must be in 1..65536"),
+    (lambda: conf(EvaluateConfig, warmup=-3), "evaluate.warmup: must be >= 0"),
+    (lambda: make_student("s", model="bilstm", losses={"ce": 1.0}, max_seq_len=0), "students.s.max_seq_len: must be in 2..4096"),
+    (lambda: make_student("s", model="bilstm", losses={"ce": 1.0}, epochs=1.5), "students.s.epochs: must be a whole number"),
+    (lambda: make_student("s", model="bilstm", losses={"ce": 1.0}, seed=-1), "students.s.seed: must be >= 0"),
+    (lambda: make_student("s", model="bilstm", losses={"ce": 1.0}, weight_decay=-1.0), "students.s.weight_decay: must be >= 0"),
+    (lambda: make_student("s", model="bilstm", losses={"ce": "x"}), "students.s.losses.ce: must be a finite number"),
 ])
 def test_numeric_params_have_ranges(make, param):
     with pytest.raises(DistilleryError, match="param " + param.replace("(", r"\(").replace(".", r"\.")):
@@ -83,20 +83,29 @@ def test_numeric_params_have_ranges(make, param):
 
 
 @pytest.mark.parametrize("args,expect", [
-    (["evaluate", "--batch-size", "0"], "error: param evaluate.batch_size: must be in 1..65536, got 0"),
-    (["evaluate", "--warmup", "-3"], "error: param evaluate.warmup: must be >= 0, got -3"),
-    (["soft-labels", "--threads", "-1"], "error: param soft_labels.threads: must be in 0..1024, got -1"),
-    (["teacher", "--logging-steps", "0"], "error: param teacher.logging_steps: must be >= 1, got 0"),
-    (["distill", "--name", "s", "--model", "bilstm", "--losses.ce", "1", "--epochs", "1.5"],
-     "error: param students.s.epochs: must be a whole number, got 1.5"),
+    (["evaluate", "--set", "batch_sizes=[0]"], "error: param evaluate.batch_sizes: must be in 1..65536, got 0"),
+    (["evaluate", "--set", "warmup=-3"], "error: param evaluate.warmup: must be >= 0, got -3"),
+    (["soft-labels", "--set", "threads=-1"], "error: param soft_labels.threads: must be in 0..1024, got -1"),
+    (["teacher", "--set", "logging_steps=0"], "error: param teacher.logging_steps: must be >= 1, got 0"),
+    (["teacher", "--set", "logging_step=5"], "error: param teacher.logging_step: unknown setting; use base_model, "
+     "max_seq_len, epochs, batch_size, lr, weight_decay, warmup_ratio, seed, bf16, logging_steps"),
+    (["teacher", "--set", "lr"], "error: --set 'lr': expected KEY=VALUE, e.g. --set lr=0.002"),
+    (["distill", "--name", "s", "--set", "epochs=1.5"], "error: param students.s.epochs: must be a whole number, got 1.5"),
+    (["distill", "--name", "s", "--set", "epoch=3"], "error: param students.s.epoch: unknown setting; use batch_size, "
+     "bucket_batches, epochs, grad_clip, intermediate, losses, lr, max_examples, max_seq_len, model, model_args, "
+     "optimizer, seed, temperature, transfer_set, warmup_ratio, weight_decay"),
+    (["distill", "--name", "nobody"], "error: param students.nobody: not in params.yaml; add a block for it "
+     "(see README, 'Add a student')"),
 ])
-def test_out_of_range_options_are_one_line_errors(tmp_path, args, expect):
+def test_out_of_range_settings_are_one_line_errors(tmp_path, args, expect):
+    """Each stage reads its section of params.yaml; `--set` overrides are checked like the file's values."""
+    write_params(tmp_path, {"s": {"model": "bilstm", "losses": {"ce": 1}}})
     assert one_line(cli(*args, cwd=tmp_path)) == expect
 
 
 def test_max_seq_len_beyond_the_teachers_positions(tmp_path, sst2_prepared, tiny_base):
     """The tiny teacher has 128 positions; BERT has 512. Asking for more is refused with the limit."""
-    r = cli("teacher", "--base-model", str(tiny_base), "--max-seq-len", "256", "--prepared", str(sst2_prepared),
+    r = cli("teacher", "--set", f"base_model={tiny_base}", "--set", "max_seq_len=256", "--prepared", str(sst2_prepared),
             "--out", str(tmp_path / "t"), cwd=tmp_path)
     assert one_line(r) == "error: param teacher.max_seq_len: 256 tokens, but the model has 128 positions; set it to at most 128"
     assert not (tmp_path / "t").exists() and not list(tmp_path.glob(".t-trainer*"))
@@ -106,7 +115,7 @@ def test_max_seq_len_beyond_the_teachers_positions(tmp_path, sst2_prepared, tiny
 def _label(teacher, prepared, store, out, metrics):
     from distillery.logits.run import soft_labels
 
-    return soft_labels(SoftLabelConfig(batch_tokens=256, checkpoint_every=100, threads=1), teacher, prepared, None,
+    return soft_labels(conf(SoftLabelConfig, batch_tokens=256, checkpoint_every=100, threads=1), teacher, prepared, None,
                        out, store, metrics)
 
 
@@ -122,7 +131,7 @@ def labelled(tmp_path_factory, tiny_teacher, sst2_prepared):
 def test_a_damaged_store_part_is_named_and_relabelled(tmp_path, labelled, tiny_teacher, sst2_prepared, damage, capfd):
     import shutil
 
-    from distillery.logits.store import Logits
+    from distillery.logits.artifact import Logits
 
     shutil.copytree(labelled / "store", tmp_path / "store")
     parts = sorted((tmp_path / "store").rglob("part-*.npz"))
@@ -144,8 +153,8 @@ def test_a_damaged_store_part_is_named_and_relabelled(tmp_path, labelled, tiny_t
     if damage == "zero-byte":  # through the command: exit 0 and a warning naming the part (it printed `Aborted.`)
         r = cli("soft-labels", "--teacher", str(tiny_teacher), "--prepared", str(sst2_prepared), "--augmented", "",
                 "--out", str(tmp_path / "again"), "--store", str(tmp_path / "store"),
-                "--metrics", str(tmp_path / "m.json"), "--batch-tokens", "256", "--checkpoint-every", "100",
-                "--threads", "1", cwd=tmp_path)
+                "--metrics", str(tmp_path / "m.json"), "--set", "batch_tokens=256", "--set", "checkpoint_every=100",
+                "--set", "threads=1", "--set", "features=[]", cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
         err, m = r.stderr, json.loads((tmp_path / "m.json").read_text())
     else:
@@ -161,7 +170,7 @@ def test_a_damaged_store_part_is_named_and_relabelled(tmp_path, labelled, tiny_t
 def test_a_damaged_artifact_shard_stops_with_its_path(tmp_path, labelled):
     import shutil
 
-    from distillery.logits.store import Logits
+    from distillery.logits.artifact import Logits
 
     shutil.copytree(labelled / "ref", tmp_path / "out")
     shard = tmp_path / "out" / "shard-00000.npz"

@@ -1,6 +1,8 @@
-"""Frozen, validated configs: one per stage. Stages build them from typed options.
+"""Frozen, validated configs: one per stage, built from its section of params.yaml (`from_section`).
 
-Each `__post_init__` raises `DistilleryError` naming the param (as written in params.yaml).
+A field that params.yaml sets has no default here: params.yaml is the one place where a pipeline
+default is written, so the two cannot disagree. Each `__post_init__` raises `DistilleryError` naming
+the param (as written in params.yaml).
 """
 
 import math
@@ -49,14 +51,14 @@ def _num(value: Any, param: str, lo: float, hi: float | None = None, lo_open: bo
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    task: str = "sst2"
-    data_dir: str | None = None  # a GLUE-format folder with train.tsv and dev.tsv
+    task: str
+    data_dir: str | None  # a GLUE-format folder with train.tsv and dev.tsv
+    max_train: int  # 0 keeps every training example
+    max_dev: int
+    seed: int
+    duplicates: str  # a training text seen with different labels: majority | first | drop
     hf_dataset: str | None = None  # or a Hugging Face dataset name (needs a network)
     hf_config: str | None = None
-    max_train: int = 0  # 0 keeps every training example
-    max_dev: int = 0
-    seed: int = 0
-    duplicates: str = "majority"  # a training text seen with different labels: majority | first | drop
 
     def __post_init__(self) -> None:
         from distillery.data.glue import DUPLICATE_RULES
@@ -74,16 +76,16 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    base_model: str = "all-MiniLM-L6-v2"  # HF id, local path, or a name in KNOWN_OFFLINE_MODELS
-    max_seq_len: int = 64
-    epochs: float = 1.0
-    batch_size: int = 32
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    seed: int = 0
-    bf16: bool = True
-    logging_steps: int = 50
+    base_model: str  # HF id, local path, or a name in KNOWN_OFFLINE_MODELS
+    max_seq_len: int
+    epochs: float
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    seed: int
+    bf16: bool
+    logging_steps: int
 
     def __post_init__(self) -> None:
         _int(self.max_seq_len, "teacher.max_seq_len", 8, 4096)  # and at most the model's positions (checked on load)
@@ -99,14 +101,13 @@ class TeacherConfig:
 @dataclass(frozen=True)
 class AugmentConfig:
     """Tang et al. 2019, section 3.1: masking, POS-guided replacement, n-gram sampling."""
-
-    p_mask: float = 0.1
-    p_pos: float = 0.1
-    p_ng: float = 0.25
-    max_ng: int = 5
-    n_iter: int = 20
-    seed: int = 0
-    tagger: str = "en_core_web_sm"  # a spaCy pipeline with a tagger; "none" turns the POS rule off
+    p_mask: float
+    p_pos: float
+    p_ng: float
+    max_ng: int
+    n_iter: int
+    seed: int
+    tagger: str  # a spaCy pipeline with a tagger; "none" turns the POS rule off
     mask_token: str = "[MASK]"
 
     def __post_init__(self) -> None:
@@ -123,12 +124,12 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class SoftLabelConfig:
-    batch_tokens: int = 8192  # tokens per teacher forward pass (texts per batch = batch_tokens // length)
-    max_seq_len: int = 64
-    bf16: bool = True
+    batch_tokens: int  # tokens per teacher forward pass (texts per batch = batch_tokens // length)
+    max_seq_len: int
+    bf16: bool
+    features: tuple[str, ...]  # teacher features stored next to the logits, e.g. ("cls@3", "cls@6")
+    threads: int  # torch threads; 0: torch's default (does not change the logits)
     checkpoint_every: int = 4096  # texts per store part: a killed run loses at most this much work
-    features: tuple[str, ...] = ()  # teacher features stored next to the logits, e.g. ("cls@3", "cls@6")
-    threads: int = 0  # torch threads; 0: torch's default (does not change the logits)
 
     def __post_init__(self) -> None:
         _int(self.checkpoint_every, "soft_labels.checkpoint_every", 1)
@@ -255,12 +256,12 @@ def merge_student(name: str, block: Any, defaults: dict, group: str) -> StudentC
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    threads: int = 2
-    repeats: int = 30
-    warmup: int = 5
-    batch_sizes: tuple[int, ...] = (1, 32)
-    runtimes: tuple[str, ...] = ("pytorch", "onnx", "int8")  # pytorch, plus what export wrote: onnx, int8
-    opset: int = 17  # the teacher's ONNX export (students are exported by `export`)
+    threads: int
+    repeats: int
+    warmup: int
+    batch_sizes: tuple[int, ...]
+    runtimes: tuple[str, ...]  # pytorch, plus what export wrote: onnx, int8
+    opset: int  # the teacher's ONNX export (students are exported by `export`)
 
     def __post_init__(self) -> None:
         _int(self.threads, "evaluate.threads", 1, 1024)
@@ -278,10 +279,10 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    opset: int = 17
-    min_agreement: float = 0.999
-    quantize: bool = True
-    license: str = "apache-2.0"  # the model cards' `license` (the teacher's; all-MiniLM-L6-v2 is apache-2.0)
+    opset: int
+    min_agreement: float
+    quantize: bool
+    license: str  # the model cards' `license` (the teacher's; all-MiniLM-L6-v2 is apache-2.0)
 
     def __post_init__(self) -> None:
         _num(self.min_agreement, "export.min_agreement", 0, 1)
@@ -297,5 +298,7 @@ def from_section(cls: type, section: str, values: Any):
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(k for k in values if k not in known)
     _check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(known)}")
+    missing = [n for n, f in known.items() if n not in values and f.default is MISSING and f.default_factory is MISSING]
+    _check(not missing, f"{section}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
     kw = {k: tuple(v) if isinstance(v, list) and str(known[k].type).startswith("tuple") else v for k, v in values.items()}
     return cls(**kw)

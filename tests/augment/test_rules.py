@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from tests.conftest import conf
+
 from distillery.augment.rules import RULES, PosVocab, augment_sentence, mask_words, ngram_sample, pos_replace
 from distillery.config import AugmentConfig
 from distillery.errors import DistilleryError
@@ -11,7 +13,7 @@ def test_rules_registered():
 
 
 def test_mask_rate_near_p_mask():
-    cfg = AugmentConfig(p_mask=0.3, p_pos=0.0, p_ng=0.0)
+    cfg = conf(AugmentConfig, p_mask=0.3, p_pos=0.0, p_ng=0.0)
     rng = np.random.default_rng(0)
     words = ["w"] * 50
     masked = total = 0
@@ -26,7 +28,7 @@ def test_pos_replacement_keeps_tag():
     sents = [["the", "cat", "runs"], ["a", "dog", "sleeps"], ["the", "bird", "sings"]]
     tags = [["DT", "NN", "VBZ"]] * 3
     vocab = PosVocab.build(sents, tags)
-    cfg = AugmentConfig(p_mask=0.0, p_pos=1.0, p_ng=0.0, tagger="x")
+    cfg = conf(AugmentConfig, p_mask=0.0, p_pos=1.0, p_ng=0.0, tagger="x")
     rng = np.random.default_rng(1)
     by_tag = {"DT": {"the", "a"}, "NN": {"cat", "dog", "bird"}, "VBZ": {"runs", "sleeps", "sings"}}
     changed = 0
@@ -46,7 +48,7 @@ def test_pos_unigram_frequencies():
 
 
 def test_ngrams_are_contiguous_spans():
-    cfg = AugmentConfig(p_mask=0.0, p_pos=0.0, p_ng=1.0, max_ng=3)
+    cfg = conf(AugmentConfig, p_mask=0.0, p_pos=0.0, p_ng=1.0, max_ng=3)
     words = [str(i) for i in range(10)]
     rng = np.random.default_rng(0)
     seen = set()
@@ -60,12 +62,12 @@ def test_ngrams_are_contiguous_spans():
 
 
 def test_mask_zero_probability_changes_nothing():
-    out, hit = mask_words(["a", "b"], np.array([0.5, 0.9]), AugmentConfig(p_mask=0.0, p_pos=0.0))
+    out, hit = mask_words(["a", "b"], np.array([0.5, 0.9]), conf(AugmentConfig, p_mask=0.0, p_pos=0.0))
     assert out == ["a", "b"] and not hit
 
 
 def test_empty_and_one_word():
-    cfg = AugmentConfig(p_mask=0.5, p_pos=0.0, p_ng=1.0)
+    cfg = conf(AugmentConfig, p_mask=0.5, p_pos=0.0, p_ng=1.0)
     rng = np.random.default_rng(0)
     assert augment_sentence([], None, cfg, None, rng) == ([], [])
     for _ in range(20):
@@ -84,7 +86,7 @@ def test_empty_and_one_word():
 ])
 def test_bad_params(kw, param):
     if param is None:  # the POS rule switched off needs no tagger
-        AugmentConfig(**kw)
+        conf(AugmentConfig, **kw)
         return
     with pytest.raises(DistilleryError, match=f"param {param}"):
-        AugmentConfig(**kw)
+        conf(AugmentConfig, **kw)

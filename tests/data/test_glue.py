@@ -7,7 +7,7 @@ from distillery.data.table import write_table
 from distillery.data.ids import text_id
 from distillery.data.tasks import TASKS, get_task
 from distillery.errors import DistilleryError
-from tests.conftest import GLUE
+from tests.conftest import GLUE, conf
 
 pytestmark = pytest.mark.needs_data
 
@@ -118,8 +118,9 @@ def test_awkward_text_round_trips_through_every_stage_reader(tmp_path):
     body = "".join(f"{t}\t{i % 2}\r\n" for i, t in enumerate(AWKWARD))  # CRLF line endings too
     (src / "train.tsv").write_text("sentence\tlabel\r\n" + body, encoding="utf-8")
     (src / "dev.tsv").write_text("sentence\tlabel\n" + body.replace("\r\n", "\n"), encoding="utf-8")
-    prepare(PrepareConfig(task="sst2", data_dir=str(src)), tmp_path / "out")
-    _, _, train, dev = load_prepared(tmp_path / "out")
+    prepare(conf(PrepareConfig, task="sst2", data_dir=str(src)), tmp_path / "out")
+    prep = load_prepared(tmp_path / "out")
+    train, dev = prep.train, prep.dev
     expect = [clean_text(t) for t in AWKWARD]
     assert train["text_a"].tolist() == expect and dev["text_a"].tolist() == expect
     assert expect[0] == "a carriage return inside" and expect[3] == "x" * 20000
@@ -136,14 +137,14 @@ def test_cola_dev_is_prepared_and_scored_whole(tmp_path, tiny_base):
     from distillery.io import read_json
     from distillery.teacher.train import train_teacher
 
-    info = prepare(PrepareConfig(task="cola", data_dir=str(GLUE / "CoLA"), max_train=200), tmp_path / "p",
+    info = prepare(conf(PrepareConfig, task="cola", data_dir=str(GLUE / "CoLA"), max_train=200), tmp_path / "p",
                    tmp_path / "prepare.json")
     m = read_json(tmp_path / "prepare.json")
     assert m["dev"] == {"rows_read": 1043, "rows_kept": 1043, "distinct_texts": 1039}
     assert m["train"]["rows_read"] == 8551 and m["train"]["rows_kept"] == 200
     assert info["n_dev"] == 1043
-    _, _, _, dev = load_prepared(tmp_path / "p")
+    dev = load_prepared(tmp_path / "p").dev
     assert len(dev) == 1043 and dev["row"].is_unique
-    r = train_teacher(TeacherConfig(base_model=str(tiny_base), epochs=0, bf16=False), tmp_path / "p",
+    r = train_teacher(conf(TeacherConfig, base_model=str(tiny_base), epochs=0, bf16=False), tmp_path / "p",
                       tmp_path / "t", tmp_path / "live")
     assert r["n_dev"] == 1043

@@ -11,7 +11,7 @@ from distillery.evaluate.report import evaluate, pareto
 from distillery.export.onnx import export_student, session
 from distillery.students import save_student
 from distillery.students.bilstm import BiLSTMConfig, BiLSTMStudent
-from tests.conftest import GLUE
+from tests.conftest import GLUE, conf
 
 pytestmark = pytest.mark.needs_data
 
@@ -27,20 +27,20 @@ def exported(tmp_path_factory, tiny_teacher, sst2_prepared):
     save_student(model, tok, root / "students" / "s", {"name": "s", "task": "sst2", "metric": "accuracy",
                  "label_names": ["negative", "positive"], "max_seq_len": 64,
                  "history": [{"epoch": 1, "loss": 0.0, "dev_accuracy": 0.5}]})
-    export_student(ExportConfig(), root / "students" / "s", sst2_prepared, root / "exports" / "s")
+    export_student(conf(ExportConfig, ), root / "students" / "s", sst2_prepared, root / "exports" / "s")
     return root
 
 
 def test_evaluate_scores_every_runtime_on_the_set_it_is_given(tmp_path, exported, tiny_teacher):
     """A second prepared set (other dev rows): ONNX and int8 figures are that set's, not export time's."""
     other = tmp_path / "other"
-    prepare(PrepareConfig(task="sst2", data_dir=str(GLUE / "SST-2"), max_train=10, max_dev=150, seed=7), other)
-    cfg = EvaluateConfig(repeats=2, warmup=0, batch_sizes=(1, 4))
+    prepare(conf(PrepareConfig, task="sst2", data_dir=str(GLUE / "SST-2"), max_train=10, max_dev=150, seed=7), other)
+    cfg = conf(EvaluateConfig, repeats=2, warmup=0, batch_sizes=(1, 4))
     r = evaluate(cfg, other, tiny_teacher, exported / "students", tmp_path / "out", exported / "exports", ["s"])
     table = pd.read_csv(tmp_path / "out" / "tradeoff.csv")
     assert sorted(zip(table.model, table.runtime)) == sorted(
         (m, rt) for m in ("teacher", "s") for rt in ("pytorch", "onnx", "int8"))
-    _, _, _, dev = load_prepared(other)
+    dev = load_prepared(other).dev
     labels = dev["label"].to_numpy()
     from distillery.students import load_student
 
@@ -64,7 +64,7 @@ def test_evaluate_scores_every_runtime_on_the_set_it_is_given(tmp_path, exported
 
 
 def test_pytorch_only_runtime_skips_the_exports(tmp_path, exported, tiny_teacher, sst2_prepared):
-    cfg = EvaluateConfig(repeats=1, warmup=0, batch_sizes=(2,), runtimes=("pytorch",))
+    cfg = conf(EvaluateConfig, repeats=1, warmup=0, batch_sizes=(2,), runtimes=("pytorch",))
     evaluate(cfg, sst2_prepared, tiny_teacher, exported / "students", tmp_path, exported / "exports", ["s"])
     table = pd.read_csv(tmp_path / "tradeoff.csv")
     assert set(table.runtime) == {"pytorch"} and list(table.model) == ["teacher", "s"]
@@ -80,6 +80,6 @@ def test_runtime_params_are_checked():
     from distillery.errors import DistilleryError
 
     with pytest.raises(DistilleryError, match="evaluate.runtime: unknown runtime 'tensorrt'"):
-        EvaluateConfig(runtimes=("pytorch", "tensorrt"))
+        conf(EvaluateConfig, runtimes=("pytorch", "tensorrt"))
     with pytest.raises(DistilleryError, match="must include pytorch"):
-        EvaluateConfig(runtimes=("onnx",))
+        conf(EvaluateConfig, runtimes=("onnx",))

@@ -7,7 +7,7 @@ from distillery.data.prepare import prepare
 from distillery.export.onnx import export_student
 from distillery.students import save_student
 from distillery.students.bilstm import BiLSTMConfig, BiLSTMStudent
-from tests.conftest import GLUE
+from tests.conftest import GLUE, conf
 
 pytestmark = pytest.mark.needs_data
 
@@ -19,14 +19,14 @@ def test_export_single_and_pair_students_agree_with_pytorch(tmp_path, task, fold
     from distillery.teacher.models import resolve_model
 
     prep = tmp_path / "prep"
-    prepare(PrepareConfig(task=task, data_dir=str(GLUE / folder), max_train=20, max_dev=40), prep)
+    prepare(conf(PrepareConfig, task=task, data_dir=str(GLUE / folder), max_train=20, max_dev=40), prep)
     tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     model = BiLSTMStudent(BiLSTMConfig(vocab_size=len(tok), embed_dim=16, hidden_size=8, mlp_size=8,
                                        pair=task == "rte")).eval()
     history = [{"epoch": 1, "loss": 0.0, "dev_accuracy": 0.5}]
     save_student(model, tok, tmp_path / "student", {"name": "s", "task": task, "metric": "accuracy",
                  "label_names": ["a", "b"], "max_seq_len": 64, "history": history})
-    r = export_student(ExportConfig(), tmp_path / "student", prep, tmp_path / "export")
+    r = export_student(conf(ExportConfig, ), tmp_path / "student", prep, tmp_path / "export")
     assert r["onnx_agreement"] == 1.0 and r["onnx_max_abs_diff"] < 1e-4
     assert r["inputs"] == (["input_ids", "lengths", "input_ids_b", "lengths_b"] if task == "rte" else ["input_ids", "lengths"])
     for f in ("model.onnx", "model.int8.onnx", "tokenizer.json", "README.md", "export.json", "student.json"):
@@ -59,7 +59,7 @@ def test_model_card_header_matches_export(tmp_path):
     from distillery.teacher.models import resolve_model
 
     prep = tmp_path / "prep"
-    prepare(PrepareConfig(task="sst2", data_dir=str(GLUE / "SST-2"), max_train=20, max_dev=40), prep)
+    prepare(conf(PrepareConfig, task="sst2", data_dir=str(GLUE / "SST-2"), max_train=20, max_dev=40), prep)
     tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     model = BiLSTMStudent(BiLSTMConfig(vocab_size=len(tok), embed_dim=16, hidden_size=8, mlp_size=8)).eval()
     training = {"losses": {"mse_logits": 1.0, "ce": 0.0}, "transfer_set": "augmented", "max_examples": 0, "epochs": 2,
@@ -73,7 +73,7 @@ def test_model_card_header_matches_export(tmp_path):
     aug = tmp_path / "aug"
     aug.mkdir()
     (aug / "augmented.tsv").write_text("id\ttext_a\n" + "".join(f"{i}\tt{i}\n" for i in range(123)))
-    export_student(ExportConfig(license="mit"), tmp_path / "student", prep, tmp_path / "export", teacher, aug)
+    export_student(conf(ExportConfig, license="mit"), tmp_path / "student", prep, tmp_path / "export", teacher, aug)
     head = check_card(tmp_path / "export")
     assert head["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and head["license"] == "mit"
     assert head["library_name"] == "onnx" and "bilstm" in head["tags"] and "mse_logits" in head["tags"]
@@ -88,4 +88,4 @@ def test_model_card_refuses_a_licence_that_is_not_an_id():
     from distillery.errors import DistilleryError
 
     with pytest.raises(DistilleryError, match="export.license"):
-        ExportConfig(license="Apache License 2.0")
+        conf(ExportConfig, license="Apache License 2.0")

@@ -57,14 +57,15 @@ def test_dvc_repro_tiny(tmp_path):
     params["students"] = {k: v for k, v in params["students"].items() if k in keep}
     for s in params["students"].values():
         s.update(epochs=1)
+        args = s.setdefault("model_args", {})  # added to the family defaults of `distill:`
         if s["model"] == "bilstm":
-            s["model_args"].update(hidden_size=16, mlp_size=16)
+            args.update(hidden_size=16, mlp_size=16)
         elif s["model"] == "tinybert":
-            s["model_args"].update(num_layers=2, hidden_size=16)
+            args.update(num_layers=2, hidden_size=16)
             s["intermediate"].update(max_examples=200)
             s.update(max_examples=300)
         else:
-            s["model_args"].update(num_layers=2)
+            args.update(num_layers=2)
     params["students"]["bilstm_kd"]["max_examples"] = 0  # every augmented text; the sweep below caps it
     params["evaluate"].update(repeats=3, warmup=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

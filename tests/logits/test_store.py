@@ -4,8 +4,12 @@ import pytest
 from distillery.config import SoftLabelConfig
 from distillery.errors import DistilleryError
 from distillery.logits.run import soft_labels
-from distillery.logits.store import Logits, LogitStore, label_texts, teacher_fingerprint
+from distillery.logits.artifact import Logits
+from distillery.logits.fingerprint import teacher_fingerprint
+from distillery.logits.label import label_texts
+from distillery.logits.store import LogitStore
 from distillery.teacher.train import load_teacher
+from tests.conftest import conf
 
 pytestmark = pytest.mark.needs_data
 
@@ -26,21 +30,21 @@ def test_second_run_with_one_new_text_labels_exactly_one(tmp_path, tiny_teacher)
 
 
 def test_stage_output_and_refusals(tmp_path, tiny_teacher, sst2_prepared, tiny_base):
-    m = soft_labels(SoftLabelConfig(batch_tokens=512), tiny_teacher, sst2_prepared, None, tmp_path / "logits",
+    m = soft_labels(conf(SoftLabelConfig, batch_tokens=512), tiny_teacher, sst2_prepared, None, tmp_path / "logits",
                     tmp_path / "store", tmp_path / "m.json")
     assert m["texts"] == 400 and m["labelled"] == 400
     lg = Logits(tmp_path / "logits")
     assert lg.logits.dtype == np.float16 and lg.manifest["fingerprint"] == lg.check_teacher(tiny_teacher)
     # fp16 logits match a direct fp32 forward pass of the teacher
     from distillery.data.prepare import load_prepared
-    from distillery.logits.store import run_teacher
+    from distillery.logits.label import run_teacher
 
-    _, _, _, dev = load_prepared(sst2_prepared)
+    dev = load_prepared(sst2_prepared).dev
     model, tok, _ = load_teacher(tiny_teacher)
     direct = run_teacher(model, tok, dev["text_a"].tolist()[:20], None, 64, 100, bf16=False)
     np.testing.assert_allclose(lg.get(dev["id"].tolist()[:20], "dev"), direct, atol=2e-3)
     # a second run reuses everything
-    m2 = soft_labels(SoftLabelConfig(batch_tokens=512), tiny_teacher, sst2_prepared, None, tmp_path / "logits2",
+    m2 = soft_labels(conf(SoftLabelConfig, batch_tokens=512), tiny_teacher, sst2_prepared, None, tmp_path / "logits2",
                      tmp_path / "store", tmp_path / "m2.json")
     assert m2["labelled"] == 0 and m2["reused"] == 400
     # logits made by another teacher are refused
@@ -139,12 +143,12 @@ def test_per_layer_cls_features_are_stored_like_logits(tmp_path, tiny_teacher, s
 
     from distillery.data.prepare import load_prepared
 
-    cfg = SoftLabelConfig(batch_tokens=512, features=("cls@1", "cls@2"))
+    cfg = conf(SoftLabelConfig, batch_tokens=512, features=("cls@1", "cls@2"))
     soft_labels(cfg, tiny_teacher, sst2_prepared, None, tmp_path / "out", tmp_path / "store", tmp_path / "m.json")
     lg = Logits(tmp_path / "out")
     assert [f["name"] for f in lg.manifest["features"]] == ["cls@1", "cls@2"]
     assert lg.manifest["features"][0]["dim"] == 32
-    _, _, _, dev = load_prepared(sst2_prepared)
+    dev = load_prepared(sst2_prepared).dev
     model, tok, _ = load_teacher(tiny_teacher)
     texts = dev["text_a"].tolist()[:5]
     with torch.no_grad():
@@ -154,7 +158,7 @@ def test_per_layer_cls_features_are_stored_like_logits(tmp_path, tiny_teacher, s
     with pytest.raises(DistilleryError, match="no feature 'cls@0' stored"):
         lg.get(dev["id"].tolist()[:1], "dev", feature="cls@0")
     with pytest.raises(DistilleryError, match="param soft_labels.features: 'cls@9' is not one of cls@0 .. cls@2"):
-        soft_labels(SoftLabelConfig(features=("cls@9",)), tiny_teacher, sst2_prepared, None, tmp_path / "x",
+        soft_labels(conf(SoftLabelConfig, features=("cls@9",)), tiny_teacher, sst2_prepared, None, tmp_path / "x",
                     tmp_path / "store", tmp_path / "m2.json")
     assert not (tmp_path / "x").exists()
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from distillery.losses import LOSSES
-from distillery.losses.features import (FeatureContext, Features, attention_kl, attention_mse, cosine_hidden,
-                                        hidden_mse, patient_loss)
+from distillery.losses import LOSSES, LossContext
+from distillery.losses.features import attention_kl, attention_mse, cosine_hidden, hidden_mse, patient_loss
+from distillery.outputs import ModelOutput as Out
 
 
 def t(x):
@@ -19,9 +19,8 @@ def test_registered_with_what_they_read():
     for name, needs in [("cosine_hidden", {"hidden"}), ("pkd", {"cls"}), ("tinybert_embedding", {"hidden"}),
                         ("tinybert_hidden", {"hidden"}), ("tinybert_attention", {"scores"}),
                         ("mobilebert_feature_map", {"hidden"}), ("mobilebert_attention", {"scores"})]:
-        fn = LOSSES.get(name)
-        assert fn.kind == "features" and fn.needs == needs
-        assert fn.__doc__
+        cls = LOSSES.get(name)
+        assert cls.needs == needs and cls.__doc__
 
 
 def test_cosine_hidden_golden_ignores_padding():
@@ -83,18 +82,33 @@ def test_registered_losses_follow_the_layer_maps():
     mask = torch.tensor([[1, 1]])
     h = [torch.zeros(1, 2, 2) + i for i in range(3)]  # student: embeddings, layer 1, layer 2 (value = index)
     th = [torch.zeros(1, 2, 2) + 10 * i for i in range(5)]  # teacher: 4 layers (value = 10 x index)
-    sf, tf = Features(hidden=h, mask=mask), Features(hidden=th, mask=mask)
-    ctx = FeatureContext(layer_map=[2, 4])
+    sf, tf = Out(hidden=h, mask=mask), Out(hidden=th, mask=mask)
+    ctx = LossContext(layer_map=(2, 4), student_width=2, teacher_width=2)
+
+    def loss(name, s, t_, c=ctx):
+        return LOSSES.get(name)(c)(s, t_, {}).item()
+
     # student layer 1 vs teacher 2: (1 - 20)^2 ; layer 2 vs teacher 4: (2 - 40)^2
-    assert LOSSES.get("mobilebert_feature_map")(sf, tf, ctx).item() == pytest.approx(19 ** 2 + 38 ** 2)
-    assert LOSSES.get("tinybert_hidden")(sf, tf, ctx).item() == pytest.approx(19 ** 2 + 38 ** 2)
-    assert LOSSES.get("tinybert_embedding")(sf, tf, ctx).item() == pytest.approx(0.0)
+    assert loss("mobilebert_feature_map", sf, tf) == pytest.approx(19 ** 2 + 38 ** 2)
+    assert loss("tinybert_hidden", sf, tf) == pytest.approx(19 ** 2 + 38 ** 2)  # same width: no W_h
+    assert loss("tinybert_embedding", sf, tf) == pytest.approx(0.0)
     # PKD: student layer 1's [CLS] against the teacher's stored [CLS] of its patient layer
     sf.hidden[1] = t([[[3, 4], [9, 9]]])
     tf.cls = {3: t([[1, 0]])}
-    assert LOSSES.get("pkd")(sf, tf, FeatureContext(layer_map=[2, 4], patient_layers=[3])).item() == pytest.approx(0.4)
+    assert loss("pkd", sf, tf, LossContext(layer_map=(2, 4), patient_layers=(3,))) == pytest.approx(0.4)
     # attention losses pair student layer m with teacher layer layer_map[m - 1]
     ss = [torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)]
     ts = [torch.full((1, 1, 2, 2), float(i)) for i in range(4)]
-    got = LOSSES.get("tinybert_attention")(Features(scores=ss, mask=mask), Features(scores=ts, mask=mask), ctx)
-    assert got.item() == pytest.approx((0 - 1) ** 2 + (1 - 3) ** 2)
+    got = loss("tinybert_attention", Out(scores=ss, mask=mask), Out(scores=ts, mask=mask))
+    assert got == pytest.approx((0 - 1) ** 2 + (1 - 3) ** 2)
+
+
+def test_tinybert_losses_own_their_width_maps():
+    """W_e and W_h belong to the losses (trained with the student); none when the widths match."""
+    narrow = LossContext(layer_map=(2,), student_width=16, teacher_width=32)
+    emb, hid = LOSSES.get("tinybert_embedding")(narrow), LOSSES.get("tinybert_hidden")(narrow)
+    assert emb.proj.weight.shape == (32, 16) and hid.proj.weight.shape == (32, 16)
+    assert emb.proj is not hid.proj
+    assert list(LOSSES.get("tinybert_hidden")(LossContext(student_width=32, teacher_width=32)).parameters()) == []
+    with pytest.raises(ValueError, match="no patient layers"):
+        LOSSES.get("pkd")(LossContext())

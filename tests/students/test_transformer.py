@@ -5,7 +5,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from distillery.students import STUDENTS, load_student, save_student
-from distillery.students.transformer import TransformerConfig, model_features
+from distillery.students.transformer import TransformerConfig, model_output
 
 TINY_ARGS = {
     "bert": {},
@@ -39,18 +39,20 @@ def test_shapes_features_and_round_trip(family, teacher_dir, tmp_path):
     texts = ["a gorgeous , witty film", "dull", "it 's a bit long but mostly fun"]
     batch = model.collate(tok, texts, None, 64)
     n = batch["input_ids"].shape[1]
-    logits = model(**batch)
+    logits = model(**batch).main
     assert logits.shape == (3, 2)  # (bs, num_labels)
-    f = model.features(batch, scores=True)
+    assert model(**batch).hidden is None  # only what is asked for
+    f = model(**batch, hidden=True, scores=True)
     assert len(f.hidden) == c.num_layers + 1  # embeddings + every layer
     assert f.hidden[-1].shape == (3, n, c.hidden_size)
     assert len(f.scores) == c.num_layers and f.scores[0].shape == (3, c.num_heads, n, n)
-    torch.testing.assert_close(f.logits, logits)
+    torch.testing.assert_close(f.main, logits)
+    torch.testing.assert_close(f.mask, batch["attention_mask"])
     assert len(c.layer_map) == c.num_layers and all(1 <= x <= 4 for x in c.layer_map)
     # the saved student loads with load_student and with transformers' Auto class, same logits
     save_student(model, tok, tmp_path / "s", {"name": family})
     again, _, info = load_student(tmp_path / "s")
-    torch.testing.assert_close(again(**batch), logits)
+    torch.testing.assert_close(again(**batch).main, logits)
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s").eval()
     torch.testing.assert_close(hf(**batch).logits, logits)
     assert info["family"] == family
@@ -91,7 +93,7 @@ def test_scores_are_the_unnormalised_attention(teacher_dir):
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir, attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     batch = dict(tok(["one two three", "x"], padding=True, return_tensors="pt"))
-    f = model_features(teacher, batch, scores=True)
+    f = model_output(teacher, batch, hidden=True, scores=True)
     probs = teacher(**batch, output_attentions=True).attentions
     pad = (batch["attention_mask"] == 0)[:, None, None, :]
     for s, p in zip(f.scores, probs):

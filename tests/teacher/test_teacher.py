@@ -6,7 +6,7 @@ from distillery.config import TeacherConfig
 from distillery.errors import DistilleryError
 from distillery.teacher.models import resolve_model
 from distillery.teacher.train import load_teacher, train_teacher
-from tests.conftest import make_tiny_teacher
+from tests.conftest import make_tiny_teacher, conf
 
 pytestmark = pytest.mark.needs_data
 
@@ -27,7 +27,7 @@ def test_fine_tuned_teacher_saved_with_info(tiny_teacher):
 def test_teacher_with_other_label_count_is_refused(tmp_path, sst2_prepared):
     three = make_tiny_teacher(tmp_path / "three", num_labels=3)
     with pytest.raises(DistilleryError, match="teacher has num_labels=3 but the data has 2 labels"):
-        train_teacher(TeacherConfig(base_model=str(three), epochs=0), sst2_prepared, tmp_path / "t", tmp_path / "l")
+        train_teacher(conf(TeacherConfig, base_model=str(three), epochs=0), sst2_prepared, tmp_path / "t", tmp_path / "l")
     assert not (tmp_path / "t").exists()  # nothing half-written
     with pytest.raises(DistilleryError, match="config.json: teacher has num_labels=3 but the data has 2"):
         load_teacher(three, n_labels=2)
@@ -35,6 +35,6 @@ def test_teacher_with_other_label_count_is_refused(tmp_path, sst2_prepared):
 
 def test_bad_params():
     with pytest.raises(DistilleryError, match="param teacher.lr"):
-        TeacherConfig(lr=0)
+        conf(TeacherConfig, lr=0)
     with pytest.raises(DistilleryError, match="param teacher.max_seq_len"):
-        TeacherConfig(max_seq_len=2)
+        conf(TeacherConfig, max_seq_len=2)

@@ -28,56 +28,15 @@ class TaskSpec:
         return self.text_b is not None
 
 
-TASKS: dict[str, TaskSpec] = {
-    "sst2": TaskSpec(
-        name="sst2",
-        header=("sentence", "label"),
-        n_cols=2,
-        text_a=0,
-        text_b=None,
-        label=1,
-        raw_labels=("0", "1"),
-        label_names=("negative", "positive"),
-        metric="accuracy",
-        hf_config="sst2",
-    ),
-    "cola": TaskSpec(
-        name="cola",
-        header=None,
-        n_cols=4,
-        text_a=3,
-        text_b=None,
-        label=1,
-        raw_labels=("0", "1"),
-        label_names=("unacceptable", "acceptable"),
-        metric="mcc",
-        hf_config="cola",
-    ),
-    "mrpc": TaskSpec(
-        name="mrpc",
-        header=("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
-        n_cols=5,
-        text_a=3,
-        text_b=4,
-        label=0,
-        raw_labels=("0", "1"),
-        label_names=("not_equivalent", "equivalent"),
-        metric="f1",
-        hf_config="mrpc",
-    ),
-    "rte": TaskSpec(
-        name="rte",
-        header=("index", "sentence1", "sentence2", "label"),
-        n_cols=4,
-        text_a=1,
-        text_b=2,
-        label=3,
-        raw_labels=("entailment", "not_entailment"),
-        label_names=("entailment", "not_entailment"),
-        metric="accuracy",
-        hf_config="rte",
-    ),
-}
+TASKS: dict[str, TaskSpec] = {t.name: t for t in (
+    # name, header, n_cols, text_a, text_b, label, raw_labels, label_names, metric, hf_config
+    TaskSpec("sst2", ("sentence", "label"), 2, 0, None, 1, ("0", "1"), ("negative", "positive"), "accuracy", "sst2"),
+    TaskSpec("cola", None, 4, 3, None, 1, ("0", "1"), ("unacceptable", "acceptable"), "mcc", "cola"),
+    TaskSpec("mrpc", ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"), 5, 3, 4, 0, ("0", "1"),
+             ("not_equivalent", "equivalent"), "f1", "mrpc"),
+    TaskSpec("rte", ("index", "sentence1", "sentence2", "label"), 4, 1, 2, 3, ("entailment", "not_entailment"),
+             ("entailment", "not_entailment"), "accuracy", "rte"),
+)}
 
 ALIASES = {"sst-2": "sst2", "cola": "cola", "mrpc": "mrpc", "rte": "rte"}
 

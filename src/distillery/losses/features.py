@@ -132,50 +132,45 @@ class TinyBertEmbedding(Loss):
         return hidden_mse(student.hidden[0], teacher.hidden[0], student.mask, self.proj)
 
 
-@LOSSES.register("tinybert_hidden")
-class TinyBertHidden(Loss):
-    """TinyBERT L_hidn = sum_m MSE(H_s,m W_h, H_t,g(m)) over student layers m, g = the layer map; owns W_h."""
+class LayerMapLoss(Loss):
+    """sum over student layers m of `pair`(S_m, T_g(m)), g = the layer map, on hidden states or scores."""
 
     needs = frozenset({"hidden"})
+    pair = staticmethod(hidden_mse)  # (student tensor, teacher tensor, mask) -> scalar
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
+        what, first = ("scores", 1) if "scores" in self.needs else ("hidden", 0)  # scores[0] is layer 1
+        s, t = getattr(student, what), getattr(teacher, what)
+        return sum(self.pair(s[m - first], t[n - first], student.mask) for m, n in enumerate(self.ctx.layer_map, start=1))
+
+
+@LOSSES.register("tinybert_hidden")
+class TinyBertHidden(LayerMapLoss):
+    """TinyBERT L_hidn = sum_m MSE(H_s,m W_h, H_t,g(m)) over student layers m, g = the layer map; owns W_h."""
 
     def __init__(self, ctx: LossContext) -> None:
         super().__init__(ctx)
         self.proj = _width_map(ctx)  # W_h
 
-    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
-        return sum(hidden_mse(student.hidden[m], teacher.hidden[n], student.mask, self.proj)
-                   for m, n in enumerate(self.ctx.layer_map, start=1))
+    def pair(self, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return hidden_mse(s, t, mask, self.proj)
 
 
 @LOSSES.register("tinybert_attention")
-class TinyBertAttention(Loss):
+class TinyBertAttention(LayerMapLoss):
     """TinyBERT L_attn = sum_m `attention_mse`(A_s,m, A_t,g(m)) on unnormalised scores."""
 
-    needs = frozenset({"scores"})
-
-    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
-        return sum(attention_mse(student.scores[m - 1], teacher.scores[n - 1], student.mask)
-                   for m, n in enumerate(self.ctx.layer_map, start=1))
+    needs, pair = frozenset({"scores"}), staticmethod(attention_mse)
 
 
 @LOSSES.register("mobilebert_feature_map")
-class MobileBertFeatureMap(Loss):
+class MobileBertFeatureMap(LayerMapLoss):
     """MobileBERT feature-map transfer: sum over layers of MSE between the student's and the teacher's
     layer outputs (same width by construction: the bottleneck student's inter-block width)."""
 
-    needs = frozenset({"hidden"})
-
-    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
-        return sum(hidden_mse(student.hidden[m], teacher.hidden[n], student.mask)
-                   for m, n in enumerate(self.ctx.layer_map, start=1))
-
 
 @LOSSES.register("mobilebert_attention")
-class MobileBertAttention(Loss):
+class MobileBertAttention(LayerMapLoss):
     """MobileBERT attention transfer: sum over layers of `attention_kl` (teacher || student)."""
 
-    needs = frozenset({"scores"})
-
-    def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
-        return sum(attention_kl(student.scores[m - 1], teacher.scores[n - 1], student.mask)
-                   for m, n in enumerate(self.ctx.layer_map, start=1))
+    needs, pair = frozenset({"scores"}), staticmethod(attention_kl)

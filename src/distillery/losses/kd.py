@@ -41,7 +41,7 @@ def kl_div(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatu
                     reduction="batchmean", log_target=True) * t * t
 
 
-def mse_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+def mse_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks":
 
         L = mean_i ||z_t,i - z_s,i||_2^2 / n_labels   (F.mse_loss: mean over rows and classes)
@@ -60,28 +60,15 @@ class HardCE(Loss):
         return hard_ce(student.main, batch["labels"])
 
 
-@LOSSES.register("soft_ce")
-class SoftCE(Loss):
-    __doc__ = soft_ce.__doc__
+class LogitLoss(Loss):
+    """A formula between the student's and the teacher's (stored) logits of the main head."""
+
     needs = frozenset({"logits"})
+    formula = staticmethod(soft_ce)  # (student_logits, teacher_logits, temperature) -> scalar
 
     def forward(self, student, teacher, batch):
-        return soft_ce(student.main, teacher.main, self.ctx.temperature)
+        return self.formula(student.main, teacher.main, self.ctx.temperature)
 
 
-@LOSSES.register("kl")
-class KL(Loss):
-    __doc__ = kl_div.__doc__
-    needs = frozenset({"logits"})
-
-    def forward(self, student, teacher, batch):
-        return kl_div(student.main, teacher.main, self.ctx.temperature)
-
-
-@LOSSES.register("mse_logits")
-class MSELogits(Loss):
-    __doc__ = mse_logits.__doc__
-    needs = frozenset({"logits"})
-
-    def forward(self, student, teacher, batch):
-        return mse_logits(student.main, teacher.main)
+for _name, _fn in (("soft_ce", soft_ce), ("kl", kl_div), ("mse_logits", mse_logits)):
+    LOSSES.register(_name)(type(_fn.__name__, (LogitLoss,), {"__doc__": _fn.__doc__, "formula": staticmethod(_fn)}))

@@ -1,0 +1,37 @@
+"""params.yaml is the one source of the pipeline's defaults, and every shipped study config is valid."""
+
+from dataclasses import MISSING, fields
+
+import pytest
+
+from distillery.config import (AugmentConfig, EvaluateConfig, ExportConfig, PrepareConfig, SoftLabelConfig,
+                               StudentConfig, TeacherConfig, from_section)
+from tests.conftest import REPO, make_student, repo_params
+
+STAGES = [(PrepareConfig, "prepare"), (TeacherConfig, "teacher"), (AugmentConfig, "augment"),
+          (SoftLabelConfig, "soft_labels"), (ExportConfig, "export"), (EvaluateConfig, "evaluate")]
+
+
+@pytest.mark.parametrize("cls,section", STAGES)
+def test_code_has_no_default_that_params_yaml_sets(cls, section):
+    params = repo_params()[section]
+    known = {f.name: f for f in fields(cls)}
+    assert set(params) <= set(known), f"params.yaml {section} has keys the config lacks"
+    for key in params:
+        f = known[key]
+        assert f.default is MISSING and f.default_factory is MISSING, f"{cls.__name__}.{key} has a default"
+    from_section(cls, section, params)  # and the shipped values pass validation
+
+
+def test_student_fields_have_no_defaults_and_every_shipped_student_builds():
+    optional = {f.name for f in fields(StudentConfig) if f.default is not MISSING or f.default_factory is not MISSING}
+    assert optional == {"intermediate"}
+    p = repo_params()
+    for name, block in p["students"].items():
+        cfg = make_student(name, **block)
+        assert cfg.losses == block["losses"]
+    assert make_student("x", model="bert", losses={"ce": 1}).grad_clip == p["distill"]["transformer"]["grad_clip"]
+
+
+def test_params_yaml_is_short():
+    assert (REPO / "params.yaml").stat().st_size < 8 * 1024
