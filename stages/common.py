@@ -77,6 +77,11 @@ def apply_sets(values: dict, sets: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as text; a number is meant
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         node = out
         *parents, last = key.split(".")
         for part in parents:

@@ -79,11 +79,14 @@ def make_student(name: str, **block):
 
 
 def write_params(folder: Path, students: dict | None = None, **sections) -> Path:
-    """A params.yaml in `folder`: the repository's, with these students and these sections instead."""
+    """A params.yaml in `folder`: the repository's (no stored [CLS] layers: the tiny teachers have 2),
+    with these students and these sections instead."""
     import yaml
 
+    doc = repo_params()
+    doc["soft_labels"]["features"] = []
     path = Path(folder) / "params.yaml"
-    path.write_text(yaml.safe_dump({**repo_params(), "students": students or {}, **sections}), encoding="utf-8")
+    path.write_text(yaml.safe_dump({**doc, "students": students or {}, **sections}), encoding="utf-8")
     return path
 
 
@@ -96,4 +99,7 @@ def conf(cls, **overrides):
     from distillery.config import from_section
 
     section = SECTIONS[cls.__name__]
-    return from_section(cls, section, {**repo_params()[section], **overrides})
+    base = repo_params()[section]
+    if section == "soft_labels":
+        base["features"] = []  # the pipeline's [CLS] layers fit the 6-layer teacher, not the tiny ones
+    return from_section(cls, section, {**base, **overrides})

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.needs_data
 
 
 def cli(*args, cwd):
+    """A stage command in `cwd`, which gets the repository's params.yaml unless the test wrote its own."""
+    if not (cwd / "params.yaml").is_file():
+        write_params(cwd)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "stages.cli", *args], cwd=cwd, capture_output=True, text=True, env=env)
 
@@ -154,7 +157,7 @@ def test_a_damaged_store_part_is_named_and_relabelled(tmp_path, labelled, tiny_t
         r = cli("soft-labels", "--teacher", str(tiny_teacher), "--prepared", str(sst2_prepared), "--augmented", "",
                 "--out", str(tmp_path / "again"), "--store", str(tmp_path / "store"),
                 "--metrics", str(tmp_path / "m.json"), "--set", "batch_tokens=256", "--set", "checkpoint_every=100",
-                "--set", "threads=1", "--set", "features=[]", cwd=tmp_path)
+                "--set", "threads=1", cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
         err, m = r.stderr, json.loads((tmp_path / "m.json").read_text())
     else:
@@ -233,7 +236,7 @@ def test_conflicting_training_duplicates_are_reported(tmp_path):
     d.mkdir()
     (d / "train.tsv").write_text("sentence\tlabel\nfine\t1\nfine\t0\nfine\t1\nbad\t0\n", encoding="utf-8")
     (d / "dev.tsv").write_text("sentence\tlabel\nfine\t1\nfine\t1\n", encoding="utf-8")
-    r = cli("prepare", "--data-dir", str(d), "--out", str(tmp_path / "p"), "--metrics", str(tmp_path / "m.json"),
+    r = cli("prepare", "--set", f"data_dir={d}", "--out", str(tmp_path / "p"), "--metrics", str(tmp_path / "m.json"),
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert ("prepare: 1 training texts appear with different labels (3 rows); kept labels {1: 1} by rule "

@@ -203,6 +203,10 @@ class StudentConfig:
         check_name(self.name, "students (a student's name)")
         p = f"students.{self.name}"
         _check(isinstance(self.model_args, dict), f"{p}.model_args", "must be a block of settings")
+        _check(isinstance(self.intermediate, dict), f"{p}.intermediate", "must be a block of step settings")
+        unknown = [k for k in self.intermediate if k not in STEP_FIELDS]
+        _check(not unknown, f"{p}.intermediate.{unknown[0] if unknown else ''}",
+               f"unknown setting; use {', '.join(STEP_FIELDS)}")
         self.steps()  # validates both steps
         _check(self.optimizer in ("adam", "adamw"), f"{p}.optimizer", f"must be 'adam' or 'adamw', got {self.optimizer!r}")
         _num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
@@ -211,10 +215,6 @@ class StudentConfig:
         _int(self.bucket_batches, f"{p}.bucket_batches", 1)
         _int(self.max_seq_len, f"{p}.max_seq_len", 2, 4096)  # and at most the teacher's positions (checked on load)
         _int(self.seed, f"{p}.seed", 0)
-        _check(isinstance(self.intermediate, dict), f"{p}.intermediate", "must be a block of step settings")
-        unknown = [k for k in self.intermediate if k not in STEP_FIELDS]
-        _check(not unknown, f"{p}.intermediate.{unknown[0] if unknown else ''}",
-               f"unknown setting; use {', '.join(STEP_FIELDS)}")
 
     def steps(self) -> list[StepConfig]:
         p = f"students.{self.name}"

@@ -79,7 +79,7 @@ def test_pareto_keeps_points_nothing_beats():
 def test_runtime_params_are_checked():
     from distillery.errors import DistilleryError
 
-    with pytest.raises(DistilleryError, match="evaluate.runtime: unknown runtime 'tensorrt'"):
+    with pytest.raises(DistilleryError, match="evaluate.runtimes: unknown runtime 'tensorrt'"):
         conf(EvaluateConfig, runtimes=("pytorch", "tensorrt"))
     with pytest.raises(DistilleryError, match="must include pytorch"):
         conf(EvaluateConfig, runtimes=("onnx",))

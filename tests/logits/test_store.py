@@ -79,8 +79,10 @@ def _cli(tmp_path, *args, script=None, launcher=()):
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.conftest import REPO, write_params
 
+    if not (tmp_path / "params.yaml").is_file():
+        write_params(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [*launcher, "-c", script] if script else [*launcher, "-m", "stages.cli"]
     if not launcher:
@@ -90,8 +92,8 @@ def _cli(tmp_path, *args, script=None, launcher=()):
 
 def _soft_label_args(teacher, prepared, out, store, metrics):
     return ["soft-labels", "--teacher", str(teacher), "--prepared", str(prepared), "--augmented", "",
-            "--out", str(out), "--store", str(store), "--metrics", str(metrics), "--batch-tokens", "64",
-            "--checkpoint-every", "40", "--threads", "1"]
+            "--out", str(out), "--store", str(store), "--metrics", str(metrics), "--set", "batch_tokens=64",
+            "--set", "checkpoint_every=40", "--set", "threads=1"]
 
 
 def test_sigkill_then_resume_gives_identical_logits(tmp_path, tiny_teacher, sst2_prepared):

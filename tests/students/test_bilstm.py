@@ -29,9 +29,9 @@ def test_shapes_single_and_padding_invariance():
     texts = ["a gorgeous , witty film", "dull", "it 's a bit long but mostly fun to watch"]
     batch = m.collate(tok, texts, None, 64)
     assert batch["input_ids"].shape[0] == 3 and batch["lengths"].tolist()[1] == 1
-    logits = m(**batch)
+    logits = m(**batch).main
     assert logits.shape == (3, 2)  # (bs, num_labels)
-    one = m(**m.collate(tok, [texts[1]], None, 64))
+    one = m(**m.collate(tok, [texts[1]], None, 64)).main
     torch.testing.assert_close(one[0], logits[1], atol=1e-6, rtol=1e-5)  # pads never leak into a short row
 
 
@@ -40,7 +40,7 @@ def test_pair_shapes():
     m = BiLSTMStudent(BiLSTMConfig(vocab_size=len(tok), embed_dim=32, hidden_size=16, mlp_size=8, pair=True, num_labels=3))
     batch = m.collate(tok, ["a man sleeps", "two dogs run"], ["someone rests", "animals move fast"], 64)
     assert set(batch) == {"input_ids", "lengths", "input_ids_b", "lengths_b"}
-    assert m(**batch).shape == (2, 3)
+    assert m(**batch).main.shape == (2, 3)
 
 
 def test_from_teacher_copies_embeddings_and_refuses_misfit(tiny_base):
