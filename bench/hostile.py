@@ -30,6 +30,21 @@ def listing(root: Path, skip: set[str]) -> str:
     return ", ".join(found[:4]) + (f" (+{len(found) - 4})" if len(found) > 4 else "") if found else "none"
 
 
+def write_params(root: Path) -> None:
+    """The repository's params.yaml, cut down to the tiny teacher and 300 sentences, with the students the
+    cases name (each stage reads its section; `--set` changes one value per case)."""
+    import yaml
+
+    doc = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    doc["prepare"].update(data_dir=str(SST2), max_train=300, max_dev=100)
+    doc["teacher"].update(base_model="base", epochs=0, bf16=False)
+    doc["soft_labels"].update(threads=1, features=[])
+    bilstm = {"model": "bilstm", "losses": {"mse_logits": 1}, "epochs": 1, "transfer_set": "train"}
+    doc["students"] = {"s": bilstm, "s1": {**bilstm, "max_seq_len": 16}, "s2": {**bilstm, "transfer_set": "augmented"},
+                       "z": {**bilstm, "losses": {"mse_logits": 0}}}
+    (root / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
 def setup(root: Path) -> dict:
     """A tiny teacher (hidden 32, the real tokenizer) fine-tuned on 300 SST-2 sentences, and a filled store."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -41,12 +56,11 @@ def setup(root: Path) -> dict:
                      intermediate_size=64, max_position_embeddings=128, num_labels=2)
     BertForSequenceClassification(cfg).save_pretrained(root / "base")
     tok.save_pretrained(root / "base")
-    for args in (["prepare", "--data-dir", str(SST2), "--max-train", "300", "--max-dev", "100", "--out", "prep",
-                  "--metrics", "m/prepare.json"],
-                 ["teacher", "--base-model", "base", "--epochs", "0", "--no-bf16", "--prepared", "prep", "--out", "teacher",
-                  "--metrics", "m/teacher.json", "--live-dir", "m/live"],
+    write_params(root)
+    for args in (["prepare", "--out", "prep", "--metrics", "m/prepare.json"],
+                 ["teacher", "--prepared", "prep", "--out", "teacher", "--metrics", "m/teacher.json", "--live-dir", "m/live"],
                  ["soft-labels", "--teacher", "teacher", "--prepared", "prep", "--augmented", "", "--out", "logits",
-                  "--store", "store", "--metrics", "m/sl.json", "--checkpoint-every", "100", "--threads", "1"]):
+                  "--store", "store", "--metrics", "m/sl.json", "--set", "checkpoint_every=100"]):
         r = run(args, root)
         assert r.returncode == 0, r.stderr
     return {"parts": sorted((root / "store").rglob("part-*.npz"))}
@@ -54,9 +68,8 @@ def setup(root: Path) -> dict:
 
 def cases(root: Path, ctx: dict):
     sl = ["soft-labels", "--teacher", "teacher", "--prepared", "prep", "--augmented", "", "--out", "logits2",
-          "--store", "store", "--metrics", "m/sl2.json", "--checkpoint-every", "100", "--threads", "1"]
-    bilstm = ["--model", "bilstm", "--losses.mse_logits", "1", "--epochs", "1", "--transfer_set", "train",
-              "--prepared", "prep", "--teacher", "teacher", "--logits", "logits", "--augmented", "prep"]
+          "--store", "store", "--metrics", "m/sl2.json", "--set", "checkpoint_every=100"]
+    inputs = ["--prepared", "prep", "--teacher", "teacher", "--logits", "logits", "--augmented", "prep"]
 
     def damage(how):
         def go():
@@ -85,44 +98,45 @@ def cases(root: Path, ctx: dict):
         d.mkdir()
         (d / "student.pt").write_bytes(b"0" * 1000)
 
-    yield "1 name `.`", None, ["distill", "--name", ".", *bilstm]
-    yield "1 name ''", None, ["distill", "--name", "", *bilstm]
-    yield "1 name `../../../escaped`", None, ["distill", "--name", "../../../escaped", *bilstm]
+    def prep(folder):
+        return ["prepare", "--set", f"data_dir={folder}", "--out", f"prep_{folder}", "--metrics", f"m/p_{folder}.json"]
+
+    yield "1 name `.`", None, ["distill", "--name", ".", *inputs]
+    yield "1 name ''", None, ["distill", "--name", "", *inputs]
+    yield "1 name `../../../escaped`", None, ["distill", "--name", "../../../escaped", *inputs]
     yield "2 store part rewritten with negated logits", damage("negated"), sl
     yield "3 zero-byte store part", damage("zero-byte"), sl
     yield "3 truncated store part", damage("truncated"), sl
     yield "3 garbage store part", damage("garbage"), sl
-    yield "4 CR inside a sentence, then teacher", tsv("cr", b"sentence\tlabel\ngood\rfilm\t1\nbad\t0\n"), \
-        ["prepare", "--data-dir", "cr", "--out", "prep_cr", "--metrics", "m/p_cr.json"]
-    yield "4 ... teacher on it", None, ["teacher", "--base-model", "base", "--epochs", "0", "--no-bf16", "--prepared",
-                                         "prep_cr", "--out", "teacher_cr", "--metrics", "m/t_cr.json", "--live-dir", "m/lcr"]
-    yield "5 all loss weights 0", None, ["distill", "--name", "z", "--model", "bilstm", "--losses.mse_logits", "0"]
-    yield "invalid UTF-8 in a TSV", tsv("utf", b"sentence\tlabel\ngood\xff film\t1\n"), \
-        ["prepare", "--data-dir", "utf", "--out", "prep_utf", "--metrics", "m/p_utf.json"]
-    yield "CR-only line endings", tsv("mac", b"sentence\tlabel\rgood film\t1\rbad\t0\r"), \
-        ["prepare", "--data-dir", "mac", "--out", "prep_mac", "--metrics", "m/p_mac.json"]
-    yield "conflicting duplicate labels", tsv("dup", b"sentence\tlabel\nfine\t1\nfine\t0\nfine\t1\nbad\t0\n"), \
-        ["prepare", "--data-dir", "dup", "--out", "prep_dup", "--metrics", "m/p_dup.json"]
-    yield "teacher --max-seq-len above the model's positions", None, \
-        ["teacher", "--base-model", "base", "--max-seq-len", "1024", "--prepared", "prep", "--out", "t2"]
-    yield "student max_seq_len 0", None, ["distill", "--name", "s", *bilstm, "--max_seq_len", "0"]
-    yield "fractional epochs", None, ["distill", "--name", "s", "--model", "bilstm", "--losses.ce", "1", "--epochs", "1.5"]
-    yield "negative seed", None, ["distill", "--name", "s", "--model", "bilstm", "--losses.ce", "1", "--seed", "-1"]
-    yield "negative weight decay", None, ["teacher", "--weight-decay", "-0.1"]
-    yield "logging_steps 0", None, ["teacher", "--logging-steps", "0"]
-    yield "evaluate --batch-size 0", None, ["evaluate", "--batch-size", "0"]
-    yield "evaluate --warmup -3", None, ["evaluate", "--warmup", "-3"]
-    yield "soft-labels --threads -1", None, ["soft-labels", "--threads", "-1"]
-    yield "leftover of a killed distill, then a new run", stale, ["distill", "--name", "s1", *bilstm,
-                                                                  "--max_seq_len", "16", "--out", "models/students/s1",
+    yield "4 CR inside a sentence, then teacher", tsv("cr", b"sentence\tlabel\ngood\rfilm\t1\nbad\t0\n"), prep("cr")
+    yield "4 ... teacher on it", None, ["teacher", "--prepared", "prep_cr", "--out", "teacher_cr", "--metrics", "m/t_cr.json",
+                                         "--live-dir", "m/lcr"]
+    yield "5 all loss weights 0", None, ["distill", "--name", "z", *inputs]
+    yield "invalid UTF-8 in a TSV", tsv("utf", b"sentence\tlabel\ngood\xff film\t1\n"), prep("utf")
+    yield "CR-only line endings", tsv("mac", b"sentence\tlabel\rgood film\t1\rbad\t0\r"), prep("mac")
+    yield "conflicting duplicate labels", tsv("dup", b"sentence\tlabel\nfine\t1\nfine\t0\nfine\t1\nbad\t0\n"), prep("dup")
+    yield "teacher max_seq_len above the model's positions", None, \
+        ["teacher", "--set", "max_seq_len=1024", "--prepared", "prep", "--out", "t2"]
+    yield "student max_seq_len 0", None, ["distill", "--name", "s", *inputs, "--set", "max_seq_len=0"]
+    yield "fractional epochs", None, ["distill", "--name", "s", "--set", "epochs=1.5"]
+    yield "negative seed", None, ["distill", "--name", "s", "--set", "seed=-1"]
+    yield "a setting that does not exist", None, ["distill", "--name", "s", "--set", "epoch=3"]
+    yield "a student params.yaml does not name", None, ["distill", "--name", "nobody"]
+    yield "negative weight decay", None, ["teacher", "--set", "weight_decay=-0.1"]
+    yield "logging_steps 0", None, ["teacher", "--set", "logging_steps=0"]
+    yield "evaluate batch size 0", None, ["evaluate", "--set", "batch_sizes=[0]"]
+    yield "evaluate warmup -3", None, ["evaluate", "--set", "warmup=-3"]
+    yield "soft-labels threads -1", None, ["soft-labels", "--set", "threads=-1"]
+    yield "--set without a value", None, ["soft-labels", "--set", "threads"]
+    yield "leftover of a killed distill, then a new run", stale, ["distill", "--name", "s1", *inputs,
+                                                                  "--out", "models/students/s1",
                                                                   "--metrics", "m/s1.json", "--live-dir", "m/live_s1"]
     yield "evaluate with a hidden leftover folder", lambda: (root / "models/students/.b1.old").mkdir(), \
-        ["evaluate", "--student", "s1", "--prepared", "prep", "--teacher", "teacher", "--repeats", "1", "--warmup", "0",
-         "--out", "m/eval"]
-    yield "augmented transfer set missing", None, ["distill", "--name", "s2", *bilstm[:6], "--prepared", "prep",
-                                                    "--teacher", "teacher", "--logits", "logits", "--augmented", "prep",
-                                                    "--live-dir", "m/live_s2", "--metrics", "m/s2.json"]
-    yield "bf16 store reused by --no-bf16", None, [*sl, "--no-bf16"]
+        ["evaluate", "--student", "s1", "--prepared", "prep", "--teacher", "teacher", "--set", "repeats=1",
+         "--set", "warmup=0", "--out", "m/eval"]
+    yield "augmented transfer set missing", None, ["distill", "--name", "s2", *inputs, "--live-dir", "m/live_s2",
+                                                    "--metrics", "m/s2.json"]
+    yield "bf16 store reused by an fp32 run", None, [*sl, "--set", "bf16=false"]
 
 
 def main() -> None:
