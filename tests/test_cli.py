@@ -76,3 +76,11 @@ def test_distill_unknown_intermediate_setting(tmp_path):
     write_params(tmp_path, {"s": {"model": "tinybert", "losses": {"ce": 1}}})
     r = run("distill", "--name", "s", "--set", "intermediate.epoch=3", cwd=tmp_path)
     assert r.returncode == 2 and "param students.s.intermediate.epoch: unknown setting" in r.stderr
+
+
+def test_an_option_that_is_not_a_setting_is_one_line(tmp_path):
+    r = run("teacher", "--lr", "5", cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: No such option: --lr") and "override one with --set KEY=VALUE" in lines[0]
+    assert run("distill", "--help", cwd=tmp_path).returncode == 0
