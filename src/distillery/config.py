@@ -262,9 +262,15 @@ class EvaluateConfig:
     batch_sizes: tuple[int, ...]
     runtimes: tuple[str, ...]  # pytorch, plus what export wrote: onnx, int8
     opset: int  # the teacher's ONNX export (students are exported by `export`)
+    exit_speeds: tuple[float, ...]  # models with early exits: the speed-accuracy curve's thresholds
+    exit_repeats: int  # ... and the timed calls per speed and batch size
 
     def __post_init__(self) -> None:
         _int(self.threads, "evaluate.threads", 1, 1024)
+        _check(len(self.exit_speeds) > 0, "evaluate.exit_speeds", "name at least one speed")
+        for v in self.exit_speeds:
+            _num(v, "evaluate.exit_speeds", 0.0, 1.0)
+        _int(self.exit_repeats, "evaluate.exit_repeats", 1)
         _int(self.opset, "evaluate.opset", 13, 23)
         bad = [r for r in self.runtimes if r not in ("pytorch", "onnx", "int8")]
         _check(not bad, "evaluate.runtimes", f"unknown runtime {bad[0] if bad else ''!r}; use pytorch, onnx, int8")

@@ -33,6 +33,7 @@ from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict_logits
 from distillery.io import write_json
 from distillery.losses import LOSSES, Loss, LossContext
+from distillery.losses.base import STUDENT_PARTS
 from distillery.metrics import task_metric
 from distillery.students import STUDENTS, save_student
 from distillery.students.base import Student
@@ -181,7 +182,7 @@ class Recipe:
             loss_cls = LOSSES.get(name, param=f"{step.param}.losses")
             if weight <= 0:
                 continue
-            lacking = (loss_cls.needs & {"hidden", "scores"}) - self.model.provides
+            lacking = (loss_cls.needs & STUDENT_PARTS) - self.model.provides
             if "cls" in loss_cls.needs and "hidden" not in self.model.provides:
                 lacking.add("hidden")
             if lacking:
@@ -192,6 +193,10 @@ class Recipe:
             except ValueError as e:
                 raise DistilleryError(f"param {step.param}.losses.{name}: {e}") from None
         needs = set().union(*(loss.needs for _, loss in losses.values()))
+        if self.model.trained_by and not needs & self.model.trained_by:
+            trainers = sorted(n for n in LOSSES if LOSSES.get(n).needs & self.model.trained_by)
+            raise DistilleryError(f"param {step.param}.losses: the {self.model.family} student trains only its "
+                                  f"{', '.join(sorted(self.model.trained_by))}; use {', '.join(trainers)}")
         return Step(step, losses, needs)
 
     def setup_data(self, step: Step) -> None:

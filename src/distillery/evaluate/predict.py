@@ -22,11 +22,6 @@ def predict(collate: Callable, run: Callable, frame: pd.DataFrame, n_labels: int
     return out
 
 
-def logits_of(out) -> torch.Tensor:
-    """The main head's logits, from a `ModelOutput` or from a model set up `for_export` (a tensor)."""
-    return out if isinstance(out, torch.Tensor) else out.main
-
-
 def predict_logits(model, tokenizer, frame: pd.DataFrame, max_seq_len: int, run: Callable | None = None,
                    batch_size: int = 256) -> np.ndarray:
     """A student's main-head logits for every row; `run` replaces its PyTorch forward (export passes
@@ -34,5 +29,5 @@ def predict_logits(model, tokenizer, frame: pd.DataFrame, max_seq_len: int, run:
     pair = bool((frame["text_b"] != "").any())
     model.eval()
     return predict(lambda a, b: model.collate(tokenizer, a, b, max_seq_len),
-                   run or (lambda batch: logits_of(model(**batch)).float().numpy()),
+                   run or model.predictor(),
                    frame, model.config.num_labels, pair, batch_size)

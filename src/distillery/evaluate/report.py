@@ -27,7 +27,6 @@ from distillery.students import load_student
 from distillery.teacher.train import load_teacher
 
 RUNTIME_LABELS = {"pytorch": "PyTorch", "onnx": "ONNX", "int8": "int8 ONNX"}
-ONNX_FILES = {"onnx": "model.onnx", "int8": "model.int8.onnx"}
 
 
 @dataclass
@@ -54,27 +53,23 @@ def _weights_mb(folder: Path) -> float:
 def _runners(name: str, family: str, model, tokenizer, max_len: int, folder: Path, onnx_dir: Path | None,
              cfg: EvaluateConfig) -> list[Runner]:
     """The PyTorch runner, then one per ONNX file of `onnx_dir` that `cfg.runtimes` asks for."""
-    from distillery.export.onnx import session
+    from distillery.export.onnx import onnx_mb, onnx_predictors
 
     def collate(a, b):
         return model.collate(tokenizer, a, b, max_len)
 
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
-    out = [Runner(name, family, "pytorch", collate, lambda batch: model(**batch).main.float().numpy(), params_m,
-                  _weights_mb(folder))]
-    for runtime, file in ONNX_FILES.items():
-        path = onnx_dir / file if onnx_dir is not None else None
-        if runtime in cfg.runtimes and path is not None and path.is_file():
-            sess = session(path, cfg.threads)
-            run = (lambda s: lambda batch: s.run(["logits"], {k: v.numpy() for k, v in batch.items()})[0])(sess)
-            out.append(Runner(name, family, runtime, collate, run, params_m, _mb(path)))
+    out = [Runner(name, family, "pytorch", collate, model.predictor(), params_m, _weights_mb(folder))]
+    if onnx_dir is not None:
+        for runtime, run in onnx_predictors(model, onnx_dir, cfg.runtimes, cfg.threads).items():
+            out.append(Runner(name, family, runtime, collate, run, params_m, onnx_mb(onnx_dir, runtime)))
     return out
 
 
 def _teacher_onnx(model, tokenizer, example_texts: tuple[list[str], list[str] | None], max_len: int, folder: Path,
                   cfg: EvaluateConfig) -> Path:
     """Export the teacher as the students are exported (dynamo ONNX, dynamic int8) into `folder`."""
-    from distillery.export.onnx import quantize_int8, to_onnx
+    from distillery.export.onnx import ONNX_FILES, quantize_int8, to_onnx
 
     twin = copy.deepcopy(model).for_export()  # eager attention for the export only; the PyTorch timing keeps SDPA
     example = twin.collate(tokenizer, *example_texts, max_len)
@@ -129,11 +124,14 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
             onnx_dir = _teacher_onnx(teacher, tok, (dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if pair
                                                     else None), seq, scratch, cfg)
         runners = _runners("teacher", "teacher", teacher, tok, seq, Path(teacher_dir), onnx_dir, cfg)
+    with_exits = []
     for name in names:
         model, stok, sinfo = load_student(Path(students_dir) / name)
         exported = Path(exports_dir, name) if exports_dir and Path(exports_dir, name).is_dir() else None
         runners += _runners(name, sinfo["family"], model, stok, int(sinfo["max_seq_len"]), Path(students_dir) / name,
                             exported, cfg)
+        if model.export_format == "exits":
+            with_exits.append((name, model, stok, int(sinfo["max_seq_len"])))
     rows = _score(runners, dev, labels, task.metric, n_labels, pair)
     for bs in cfg.batch_sizes:
         print(f"timing {len(runners)} model/runtime pairs at batch {bs}, interleaved ({cfg.repeats} repeats)")
@@ -142,7 +140,13 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
     table = _compare(pd.DataFrame(rows), task.metric, cfg)
     where = {"set": f"{Path(prepared_dir) / 'dev.tsv'}", "task": task.name, "rows": len(dev),
              "source": prep.source}
-    return write_report(table, task.metric, cfg, where, Path(out_dir))
+    report = write_report(table, task.metric, cfg, where, Path(out_dir))
+    from distillery.evaluate.exits import exit_curves
+
+    curves = exit_curves(with_exits, dev, task.metric, pair, cfg, Path(out_dir))
+    if curves is not None:
+        report["markdown"] += "\n" + (Path(out_dir) / "exits.md").read_text(encoding="utf-8")
+    return report
 
 
 def _score(runners: list[Runner], dev: pd.DataFrame, labels: np.ndarray, metric: str, n_labels: int,

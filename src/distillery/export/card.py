@@ -25,6 +25,9 @@ FAMILIES = {
                  "TinyBERT: Distilling BERT for Natural Language Understanding", "1909.10351"),
     "mobilebert": ("a MobileBERT-style student: the teacher's depth in narrow bottleneck blocks", "Sun et al. 2020",
                    "MobileBERT: a Compact Task-Agnostic BERT for Resource-Limited Devices", "2004.02984"),
+    "fastbert": ("a FastBERT model: the fine-tuned teacher with an early-exit classifier after each layer, "
+                 "answering at the first layer that is certain enough", "Liu et al. 2020",
+                 "FastBERT: a Self-distilling BERT with Adaptive Inference Time", "2004.02178"),
 }
 GLUE_HUB = "nyu-mll/glue"
 GLUE_NAMES = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "rte": "RTE"}
@@ -144,6 +147,10 @@ def _architecture(sinfo: dict, export: dict) -> list[str]:
     elif c.get("hidden_size"):
         lines.append(f"- **Shape**: BiLSTM hidden {c['hidden_size']} per direction, MLP {c.get('mlp_size')}, "
                      f"embeddings {c.get('embed_dim')}.")
+    if family == "fastbert":
+        lines.append(f"- **Exits**: one branch (width {c.get('branch_width')}, {c.get('branch_heads')} heads) after "
+                     "every layer but the last, whose own classifier is the last exit; a text leaves at the first "
+                     f"exit whose normalised entropy is below `speed` (default {c.get('speed')}).")
     if c.get("init_layers"):
         lines.append(f"- **From the teacher**: embeddings and layers {', '.join(map(str, c['init_layers']))} "
                      "(1-based) were copied as the starting point.")
@@ -185,7 +192,7 @@ def model_card(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: 
         "",
         *_results(sinfo, prep.task.metric, export),
         "",
-        *_usage(sinfo["family"], export["inputs"]),
+        *(_use_exits(sinfo) if sinfo["family"] == "fastbert" else _usage(sinfo["family"], export["inputs"])),
         *_citation(sinfo["family"]),
     ]
     return "\n".join(lines) + "\n"
@@ -236,6 +243,33 @@ def _usage(family: str, inputs: list[str]) -> list[str]:
                   "logits = model(**AutoTokenizer.from_pretrained('.')(['a gorgeous , witty film'], return_tensors='pt')).logits",
                   "```"]
     return lines
+
+
+def _use_exits(sinfo: dict) -> list[str]:
+    """FastBERT: the graphs per layer, driven by the loop that ships beside them (numpy + onnxruntime)."""
+    speed = sinfo.get("config", {}).get("speed")
+    return [
+        "## Use",
+        "",
+        "One ONNX graph for the embeddings and one per layer with its exit (`layer{i}.onnx`: hidden states and "
+        "mask in, hidden states and that exit's logits out), driven by `fastbert_runtime.py` (numpy and "
+        "onnxruntime only; the same code that scored this model). Each layer runs only on the texts still in "
+        "play; with `pool=True` the texts left over from several batches run together.",
+        "",
+        "```python",
+        "import numpy as np",
+        "from transformers import AutoTokenizer",
+        "from fastbert_runtime import OnnxRunner, adaptive_predict",
+        "tok = AutoTokenizer.from_pretrained('.')",
+        "runner = OnnxRunner('.')  # OnnxRunner('.', int8=True) for the int8 graphs",
+        "texts = ['a gorgeous , witty film', 'a dull , lifeless mess']",
+        "enc = tok(texts, padding=True, return_tensors='np')",
+        f"logits, exit_layer = adaptive_predict(runner, [(np.arange(len(texts)), enc)], len(texts), speed={speed})",
+        "```",
+        "",
+        f"`speed` in [0, 1] trades accuracy for time (0: every layer; {speed}: this model's default); "
+        "`metrics/eval/exits.md` of the run that made it gives the curve.",
+    ]
 
 
 def _citation(family: str) -> list[str]:

@@ -29,11 +29,6 @@ def _dynamic_axes(names: list[str]) -> dict:
             for n in names} | {"logits": {0: "batch"}}
 
 
-def onnx_logits(session, model, tokenizer, frame: pd.DataFrame, max_seq_len: int) -> np.ndarray:
-    return predict_logits(model, tokenizer, frame, max_seq_len,
-                          run=lambda batch: session.run(["logits"], {k: v.numpy() for k, v in batch.items()})[0])
-
-
 def session(path: str | Path, threads: int = 0):
     """An onnxruntime CPU session (quiet; `threads` > 0 fixes its intra-op threads, for timing)."""
     import onnxruntime as ort
@@ -80,6 +75,51 @@ def quantize_int8(src: Path, dst: Path) -> None:
         root.setLevel(level)
 
 
+ONNX_FILES = {"onnx": "model.onnx", "int8": "model.int8.onnx"}
+
+
+def onnx_files(folder: Path, runtime: str) -> list[Path]:
+    """The ONNX files of one runtime ("onnx" or "int8") in an export folder: one model, or a model's
+    graphs per layer (FastBERT)."""
+    suffix = ".int8.onnx" if runtime == "int8" else ".onnx"
+    return [p for p in sorted(Path(folder).glob(f"*{suffix}")) if runtime == "int8" or not p.name.endswith(".int8.onnx")]
+
+
+def onnx_mb(folder: Path, runtime: str) -> float:
+    return sum(p.stat().st_size for p in onnx_files(folder, runtime)) / 2**20
+
+
+def onnx_predictors(model, folder: Path, runtimes, threads: int = 0) -> dict:
+    """runtime -> (batch -> logits) for each of `runtimes` ("onnx", "int8") exported in `folder`."""
+    out = {}
+    for runtime in runtimes:
+        if runtime not in ONNX_FILES:
+            continue
+        if model.export_format == "exits":
+            from distillery.export.exits import onnx_predictor
+
+            if (Path(folder) / ("embeddings" + (".int8.onnx" if runtime == "int8" else ".onnx"))).is_file():
+                out[runtime] = onnx_predictor(folder, model.config.speed, int8=runtime == "int8", threads=threads)
+        elif (Path(folder) / ONNX_FILES[runtime]).is_file():
+            sess = session(Path(folder) / ONNX_FILES[runtime], threads)
+            out[runtime] = (lambda s: lambda batch: s.run(["logits"], {k: np.asarray(v) for k, v in batch.items()})[0])(sess)
+    return out
+
+
+def _export_graphs(model, example: dict, names: list[str], folder: Path, cfg: ExportConfig) -> dict:
+    """Write the ONNX file(s) (and int8 twins with `cfg.quantize`) into `folder`; runtime -> predictor."""
+    if model.export_format == "exits":
+        from distillery.export.exits import export_exits
+
+        export_exits(model, example, folder, cfg.opset, cfg.quantize)
+    else:
+        twin = model.for_export() if hasattr(model, "for_export") else model
+        to_onnx(twin, example, names, folder / ONNX_FILES["onnx"], cfg.opset)
+        if cfg.quantize:
+            quantize_int8(folder / ONNX_FILES["onnx"], folder / ONNX_FILES["int8"])
+    return onnx_predictors(model, folder, ["onnx", "int8"] if cfg.quantize else ["onnx"])
+
+
 def _rows(table: Path) -> int:
     """Data rows of a table written by `write_table` (one header line, one line a row)."""
     with open(table, "rb") as fh:
@@ -104,13 +144,9 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
     with atomic_dir(out_dir) as tmp:
         if hasattr(model, "save_weights"):  # transformers students: the folder also loads with from_pretrained
             model.save_weights(tmp)
-        if hasattr(model, "for_export"):
-            model = model.for_export()
-        onnx_path = tmp / "model.onnx"
-        to_onnx(model, example, names, onnx_path, cfg.opset)
-        sess = session(onnx_path)
         torch_logits = predict_logits(model, tokenizer, dev, max_len)
-        onnx_out = onnx_logits(sess, model, tokenizer, dev, max_len)
+        runtimes = _export_graphs(model, example, names, tmp, cfg)
+        onnx_out = predict_logits(model, tokenizer, dev, max_len, run=runtimes["onnx"])
         agreement = float((torch_logits.argmax(-1) == onnx_out.argmax(-1)).mean())
         result = {
             "student": sinfo["name"],
@@ -124,14 +160,12 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
                 f"export {sinfo['name']}: ONNX and PyTorch agree on {agreement:.4%} of dev, below "
                 f"param export.min_agreement={cfg.min_agreement}; the export is not faithful (nothing written)"
             )
-        if cfg.quantize:
-            q_path = tmp / "model.int8.onnx"
-            quantize_int8(onnx_path, q_path)
-            q_out = onnx_logits(session(q_path), model, tokenizer, dev, max_len)
+        if "int8" in runtimes:
+            q_out = predict_logits(model, tokenizer, dev, max_len, run=runtimes["int8"])
             result["int8_agreement"] = float((torch_logits.argmax(-1) == q_out.argmax(-1)).mean())
             result[f"int8_dev_{task.metric}"] = task_metric(task.metric, labels, q_out.argmax(-1))
-            result["int8_mb"] = q_path.stat().st_size / 2**20
-        result["onnx_mb"] = onnx_path.stat().st_size / 2**20
+            result["int8_mb"] = onnx_mb(tmp, "int8")
+        result["onnx_mb"] = onnx_mb(tmp, "onnx")
         result["params"] = sum(p.numel() for p in model.parameters())
         result["n_dev"] = len(dev)
         tokenizer.save_pretrained(tmp)

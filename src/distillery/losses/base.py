@@ -8,7 +8,8 @@ teacher must run alongside, and whether gold labels are used:
 - "logits":  the teacher's logits (the soft-labels artifact);
 - "cls":     the teacher's [CLS] state of some layers (stored by soft-labels, or the teacher alongside);
 - "hidden":  every hidden state of both models (the teacher alongside);
-- "scores":  every layer's attention scores of both models (the teacher alongside).
+- "scores":  every layer's attention scores of both models (the teacher alongside);
+- "exits":   the student's early exits (heads `exit1` .. of a FastBERT student; nothing of the teacher).
 
 A loss that owns parameters (TinyBERT's W_e, W_h) creates them in `__init__`; they train with the
 student in the step that uses the loss.
@@ -22,8 +23,9 @@ from torch import nn
 from distillery.outputs import ModelOutput
 from distillery.registry import Registry
 
-NEEDS = ("labels", "logits", "cls", "hidden", "scores")
+NEEDS = ("labels", "logits", "cls", "hidden", "scores", "exits")
 TEACHER_ALONGSIDE = frozenset({"hidden", "scores"})  # only a forward pass of the teacher gives these
+STUDENT_PARTS = frozenset({"hidden", "scores", "exits"})  # what a student family must `provide` for the loss
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ A family is a `Student` subclass registered in STUDENTS with:
 """
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import torch
@@ -28,6 +29,8 @@ class Student(nn.Module):
     family = ""
     params_group = ""  # its defaults block in params.yaml: distill.<params_group>
     provides: frozenset[str] = frozenset()
+    trained_by: frozenset[str] = frozenset()  # if set, every step needs a loss that reads one of these (parts it trains)
+    export_format = "single"  # "single": one model.onnx; "exits": one graph per layer (FastBERT)
     export_head: str | None = None  # set by `for_export`: forward then returns that head's logits tensor
 
     @property
@@ -42,8 +45,37 @@ class Student(nn.Module):
         self.export_head = head
         return self
 
+    def predictor(self):
+        """batch -> main-head logits (numpy): how the model answers in evaluate and export checks
+        (FastBERT: with early exits)."""
+        def run(batch: dict):
+            with torch.inference_mode():
+                out = self(**batch)
+            return (out if isinstance(out, torch.Tensor) else out.main).float().numpy()
+        return run
+
     def answer(self, out: ModelOutput) -> ModelOutput | torch.Tensor:
         return out.logits[self.export_head] if self.export_head else out
+
+
+def dynamo_onnx(module: torch.nn.Module, inputs: dict, outputs: list[str], path: Path, opset: int,
+                max_seq: int) -> None:
+    """Export `module(**inputs)` through torch.export (dynamo), every input with a dynamic batch axis and
+    (if it has one) sequence axis, weights inline. Opset 18 at least: the exporter's native one
+    (down-converting breaks int8 quantisation)."""
+    import onnx
+    from torch.export import Dim
+
+    batch, seq = Dim("batch"), Dim("seq", max=max_seq)
+    shapes = {n: ({0: batch, 1: seq} if v.dim() >= 2 else {0: batch}) for n, v in inputs.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (), str(path), kwargs=inputs, input_names=list(inputs), output_names=outputs,
+                          dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True, verbose=False)
+    proto = onnx.load(str(path))
+    del proto.graph.value_info[:]  # stale intermediate shapes here make onnxruntime's quantiser fail
+    onnx.save(proto, str(path))
+    Path(f"{path}.data").unlink(missing_ok=True)  # the weights are inline now
 
 
 STUDENTS: Registry[type[Student]] = Registry("student model")

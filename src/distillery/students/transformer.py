@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from distillery.outputs import MAIN, ModelOutput
-from distillery.students.base import STUDENTS, Student
+from distillery.students.base import STUDENTS, Student, dynamo_onnx
 
 
 @dataclass
@@ -140,21 +140,9 @@ class TransformerStudent(Student):
 
     def export_onnx(self, path: Path, example: dict, opset: int) -> None:
         """ONNX through torch.export (dynamo): the TorchScript tracer bakes parts of transformers'
-        mask construction into constants (wrong logits on other inputs); torch.export keeps them symbolic.
-        Opset 18 at least: the exporter's native one (down-converting breaks int8 quantisation)."""
-        from torch.export import Dim
-
-        batch, seq = Dim("batch"), Dim("seq", max=self.hf.config.max_position_embeddings)
-        torch.onnx.export(self, (), str(path), kwargs={n: example[n] for n in self.input_names},
-                          input_names=self.input_names, output_names=["logits"],
-                          dynamic_shapes={n: {0: batch, 1: seq} for n in self.input_names},
-                          opset_version=max(opset, 18), dynamo=True, verbose=False)
-        import onnx
-
-        proto = onnx.load(str(path))
-        del proto.graph.value_info[:]  # stale intermediate shapes here make onnxruntime's quantiser fail
-        onnx.save(proto, str(path))
-        Path(f"{path}.data").unlink(missing_ok=True)  # the weights are inline now
+        mask construction into constants (wrong logits on other inputs); torch.export keeps them symbolic."""
+        dynamo_onnx(self, {n: example[n] for n in self.input_names}, ["logits"], path, opset,
+                    max_seq=self.hf.config.max_position_embeddings)
 
     # ------------------------------------------------------------------ saving: the transformers format
     def save_weights(self, folder: Path) -> None:
