@@ -32,6 +32,12 @@ def test_export_single_and_pair_students_agree_with_pytorch(tmp_path, task, fold
     for f in ("model.onnx", "model.int8.onnx", "tokenizer.json", "README.md", "export.json", "student.json"):
         assert (tmp_path / "export" / f).is_file()
     assert json.loads((tmp_path / "export" / "export.json").read_text())["int8_agreement"] >= 0.9
+    import onnx
+
+    lstms = [n for n in onnx.load(str(tmp_path / "export" / "model.onnx")).graph.node if n.op_type == "LSTM"]
+    assert len(lstms) == (2 if task == "rte" else 1)  # one bidirectional node per side, with sequence_lens
+    assert all(onnx.helper.get_attribute_value(a) == b"bidirectional" for n in lstms for a in n.attribute
+               if a.name == "direction") and all(len(n.input) == 5 for n in lstms)
 
 
 def check_card(folder) -> dict:

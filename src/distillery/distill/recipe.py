@@ -256,7 +256,7 @@ class Recipe:
         for idx in bar:
             total += torch.tensor([self.update(step, idx, opt, sched, params),
                                    len(np.array_split(idx, self.world.size)[self.world.rank])], dtype=torch.float64)
-            bar.set_postfix(loss=f"{total[0].item() / max(total[1].item(), 1):.4f}")
+            bar.set_postfix(loss=f"{total[0].item() / max(total[1].item(), 1):.4f}", refresh=False)
         if self.world.size > 1:
             torch.distributed.all_reduce(total)
         return total[0].item() / max(total[1].item(), 1)

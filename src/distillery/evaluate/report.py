@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from distillery.config import EvaluateConfig
 from distillery.data.prepare import load_prepared
@@ -87,7 +88,7 @@ def latencies_ms(runners: list[Runner], frame: pd.DataFrame, batch_size: int, cf
     on the machine slows them all alike instead of one runner's whole measurement."""
     rng = np.random.default_rng(0)
     times: list[list[float]] = [[] for _ in runners]
-    for r in range(cfg.warmup + cfg.repeats):
+    for r in tqdm(range(cfg.warmup + cfg.repeats), desc=f"timing at batch {batch_size}", unit="round", mininterval=2):
         idx = rng.choice(len(frame), size=min(batch_size, len(frame)), replace=False)
         sub = frame.iloc[idx]
         a, b = sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None
@@ -153,14 +154,14 @@ def _score(runners: list[Runner], dev: pd.DataFrame, labels: np.ndarray, metric:
            pair: bool) -> list[dict]:
     """Each runner's metric on the set, and how often it agrees with the same model in PyTorch."""
     rows, reference = [], {}
-    for runner in runners:
+    for runner in tqdm(runners, desc="scoring", unit="model", mininterval=2):
         pred = predict(runner.collate, runner.run, dev, n_labels, pair).argmax(-1)
         reference.setdefault(runner.model, pred)  # the PyTorch runner comes first
         rows.append({"model": runner.model, "family": runner.family, "runtime": runner.runtime,
                      "score": task_metric(metric, labels, pred),
                      "agreement": float((pred == reference[runner.model]).mean()),
                      "params_m": runner.params_m, "disk_mb": runner.disk_mb})
-        print(f"evaluated {runner.model} ({RUNTIME_LABELS[runner.runtime]}): {metric} {rows[-1]['score']:.4f}")
+        tqdm.write(f"evaluated {runner.model} ({RUNTIME_LABELS[runner.runtime]}): {metric} {rows[-1]['score']:.4f}")
     return rows
 
 

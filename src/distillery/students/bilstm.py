@@ -13,6 +13,7 @@ batch-1 and padded-batch predictions identical and the model exportable to ONNX 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -107,6 +108,12 @@ class BiLSTMStudent(Student):
             h = torch.cat([h, h2, h * h2, (h - h2).abs()], dim=-1)  # (bs, 8*hidden)
         return self.answer(ModelOutput(logits={MAIN: self.head(h)}))  # (bs, num_labels)
 
+    def export_onnx(self, path: Path, example: dict, opset: int) -> None:
+        """One bidirectional LSTM node per side (`bilstm_onnx_graph`), not the traced graph."""
+        import onnx
+
+        onnx.save(bilstm_onnx_graph(self, opset), str(path))
+
     @staticmethod
     def _pad(tokenizer, texts: list[str], max_seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_seq_len)["input_ids"]
@@ -124,3 +131,65 @@ class BiLSTMStudent(Student):
             ids_b, lengths_b = self._pad(tokenizer, texts_b, max_seq_len, self.config.pad_id)
             batch.update(input_ids_b=ids_b, lengths_b=lengths_b)
         return batch
+
+
+def _onnx_gates(w: torch.Tensor) -> np.ndarray:
+    """PyTorch's LSTM gate blocks (i, f, g, o) in ONNX's order (i, o, f, c)."""
+    i, f, g, o = w.detach().float().chunk(4, dim=0)
+    return torch.cat([i, o, f, g], dim=0).numpy()
+
+
+def bilstm_onnx_graph(model: "BiLSTMStudent", opset: int):
+    """The BiLSTM as one ONNX `LSTM` node per side, direction "bidirectional", with `sequence_lens`: the
+    reverse direction then starts at each row's own last token, which is what `_reverse_within_length`
+    does in PyTorch, and `Y_h` holds both final states. Built by hand (onnx.helper) rather than traced:
+    the traced graph has two LSTM nodes that run one after the other plus the gathers that reverse the
+    rows; this one lets onnxruntime run the two directions together."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    cfg, enc = model.config, model.encoder
+    hsz = cfg.hidden_size
+    w = np.stack([_onnx_gates(enc.fwd.weight_ih_l0), _onnx_gates(enc.bwd.weight_ih_l0)])  # (2, 4H, E)
+    r = np.stack([_onnx_gates(enc.fwd.weight_hh_l0), _onnx_gates(enc.bwd.weight_hh_l0)])  # (2, 4H, H)
+    b = np.stack([np.concatenate([_onnx_gates(m.bias_ih_l0), _onnx_gates(m.bias_hh_l0)]) for m in (enc.fwd, enc.bwd)])  # (2, 8H)
+    lin1, lin2 = model.head[1], model.head[4]
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in [
+        (model.embed.weight.detach().float().numpy(), "embed"), (w, "W"), (r, "R"), (b, "B"),
+        (lin1.weight.detach().float().numpy().T.copy(), "mlp_w"), (lin1.bias.detach().float().numpy(), "mlp_b"),
+        (lin2.weight.detach().float().numpy().T.copy(), "out_w"), (lin2.bias.detach().float().numpy(), "out_b")]]
+    inits.append(numpy_helper.from_array(np.array([0, 2 * hsz], dtype=np.int64), "flat_shape"))
+    nodes, inputs = [], []
+
+    def side(ids: str, lengths: str, tag: str) -> str:
+        inputs.extend([helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "seq" + tag]),
+                       helper.make_tensor_value_info(lengths, TensorProto.INT64, ["batch"])])
+        nodes.extend([
+            helper.make_node("Transpose", [ids], [f"ids_t{tag}"], perm=[1, 0]),  # (seq, batch)
+            helper.make_node("Gather", ["embed", f"ids_t{tag}"], [f"emb{tag}"]),  # (seq, batch, E)
+            helper.make_node("Cast", [lengths], [f"lens32{tag}"], to=TensorProto.INT32),
+            helper.make_node("LSTM", [f"emb{tag}", "W", "R", "B", f"lens32{tag}"], ["", f"y_h{tag}"],
+                             direction="bidirectional", hidden_size=hsz),  # y_h (2, batch, H)
+            helper.make_node("Transpose", [f"y_h{tag}"], [f"y_h_t{tag}"], perm=[1, 0, 2]),
+            helper.make_node("Reshape", [f"y_h_t{tag}", "flat_shape"], [f"h{tag}"]),  # (batch, 2H): [fwd, bwd]
+        ])
+        return f"h{tag}"
+
+    h = side("input_ids", "lengths", "")
+    if cfg.pair:
+        h2 = side("input_ids_b", "lengths_b", "_b")
+        nodes.extend([helper.make_node("Mul", [h, h2], ["prod"]), helper.make_node("Sub", [h, h2], ["diff"]),
+                      helper.make_node("Abs", ["diff"], ["absdiff"]),
+                      helper.make_node("Concat", [h, h2, "prod", "absdiff"], ["feat"], axis=-1)])
+        h = "feat"
+    nodes.extend([helper.make_node("MatMul", [h, "mlp_w"], ["mlp_mm"]), helper.make_node("Add", ["mlp_mm", "mlp_b"], ["mlp"]),
+                  helper.make_node("Relu", ["mlp"], ["mlp_act"]),
+                  helper.make_node("MatMul", ["mlp_act", "out_w"], ["out_mm"]),
+                  helper.make_node("Add", ["out_mm", "out_b"], ["logits"])])
+    graph = helper.make_graph(nodes, "bilstm", inputs,
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", cfg.num_labels])],
+                              inits)
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="distillery")
+    onnx.checker.check_model(onnx_model)
+    return onnx_model
+

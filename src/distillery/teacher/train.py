@@ -1,5 +1,6 @@
 """The `teacher` stage: fine-tune a sequence classifier with the transformers `Trainer`."""
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,22 @@ def check_seq_len(model_config, max_seq_len: int, param: str) -> None:
                               f"set it to at most {limit}")
 
 
+@contextlib.contextmanager
+def quiet_loading():
+    """transformers' weight-loading bar and load report (a table of missing / unexpected keys) off."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | Path, live_dir: str | Path) -> dict:
     """Fine-tune (or, with epochs 0, only check and evaluate) the teacher; save it with save_pretrained."""
     prep = load_prepared(prepared_dir)
@@ -86,12 +103,13 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
     check_seq_len(base_cfg, cfg.max_seq_len, "teacher.max_seq_len")
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        num_labels=n_labels,
-        id2label=dict(enumerate(prep.label_names)),
-        label2id={n: i for i, n in enumerate(prep.label_names)},
-    )
+    with quiet_loading():  # the new classifier is expected to be missing: no load report, no loading bar
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=n_labels,
+            id2label=dict(enumerate(prep.label_names)),
+            label2id={n: i for i, n in enumerate(prep.label_names)},
+        )
     train_enc = tokenize_frame(tokenizer, train, cfg.max_seq_len)
     train_ds = Dataset.from_dict({**train_enc, "labels": train["label"].tolist(),
                                   "length": [len(x) for x in train_enc["input_ids"]]})
