@@ -20,6 +20,11 @@ class World:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def device(self) -> torch.device:
+        """This process's GPU where CUDA is there (the one `init_world` selected), else the CPU."""
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()

@@ -31,6 +31,7 @@ from distillery.dist import World, finish, init_world
 from distillery.distill.teacher import TeacherSource
 from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict_logits
+from distillery.hardware import bf16_supported
 from distillery.io import write_json
 from distillery.losses import LOSSES, Loss, LossContext
 from distillery.losses.base import STUDENT_PARTS
@@ -137,6 +138,8 @@ class Recipe:
     def __init__(self, cfg: StudentConfig, paths: Paths) -> None:
         self.cfg, self.paths = cfg, paths
         self.world = init_world()
+        self.device = self.world.device  # a GPU where there is one; bf16 autocast there where it supports it
+        self.bf16 = self.device.type == "cuda" and bf16_supported("cuda")
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[dict] = []
 
@@ -151,14 +154,15 @@ class Recipe:
 
         self.teacher_config = AutoConfig.from_pretrained(self.paths.teacher)
         check_seq_len(self.teacher_config, cfg.max_seq_len, f"students.{cfg.name}.max_seq_len")
-        self.model = self.setup_student(cls)
+        self.model = self.setup_student(cls).to(self.device)
         self.steps = [self.setup_losses(step) for step in cfg.steps()]
         for step in self.steps:
             aug = self.paths.augmented
             if step.cfg.transfer_set == "augmented" and not (aug and (Path(aug) / "augmented.tsv").is_file()):
                 raise DistilleryError(f"param {step.cfg.param}.transfer_set: 'augmented' needs {aug or '--augmented'}"
                                       "/augmented.tsv; run `distillery augment` first, or use transfer_set train")
-        self.teacher = TeacherSource(self.paths.teacher, self.paths.logits, cfg.max_seq_len, self.prep.num_labels)
+        self.teacher = TeacherSource(self.paths.teacher, self.paths.logits, cfg.max_seq_len, self.prep.num_labels,
+                                     self.device)
 
     def setup_student(self, cls: type[Student]) -> Student:
         cfg = self.cfg
@@ -189,7 +193,7 @@ class Recipe:
                 raise DistilleryError(f"param {step.param}.losses.{name}: the {self.model.family} student has no "
                                       f"{' or '.join(sorted(lacking))}; use it with output-layer losses only")
             try:
-                losses[name] = (weight, loss_cls(ctx))
+                losses[name] = (weight, loss_cls(ctx).to(self.device))
             except ValueError as e:
                 raise DistilleryError(f"param {step.param}.losses.{name}: {e}") from None
         needs = set().union(*(loss.needs for _, loss in losses.values()))
@@ -224,10 +228,12 @@ class Recipe:
         data, pair = step.data, self.prep.task.is_pair
         batch = self.model.collate(self.tokenizer, data["text_a"].iloc[idx].tolist(),
                                    data["text_b"].iloc[idx].tolist() if pair else None, self.cfg.max_seq_len)
-        student = self.model(**batch, hidden=bool(step.needs & {"hidden", "cls"}), scores="scores" in step.needs)
-        teacher = self.teacher.output(batch, idx, step.stored, step.needs, step.alongside)
-        batch["labels"] = step.labels[torch.as_tensor(idx)]
-        return sum(w * loss(student, teacher, batch) for w, loss in step.losses.values())
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            student = self.model(**batch, hidden=bool(step.needs & {"hidden", "cls"}), scores="scores" in step.needs)
+            teacher = self.teacher.output(batch, idx, step.stored, step.needs, step.alongside)
+            batch["labels"] = step.labels[torch.as_tensor(idx)].to(self.device)
+            return sum(w * loss(student, teacher, batch) for w, loss in step.losses.values())
 
     def update(self, step: Step, idx: np.ndarray, opt, sched, params: list) -> float:
         """One optimizer step on the global batch `idx`; returns this process's loss summed over its rows.
@@ -277,7 +283,12 @@ class Recipe:
 
     # ------------------------------------------------------------------ evaluate, log, save
     def evaluate(self) -> float:
-        logits = predict_logits(self.model, self.tokenizer, self.prep.dev, self.cfg.max_seq_len)
+        """Dev metric in fp32 on the CPU, where the exported model will run (the model goes back after)."""
+        self.model.to("cpu")
+        try:
+            logits = predict_logits(self.model, self.tokenizer, self.prep.dev, self.cfg.max_seq_len)
+        finally:
+            self.model.to(self.device)
         return task_metric(self.prep.task.metric, self.prep.dev["label"].to_numpy(), logits.argmax(-1))
 
     def log(self, live, entry: dict) -> None:
@@ -300,6 +311,7 @@ class Recipe:
                    "train_seconds": round(seconds, 1), "transfer_examples": len(last.data),
                    "teacher_forward_texts": self.teacher.forward_texts, "processes": self.world.size,
                    "params": sum(p.numel() for p in self.model.parameters())}
+        self.model.to("cpu")  # saved as CPU tensors: loads anywhere
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "task": task.name, "metric": task.metric, "label_names": self.prep.label_names,
             "max_seq_len": cfg.max_seq_len, "teacher_fingerprint": self.teacher.fingerprint,

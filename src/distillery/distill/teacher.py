@@ -19,8 +19,10 @@ from distillery.students.transformer import model_output
 class TeacherSource:
     """Opens the artifact and loads the teacher only when a step needs them, once for every step."""
 
-    def __init__(self, teacher_dir: str | Path, logits_dir: str | Path, max_seq_len: int, n_labels: int) -> None:
+    def __init__(self, teacher_dir: str | Path, logits_dir: str | Path, max_seq_len: int, n_labels: int,
+                 device: torch.device | None = None) -> None:
         self.teacher_dir, self.logits_dir = Path(teacher_dir), Path(logits_dir)
+        self.device = device or torch.device("cpu")
         self.max_seq_len, self.n_labels = max_seq_len, n_labels
         self.store: Logits | None = None
         self.model = None
@@ -52,7 +54,7 @@ class TeacherSource:
         if run and self.model is None:
             from transformers import AutoModelForSequenceClassification
 
-            self.model = AutoModelForSequenceClassification.from_pretrained(self.teacher_dir).eval()
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.teacher_dir).eval().to(self.device)
             self.fingerprint = self.fingerprint or teacher_fingerprint(self.teacher_dir, self.max_seq_len)
         return run
 
@@ -66,6 +68,6 @@ class TeacherSource:
         else:
             out = ModelOutput(mask=batch.get("attention_mask"))
         if stored["logits"] is not None:
-            out.logits[MAIN] = stored["logits"][idx_t]
-        out.cls = {layer: v[idx_t] for layer, v in stored["cls"].items()}
+            out.logits[MAIN] = stored["logits"][idx_t].to(self.device)
+        out.cls = {layer: v[idx_t].to(self.device) for layer, v in stored["cls"].items()}
         return out

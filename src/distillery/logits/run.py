@@ -29,13 +29,14 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     prep = load_prepared(prepared_dir)
     train, dev = prep.train, prep.dev
     model, tokenizer, tinfo = load_teacher(teacher_dir, n_labels=prep.num_labels)
+    world = init_world()
+    model.to(world.device)  # a GPU where there is one (bf16 autocast where it supports it)
     frames = [train, dev]
     if augmented_dir is not None:
         frames.append(read_table(Path(augmented_dir) / "augmented.tsv"))
     texts = pd.concat([f[["id", "text_a", "text_b"]] for f in frames]).drop_duplicates("id")
     check_seq_len(model.config, cfg.max_seq_len, "soft_labels.max_seq_len")
     fp = teacher_fingerprint(teacher_dir, cfg.max_seq_len)
-    world = init_world()
     parse_features(cfg.features, model.config.num_hidden_layers)  # fail before any work
     prec = precision(cfg.bf16, next(model.parameters()).device.type)
     store = LogitStore(store_dir, fp, model.config.num_labels, cfg.features, prec)
