@@ -81,7 +81,7 @@ def main() -> None:
 
     section = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
     cfg = from_section(EvaluateConfig, "evaluate", {**section, "repeats": args.repeats, "threads": args.threads,
-                                        "runtimes": ["onnx", "int8"], "batch_sizes": [1, 32]})
+                                        "runtimes": ["pytorch", "onnx", "int8"], "batch_sizes": [1, 32]})
     import torch
 
     torch.set_num_threads(args.threads)
