@@ -24,11 +24,9 @@ import numpy as np
 
 from distillery.config import EvaluateConfig, from_section
 from distillery.data.prepare import load_prepared
-from distillery.evaluate.report import _runners, _teacher_onnx, latencies_ms
+from distillery.evaluate.report import _runners, latencies_ms, teacher_runners
 from distillery.export.onnx import session
 from distillery.students import load_student
-from distillery.students.transformer import TransformerConfig, TransformerStudent
-from distillery.teacher.train import load_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,15 +85,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     prep = load_prepared(args.prepared)
     dev, pair, n_labels = prep.dev, prep.task.is_pair, prep.num_labels
-    hf, tok, tinfo = load_teacher(args.teacher, n_labels=n_labels)
-    teacher = TransformerStudent(TransformerConfig(num_labels=n_labels, input_names=list(tok.model_input_names)), hf).eval()
-    seq = int(tinfo.get("max_seq_len", 128))
     names = args.students or sorted(p.name for p in args.exports.iterdir() if (p / "model.onnx").is_file()
                                     or (p / "embeddings.onnx").is_file())
     with tempfile.TemporaryDirectory() as scratch:
-        onnx_dir = _teacher_onnx(teacher, tok, (dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if pair else None),
-                                 seq, Path(scratch), cfg)
-        runners = [r for r in _runners("teacher", "teacher", teacher, tok, seq, args.teacher, onnx_dir, cfg)
+        runners = [r for r in teacher_runners(args.teacher, dev, pair, n_labels, Path(scratch), cfg)
                    if r.runtime != "pytorch"]
         for name in names:
             model, stok, sinfo = load_student(REPO / "models/students" / name)

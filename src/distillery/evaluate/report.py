@@ -80,6 +80,24 @@ def _teacher_onnx(model, tokenizer, example_texts: tuple[list[str], list[str] | 
     return folder
 
 
+def teacher_runners(teacher_dir: str | Path, dev: pd.DataFrame, pair: bool, n_labels: int, scratch: Path,
+                    cfg: EvaluateConfig) -> list[Runner]:
+    """The teacher in every runtime of `cfg.runtimes`: PyTorch, and its ONNX / int8 export written into
+    `scratch` the way the students are exported (the yardstick of each runtime)."""
+    from distillery.students.transformer import TransformerConfig, TransformerStudent
+
+    hf_teacher, tok, tinfo = load_teacher(teacher_dir, n_labels=n_labels)
+    teacher = TransformerStudent(TransformerConfig(num_labels=n_labels, input_names=list(tok.model_input_names)),
+                                 hf_teacher).eval()
+    seq = int(tinfo.get("max_seq_len", 128))
+    onnx_dir = None
+    if {"onnx", "int8"} & set(cfg.runtimes):
+        print("exporting the teacher to ONNX (and int8) as the students are, to time it in each runtime")
+        onnx_dir = _teacher_onnx(teacher, tok, (dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if pair
+                                                else None), seq, scratch, cfg)
+    return _runners("teacher", "teacher", teacher, tok, seq, Path(teacher_dir), onnx_dir, cfg)
+
+
 @torch.inference_mode()
 def latencies_ms(runners: list[Runner], frame: pd.DataFrame, batch_size: int, cfg: EvaluateConfig,
                  pair: bool) -> list[float]:
@@ -105,26 +123,15 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
              out_dir: str | Path, exports_dir: str | Path | None = None, names: list[str] | None = None) -> dict:
     """The teacher and the students `names` (folders under `students_dir`; None: every student folder
     there) on `prepared_dir`'s dev.tsv, in each runtime of `cfg.runtimes` that they are exported to."""
-    from distillery.students.transformer import TransformerConfig, TransformerStudent
-
     torch.set_num_threads(cfg.threads)
     prep = load_prepared(prepared_dir)
     task, dev = prep.task, prep.dev
     labels, pair, n_labels = dev["label"].to_numpy(), task.is_pair, prep.num_labels
-    hf_teacher, tok, tinfo = load_teacher(teacher_dir, n_labels=n_labels)
-    teacher = TransformerStudent(TransformerConfig(num_labels=n_labels, input_names=list(tok.model_input_names)),
-                                 hf_teacher).eval()
-    seq = int(tinfo.get("max_seq_len", 128))
     if names is None:
         names = sorted(p.name for p in Path(students_dir).glob("*")
                        if not p.name.startswith(".") and (p / "student.json").is_file())
     with scratch_dir(out_dir, "teacher-onnx") as scratch:
-        onnx_dir = None
-        if {"onnx", "int8"} & set(cfg.runtimes):
-            print("exporting the teacher to ONNX (and int8) as the students are, to time it in each runtime")
-            onnx_dir = _teacher_onnx(teacher, tok, (dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if pair
-                                                    else None), seq, scratch, cfg)
-        runners = _runners("teacher", "teacher", teacher, tok, seq, Path(teacher_dir), onnx_dir, cfg)
+        runners = teacher_runners(teacher_dir, dev, pair, n_labels, scratch, cfg)
     with_exits = []
     for name in names:
         model, stok, sinfo = load_student(Path(students_dir) / name)
