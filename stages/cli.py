@@ -9,6 +9,10 @@ from stages.augment import augment
 from stages.distill import distill
 from stages.evaluate import evaluate
 from stages.export import export
+from stages.ensemble import ensemble
+from stages.mt_distill import mt_distill
+from stages.mt_evaluate import mt_evaluate
+from stages.mt_export import mt_export
 from stages.prepare import prepare
 from stages.soft_labels import soft_labels
 from stages.teacher import teacher
@@ -56,6 +60,11 @@ app.command("soft-labels", context_settings=SETTINGS)(soft_labels)
 app.command("distill", context_settings=SETTINGS)(distill)
 app.command("evaluate", context_settings=SETTINGS)(evaluate)
 app.command("export", context_settings=SETTINGS)(export)
+# the MT-DNN KD study (studies/mtdnn): ensembles of teachers, one multi-task student
+app.command("ensemble", context_settings=SETTINGS)(ensemble)
+app.command("mt-distill", context_settings=SETTINGS)(mt_distill)
+app.command("mt-export", context_settings=SETTINGS)(mt_export)
+app.command("mt-evaluate", context_settings=SETTINGS)(mt_evaluate)
 
 if __name__ == "__main__":
     app()

@@ -42,6 +42,7 @@ def one_line_errors(fn: Callable) -> Callable:
 
 
 PARAMS_HELP = "params file: this stage reads its own section of it (the one place where defaults are written)."
+SECTION_HELP = "the params section to read (a dotted path reads a nested block: tasks.sst2)."
 SET_HELP = "KEY=VALUE: override one setting of the section for this run (repeatable), e.g. --set lr=0.002."
 
 
@@ -92,11 +93,19 @@ def apply_sets(values: dict, sets: list[str]) -> dict:
     return out
 
 
+def section_values(doc: dict, section: str):
+    """`doc[section]`, where a dotted section (`tasks.sst2`) walks nested blocks; {} where absent."""
+    node = doc
+    for part in section.split("."):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return node
+
+
 def stage_config(cls: type, params: Path, section: str, sets: list[str]):
     """A stage's config: its section of `params`, then `--set` overrides, validated."""
     from distillery.config import from_section
 
-    values = read_params(params).get(section, {})
+    values = section_values(read_params(params), section)
     if not isinstance(values, dict):
         return from_section(cls, section, values)  # refuses it, naming the section
     return from_section(cls, section, apply_sets(values, sets))

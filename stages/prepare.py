@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
 
 
 @one_line_errors
@@ -14,6 +14,7 @@ def prepare(
     metrics: Annotated[Path, typer.Option(help="Rows read and kept per split, duplicates and conflicts, as JSON.")] = Path("metrics/prepare.json"),
     params: Annotated[Path, typer.Option(help=PARAMS_HELP)] = Path("params.yaml"),
     set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
+    section: Annotated[str, typer.Option(help=SECTION_HELP)] = "prepare",
 ) -> None:
     """Read and validate a task's train and dev splits; write them with stable ids (hash of the text).
 
@@ -21,7 +22,7 @@ def prepare(
     from distillery.config import PrepareConfig
     from distillery.data.prepare import prepare as run
 
-    cfg = stage_config(PrepareConfig, params, "prepare", set_)
+    cfg = stage_config(PrepareConfig, params, section, set_)
     info = run(cfg, out, metrics)
     c = info["counts"]
     typer.echo(f"prepared {info['task']}: train {c['train']['rows_read']} rows read, {info['n_train']} kept; "

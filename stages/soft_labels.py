@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
 
 
 @one_line_errors
@@ -18,6 +18,7 @@ def soft_labels(
     metrics: Annotated[Path, typer.Option(help="Counts of texts labelled and reused, as JSON.")] = Path("metrics/soft_labels.json"),
     params: Annotated[Path, typer.Option(help=PARAMS_HELP)] = Path("params.yaml"),
     set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
+    section: Annotated[str, typer.Option(help=SECTION_HELP)] = "soft_labels",
 ) -> None:
     """Label train, augmented and dev texts with the teacher; only texts the store has not seen run the teacher.
 
@@ -26,7 +27,7 @@ def soft_labels(
     each process labels every N-th batch into the shared store; rank 0 writes the output."""
     from distillery.config import SoftLabelConfig
 
-    cfg = stage_config(SoftLabelConfig, params, "soft_labels", set_)
+    cfg = stage_config(SoftLabelConfig, params, section, set_)
     from distillery.logits.run import soft_labels as run
 
     m = run(cfg, teacher, prepared, Path(augmented) if augmented else None, out, store, metrics)

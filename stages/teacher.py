@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
 
 
 @one_line_errors
@@ -16,6 +16,7 @@ def teacher(
     live_dir: Annotated[Path, typer.Option(help="DVCLive folder for the training curves.")] = Path("dvclive/teacher"),
     params: Annotated[Path, typer.Option(help=PARAMS_HELP)] = Path("params.yaml"),
     set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
+    section: Annotated[str, typer.Option(help=SECTION_HELP)] = "teacher",
 ) -> None:
     """Fine-tune a sequence classifier from a base checkpoint with the transformers Trainer.
 
@@ -23,7 +24,7 @@ def teacher(
     from distillery.config import TeacherConfig
     from distillery.io import write_json
 
-    cfg = stage_config(TeacherConfig, params, "teacher", set_)
+    cfg = stage_config(TeacherConfig, params, section, set_)
     from distillery.teacher.train import train_teacher
 
     result = train_teacher(cfg, prepared, out, live_dir)

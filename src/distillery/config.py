@@ -86,8 +86,11 @@ class TeacherConfig:
     seed: int
     bf16: bool
     logging_steps: int
+    dropout: float | None = None  # hidden and attention dropout; None: the base model's own (an ensemble varies it)
 
     def __post_init__(self) -> None:
+        if self.dropout is not None:
+            _num(self.dropout, "teacher.dropout", 0, 1, hi_open=True)
         _int(self.max_seq_len, "teacher.max_seq_len", 8, 4096)  # and at most the model's positions (checked on load)
         _num(self.epochs, "teacher.epochs", 0)  # 0: use a fine-tuned teacher as is
         _int(self.batch_size, "teacher.batch_size", 1)
@@ -295,6 +298,121 @@ class ExportConfig:
         _int(self.opset, "export.opset", 13, 23)
         _check(bool(re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", self.license)), "export.license",
                f"{self.license!r} is not a Hub licence id (lower case, e.g. apache-2.0, mit, other)")
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    """One ensemble member (MT-DNN KD study, `members.<name>`): a teacher fine-tuned on `task` with its
+    own seed and dropout."""
+
+    name: str
+    task: str
+    seed: int
+    dropout: float
+
+    def __post_init__(self) -> None:
+        from distillery.data.tasks import get_task
+
+        check_name(self.name, "members (a member's name)")
+        get_task(self.task, param=f"members.{self.name}.task")
+        _int(self.seed, f"members.{self.name}.seed", 0)
+        _num(self.dropout, f"members.{self.name}.dropout", 0, 1, hi_open=True)
+
+
+def members_config(block: Any) -> list[MemberConfig]:
+    """The `members` section: name -> {task, seed, dropout}; an empty section is no teacher at all."""
+    block = block or {}
+    _check(isinstance(block, dict), "members", "must be a block of members (name: {task, seed, dropout})")
+    out = []
+    for name, values in block.items():
+        check_name(str(name), "members (a member's name)")
+        _check(isinstance(values, dict), f"members.{name}", "must be a block with task, seed and dropout")
+        unknown = sorted(set(values) - {"task", "seed", "dropout"})
+        _check(not unknown, f"members.{name}.{unknown[0] if unknown else ''}", "unknown setting; use task, seed, dropout")
+        missing = sorted({"task", "seed", "dropout"} - set(values))
+        _check(not missing, f"members.{name}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
+        out.append(MemberConfig(name=str(name), **values))
+    return out
+
+
+@dataclass(frozen=True)
+class MultiTaskConfig:
+    """A multi-task student (MT-DNN KD study): `mt_distill`, then `students.<name>` (or `single_task`
+    with one task), merged. A shared encoder, the first `num_layers` layers of `base_model`, and one
+    head per task; per task the weighted losses (`ce`, `soft_ce` on the ensemble's probabilities), the
+    soft ones dropped for a task without a teacher."""
+
+    name: str
+    param: str  # where it sits in params.yaml, for error messages
+    tasks: tuple[str, ...]
+    losses: dict[str, float]
+    base_model: str
+    num_layers: int
+    freeze_embeddings: bool
+    dropout: float
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    grad_clip: float
+    temperature: float
+    max_seq_len: int
+    seed: int
+    bucket_batches: int
+
+    def __post_init__(self) -> None:
+        p = self.param
+        check_name(self.name, p)
+        _check(isinstance(self.tasks, tuple) and len(self.tasks) > 0, f"{p}.tasks", "name at least one task")
+        _check(len(set(self.tasks)) == len(self.tasks), f"{p}.tasks", "names a task twice")
+        for t in self.tasks:
+            check_name(str(t), f"{p}.tasks")
+        _check(isinstance(self.losses, dict) and bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
+        for k, w in self.losses.items():
+            _num(w, f"{p}.losses.{k}", 0)
+        _check(sum(self.losses.values()) > 0, f"{p}.losses", "every loss weight is 0; give one a weight > 0")
+        _int(self.num_layers, f"{p}.num_layers", 1, 48)
+        _num(self.dropout, f"{p}.dropout", 0, 1, hi_open=True)
+        _int(self.epochs, f"{p}.epochs", 1)
+        _int(self.batch_size, f"{p}.batch_size", 1)
+        _num(self.lr, f"{p}.lr", 0, lo_open=True)
+        _num(self.weight_decay, f"{p}.weight_decay", 0)
+        _num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
+        _num(self.grad_clip, f"{p}.grad_clip", 0, lo_open=True)
+        _num(self.temperature, f"{p}.temperature", 0, lo_open=True)
+        _int(self.max_seq_len, f"{p}.max_seq_len", 8, 4096)
+        _int(self.seed, f"{p}.seed", 0)
+        _int(self.bucket_batches, f"{p}.bucket_batches", 1)
+
+
+def multitask_config(name: str, param: str, block: Any, defaults: Any, tasks: tuple[str, ...] | None = None):
+    """`defaults` (the `mt_distill` section) with `block` on top; `tasks` given: a single-task student."""
+    _check(isinstance(defaults, dict), "mt_distill", "must be a block of settings")
+    _check(isinstance(block, dict), param, "must be a block of settings")
+    merged = {**defaults, **block}
+    if tasks is not None:
+        merged["tasks"] = list(tasks)
+    known = {f.name for f in fields(MultiTaskConfig)} - {"name", "param"}
+    unknown = sorted(set(merged) - known)
+    _check(not unknown, f"{param}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(sorted(known))}")
+    missing = sorted(known - set(merged))
+    _check(not missing, f"{param}.{missing[0] if missing else ''}", f"missing; set it in {param} or mt_distill")
+    _check(isinstance(merged["tasks"], (list, tuple)), f"{param}.tasks", "must be a list of task names")
+    merged["tasks"] = tuple(str(t) for t in merged["tasks"])
+    return MultiTaskConfig(name=name, param=param, **merged)
+
+
+@dataclass(frozen=True)
+class MtEvaluateConfig:
+    threads: int
+    latency_texts: int  # dev texts per task timed one at a time
+    warmup: int
+
+    def __post_init__(self) -> None:
+        _int(self.threads, "mt_evaluate.threads", 1, 1024)
+        _int(self.latency_texts, "mt_evaluate.latency_texts", 1)
+        _int(self.warmup, "mt_evaluate.warmup", 0)
 
 
 def from_section(cls: type, section: str, values: Any):

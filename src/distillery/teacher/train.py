@@ -25,6 +25,7 @@ from distillery.metrics import task_metric
 from distillery.teacher.models import resolve_model
 
 TEACHER_INFO = "distillery.json"
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
 
 
 def tokenize_frame(tokenizer, frame, max_seq_len: int) -> dict:
@@ -103,9 +104,16 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
     check_seq_len(base_cfg, cfg.max_seq_len, "teacher.max_seq_len")
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    drop = {}
+    if cfg.dropout is not None:  # an ensemble member's own dropout, under whatever names this architecture uses
+        drop = {k: cfg.dropout for k in DROPOUT_KEYS if hasattr(base_cfg, k)}
+        if not drop:
+            raise DistilleryError(f"param teacher.dropout: {cfg.base_model} ({base_cfg.model_type}) has no dropout "
+                                  "setting distillery knows; leave teacher.dropout unset")
     with quiet_loading():  # the new classifier is expected to be missing: no load report, no loading bar
         model = AutoModelForSequenceClassification.from_pretrained(
             path,
+            **drop,
             num_labels=n_labels,
             id2label=dict(enumerate(prep.label_names)),
             label2id={n: i for i, n in enumerate(prep.label_names)},
@@ -137,6 +145,8 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
             "pair": task.is_pair,
             "max_seq_len": cfg.max_seq_len,
             "base_model": cfg.base_model,
+            "seed": cfg.seed,
+            "dropout": cfg.dropout,
             f"dev_{task.metric}": dev_metric,
         })
     return metrics
