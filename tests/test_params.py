@@ -35,3 +35,25 @@ def test_student_fields_have_no_defaults_and_every_shipped_student_builds():
 
 def test_params_yaml_is_short():
     assert (REPO / "params.yaml").stat().st_size < 8 * 1024
+
+
+def test_every_block_of_the_mtdnn_study_params_is_valid():
+    """studies/mtdnn/params.yaml: every task, member, student and stage section builds its config."""
+    import yaml
+
+    from distillery.config import MtEvaluateConfig, members_config, multitask_config
+
+    p = yaml.safe_load((REPO / "studies" / "mtdnn" / "params.yaml").read_text(encoding="utf-8"))
+    for name, block in p["tasks"].items():
+        assert from_section(PrepareConfig, f"tasks.{name}", block).task == name
+    members = members_config(p["members"])
+    assert {m.task for m in members} == set(p["tasks"])
+    assert all(sum(m.task == t for m in members) == 3 for t in p["tasks"])  # K = 3 per task
+    for m in members:
+        from_section(TeacherConfig, "teacher", {**p["teacher"], "seed": m.seed, "dropout": m.dropout})
+    from_section(SoftLabelConfig, "soft_labels", p["soft_labels"])
+    from_section(MtEvaluateConfig, "mt_evaluate", p["mt_evaluate"])
+    for name, block in p["students"].items():
+        assert multitask_config(name, f"students.{name}", block, p["mt_distill"]).tasks == tuple(p["tasks"])
+    for task in p["tasks"]:
+        multitask_config(f"single_{task}", "single_task", p["single_task"], p["mt_distill"], tasks=(task,))

@@ -178,7 +178,12 @@ def render(table: pd.DataFrame, tasks: list[str], metric: dict, g: pd.DataFrame 
         lines += ["", "| task | ensemble gain over a single teacher (member mean) | mtdnn_kd gain over mtdnn_gold | "
                   "share kept |", "|---|---|---|---|"]
         for _, r in g.iterrows():
-            kept = "– (no ensemble gain)" if r["kept"] is None or pd.isna(r["kept"]) else f"{r['kept'] * 100:.0f}%"
+            if r["kept"] is None or pd.isna(r["kept"]):
+                kept = "– (no ensemble gain)"
+            elif r["kept"] >= 1:
+                kept = f"all ({r['kept'] * 100:.0f}%)"
+            else:
+                kept = f"{r['kept'] * 100:.0f}%"
             signed = lambda v: "–" if pd.isna(v) else f"{v * 100:+.2f}"  # noqa: E731
             lines.append(f"| {r['task']} | {signed(r['ensemble_gain'])} | {signed(r['kd_gain'])} | {kept} |")
     return "\n".join(lines) + "\n"

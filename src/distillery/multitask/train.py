@@ -141,7 +141,7 @@ def train_multitask(cfg: MultiTaskConfig, prepared_root: str | Path, ensemble_ro
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             batches = task_batches(lengths, cfg.batch_size, rng, cfg.bucket_batches)
-            sums = {t: [0.0, 0] for t in tasks}
+            sums, done = {t: [0.0, 0] for t in tasks}, 0.0
             bar = tqdm(batches, desc=f"{cfg.name} epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2.0)
             for task, idx in bar:
                 td = tasks[task]
