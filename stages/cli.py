@@ -10,6 +10,12 @@ from stages.distill import distill
 from stages.evaluate import evaluate
 from stages.export import export
 from stages.ensemble import ensemble
+from stages.gen_distill import gen_distill
+from stages.gen_evaluate import gen_evaluate
+from stages.gen_export import gen_export
+from stages.gen_prepare import gen_prepare
+from stages.gen_soft_labels import gen_soft_labels
+from stages.gen_teacher import gen_teacher
 from stages.mt_distill import mt_distill
 from stages.mt_evaluate import mt_evaluate
 from stages.mt_export import mt_export
@@ -65,6 +71,13 @@ app.command("ensemble", context_settings=SETTINGS)(ensemble)
 app.command("mt-distill", context_settings=SETTINGS)(mt_distill)
 app.command("mt-export", context_settings=SETTINGS)(mt_export)
 app.command("mt-evaluate", context_settings=SETTINGS)(mt_evaluate)
+# the C-MLM study (studies/cmlm): a text-generation student distilled from a conditional masked LM
+app.command("gen-prepare", context_settings=SETTINGS)(gen_prepare)
+app.command("gen-teacher", context_settings=SETTINGS)(gen_teacher)
+app.command("gen-soft-labels", context_settings=SETTINGS)(gen_soft_labels)
+app.command("gen-distill", context_settings=SETTINGS)(gen_distill)
+app.command("gen-export", context_settings=SETTINGS)(gen_export)
+app.command("gen-evaluate", context_settings=SETTINGS)(gen_evaluate)
 
 if __name__ == "__main__":
     app()

@@ -4,6 +4,7 @@ every stage that imports it (and only those)."""
 import ast
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,14 +82,15 @@ def test_closure_follows_lazy_imports(tmp_path):
     assert "src/distillery/evaluate/report.py" not in files
 
 
-def test_study_stage_deps_cover_every_imported_module():
-    """The same for the MT-DNN KD study (its paths are relative to its folder)."""
-    study = REPO / "studies" / "mtdnn"
+@pytest.mark.parametrize("name", ["mtdnn", "cmlm"])
+def test_study_stage_deps_cover_every_imported_module(name):
+    """The same for each study (its paths are relative to its folder)."""
+    study = REPO / "studies" / name
     doc = yaml.safe_load((study / "dvc.yaml").read_text())
-    for name, stage in doc["stages"].items():
+    for stage_name, stage in doc["stages"].items():
         spec = stage.get("do", stage)
         module = f"stages.{spec['cmd'].split()[1].replace('-', '_')}"
         deps = [(study / d).resolve() for d in spec.get("deps", []) if "$" not in d]
         files = closure(module) | closure("stages.common")
         uncovered = sorted(str(f.relative_to(REPO)) for f in files if not any(f == d or d in f.parents for d in deps))
-        assert not uncovered, f"studies/mtdnn/dvc.yaml stage {name}: add deps for {uncovered}"
+        assert not uncovered, f"{study}/dvc.yaml stage {stage_name}: add deps for {uncovered}"

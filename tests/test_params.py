@@ -4,8 +4,16 @@ from dataclasses import MISSING, fields
 
 import pytest
 
-from distillery.config import (AugmentConfig, EvaluateConfig, ExportConfig, PrepareConfig, SoftLabelConfig,
-                               StudentConfig, TeacherConfig, from_section)
+from distillery.config import (
+    AugmentConfig,
+    EvaluateConfig,
+    ExportConfig,
+    PrepareConfig,
+    SoftLabelConfig,
+    StudentConfig,
+    TeacherConfig,
+    from_section,
+)
 from tests.conftest import REPO, make_student, repo_params
 
 STAGES = [(PrepareConfig, "prepare"), (TeacherConfig, "teacher"), (AugmentConfig, "augment"),
@@ -57,3 +65,29 @@ def test_every_block_of_the_mtdnn_study_params_is_valid():
         assert multitask_config(name, f"students.{name}", block, p["mt_distill"]).tasks == tuple(p["tasks"])
     for task in p["tasks"]:
         multitask_config(f"single_{task}", "single_task", p["single_task"], p["mt_distill"], tasks=(task,))
+
+
+def test_every_block_of_the_cmlm_study_params_is_valid():
+    """studies/cmlm/params.yaml: every stage section and every student builds its config."""
+    import yaml
+
+    from distillery.generation.config import (
+        CmlmTeacherConfig,
+        GenEvaluateConfig,
+        GenExportConfig,
+        GenPrepareConfig,
+        GenSoftLabelConfig,
+        seq2seq_config,
+    )
+
+    p = yaml.safe_load((REPO / "studies" / "cmlm" / "params.yaml").read_text(encoding="utf-8"))
+    prep = from_section(GenPrepareConfig, "gen_prepare", p["gen_prepare"])
+    assert (prep.src_lang, prep.tgt_lang) == ("de", "en")
+    from_section(CmlmTeacherConfig, "gen_teacher", p["gen_teacher"])
+    soft = from_section(GenSoftLabelConfig, "gen_soft_labels", p["gen_soft_labels"])
+    from_section(GenExportConfig, "gen_export", p["gen_export"])
+    from_section(GenEvaluateConfig, "gen_evaluate", p["gen_evaluate"])
+    students = {name: seq2seq_config(name, block, p["gen_distill"]) for name, block in p["students"].items()}
+    assert all(s.top_k <= soft.top_k for s in students.values())
+    assert any(s.alpha == 0 for s in students.values())  # the likelihood-only baseline is in the run
+    assert {s.top_k for s in students.values() if s.alpha > 0} >= {1, 8}  # the k ablation

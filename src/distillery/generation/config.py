@@ -1,0 +1,174 @@
+"""Frozen, validated configs of the text-generation study (C-MLM, `studies/cmlm`), one per stage, built from
+its section of the study's params.yaml. As in `distillery.config`: no defaults for what params.yaml sets,
+and every `__post_init__` names the param it refuses."""
+
+from dataclasses import dataclass
+
+from distillery.config import _check, _int, _num, check_name
+
+SPLITS = ("train", "dev", "test")  # prepared names; gen_prepare.splits maps each to a file stem
+
+
+@dataclass(frozen=True)
+class GenPrepareConfig:
+    data_dir: str  # a folder of parallel files: <stem>.<src_lang> and <stem>.<tgt_lang>, line i translating line i
+    src_lang: str
+    tgt_lang: str
+    splits: dict[str, str]  # train/dev/test -> file stem (Multi30k: train, val, test_2016_flickr)
+    tokenizer: str  # the teacher's base model: its WordPiece vocabulary is shared by teacher and student
+    max_src_len: int  # WordPiece tokens, without special tokens: a longer sentence is an error (file:line)
+    max_tgt_len: int
+    max_train: int  # 0: every training pair; else a seeded sample of this many
+    max_eval: int  # 0: the whole dev and test sets; else the first this many of each (quick runs, tests)
+    seed: int
+
+    def __post_init__(self) -> None:
+        for name in ("src_lang", "tgt_lang"):
+            check_name(getattr(self, name), f"gen_prepare.{name}")
+        _check(isinstance(self.splits, dict) and set(self.splits) == set(SPLITS), "gen_prepare.splits",
+               f"must map each of {', '.join(SPLITS)} to a file stem, got {self.splits!r}")
+        for split, stem in self.splits.items():
+            check_name(str(stem), f"gen_prepare.splits.{split}")
+        _int(self.max_src_len, "gen_prepare.max_src_len", 1, 1000)
+        _int(self.max_tgt_len, "gen_prepare.max_tgt_len", 1, 1000)
+        _int(self.max_train, "gen_prepare.max_train", 0)
+        _int(self.max_eval, "gen_prepare.max_eval", 0)
+        _int(self.seed, "gen_prepare.seed", 0)
+
+
+@dataclass(frozen=True)
+class CmlmTeacherConfig:
+    """Chen et al. 2020's teacher: a masked LM fine-tuned on `[CLS] source [SEP] target [SEP]`."""
+
+    base_model: str  # any Hugging Face masked LM; a plain encoder (all-MiniLM-L6-v2) gets a new MLM head
+    epochs: float
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    mask_prob: float  # share of target tokens masked (always with [MASK])
+    eos_mask_prob: float  # probability that the final [SEP] is masked too (so the model learns to end)
+    seed: int
+    bf16: bool
+
+    def __post_init__(self) -> None:
+        _num(self.epochs, "gen_teacher.epochs", 0)
+        _int(self.batch_size, "gen_teacher.batch_size", 1)
+        _num(self.lr, "gen_teacher.lr", 0, lo_open=True)
+        _num(self.weight_decay, "gen_teacher.weight_decay", 0)
+        _num(self.warmup_ratio, "gen_teacher.warmup_ratio", 0, 1, hi_open=True)
+        _num(self.mask_prob, "gen_teacher.mask_prob", 0, 1, lo_open=True)
+        _num(self.eos_mask_prob, "gen_teacher.eos_mask_prob", 0, 1)
+        _int(self.seed, "gen_teacher.seed", 0)
+
+
+@dataclass(frozen=True)
+class GenSoftLabelConfig:
+    top_k: int  # logits kept per target token (with their token ids); students may read fewer
+    max_copies: int  # a pair is repeated with strided masks: every target position masked exactly once
+    batch_tokens: int
+    bf16: bool
+    checkpoint_every: int = 2048  # pairs per store part: a killed run loses at most this much work
+
+    def __post_init__(self) -> None:
+        _int(self.top_k, "gen_soft_labels.top_k", 1, 1024)
+        _int(self.max_copies, "gen_soft_labels.max_copies", 1, 1000)
+        _int(self.batch_tokens, "gen_soft_labels.batch_tokens", 1)
+        _int(self.checkpoint_every, "gen_soft_labels.checkpoint_every", 1)
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """A student: a Transformer encoder-decoder (transformers' BART classes, built from this config) over the
+    teacher's vocabulary, trained with (1 - alpha) * label-smoothed likelihood + alpha * top-k KD."""
+
+    name: str
+    param: str
+    encoder_layers: int
+    decoder_layers: int
+    d_model: int
+    heads: int
+    ffn_dim: int
+    dropout: float
+    alpha: float  # 0: likelihood only
+    temperature: float
+    top_k: int  # teacher logits read per token (at most gen_soft_labels.top_k)
+    label_smoothing: float
+    epochs: float
+    batch_size: int
+    lr: float
+    warmup_ratio: float
+    weight_decay: float
+    grad_clip: float
+    seed: int
+    output_vocab: str  # "target": the softmax covers the tokens of the training targets; "full": every token
+
+    def __post_init__(self) -> None:
+        p = self.param
+        check_name(self.name, p)
+        _int(self.encoder_layers, f"{p}.encoder_layers", 1, 48)
+        _int(self.decoder_layers, f"{p}.decoder_layers", 1, 48)
+        _int(self.d_model, f"{p}.d_model", 8, 8192)
+        _int(self.heads, f"{p}.heads", 1, 128)
+        _check(self.d_model % self.heads == 0, f"{p}.heads", f"must divide d_model {self.d_model}, got {self.heads}")
+        _int(self.ffn_dim, f"{p}.ffn_dim", 1)
+        _num(self.dropout, f"{p}.dropout", 0, 1, hi_open=True)
+        _num(self.alpha, f"{p}.alpha", 0, 1)
+        _num(self.temperature, f"{p}.temperature", 0, lo_open=True)
+        _int(self.top_k, f"{p}.top_k", 1, 1024)
+        _num(self.label_smoothing, f"{p}.label_smoothing", 0, 1, hi_open=True)
+        _num(self.epochs, f"{p}.epochs", 0, lo_open=True)
+        _int(self.batch_size, f"{p}.batch_size", 1)
+        _num(self.lr, f"{p}.lr", 0, lo_open=True)
+        _num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
+        _num(self.weight_decay, f"{p}.weight_decay", 0)
+        _num(self.grad_clip, f"{p}.grad_clip", 0)
+        _int(self.seed, f"{p}.seed", 0)
+        _check(self.output_vocab in OUTPUT_VOCABS, f"{p}.output_vocab",
+               f"must be one of {', '.join(OUTPUT_VOCABS)}, got {self.output_vocab!r}")
+
+
+SEQ2SEQ_FIELDS = ("encoder_layers", "decoder_layers", "d_model", "heads", "ffn_dim", "dropout", "alpha",
+                  "temperature", "top_k", "label_smoothing", "epochs", "batch_size", "lr", "warmup_ratio",
+                  "weight_decay", "grad_clip", "seed", "output_vocab")
+OUTPUT_VOCABS = ("target", "full")
+
+
+def seq2seq_config(name: str, block, defaults) -> Seq2SeqConfig:
+    """`gen_distill` (shared settings), then `students.<name>` over it."""
+    param = f"students.{name}"
+    check_name(name, "students (a student's name)")
+    _check(isinstance(block, dict), param, "must be a block of settings (alpha, top_k, ...)")
+    _check(isinstance(defaults, dict), "gen_distill", "must be a block of settings")
+    for where, values in ((param, block), ("gen_distill", defaults)):
+        unknown = sorted(set(values) - set(SEQ2SEQ_FIELDS))
+        _check(not unknown, f"{where}.{unknown[0] if unknown else ''}",
+               f"unknown setting; use {', '.join(SEQ2SEQ_FIELDS)}")
+    merged = {**defaults, **block}
+    missing = [f for f in SEQ2SEQ_FIELDS if f not in merged]
+    _check(not missing, f"gen_distill.{missing[0] if missing else ''}", "missing; set it in params.yaml")
+    return Seq2SeqConfig(name=name, param=param, **merged)
+
+
+@dataclass(frozen=True)
+class GenExportConfig:
+    opset: int
+    min_agreement: float  # greedy outputs of ONNX equal to PyTorch's on at least this share of dev
+
+    def __post_init__(self) -> None:
+        _int(self.opset, "gen_export.opset", 14, 30)
+        _num(self.min_agreement, "gen_export.min_agreement", 0, 1)
+
+
+@dataclass(frozen=True)
+class GenEvaluateConfig:
+    beam: int
+    batch_size: int  # sentences per generate() call for BLEU
+    latency_sentences: int  # test sentences timed at batch 1 (and in batches of 32)
+    threads: int
+
+    def __post_init__(self) -> None:
+        _int(self.beam, "gen_evaluate.beam", 1, 64)
+        _int(self.batch_size, "gen_evaluate.batch_size", 1)
+        _int(self.latency_sentences, "gen_evaluate.latency_sentences", 1)
+        _int(self.threads, "gen_evaluate.threads", 1, 1024)

@@ -1,0 +1,141 @@
+"""The generation study's table: per student BLEU on the test set (beam search in PyTorch; greedy through its
+ONNX export), parameters, latency per sentence at batch 1 and 32; the teacher's masked-token accuracy and
+the tokenizer's BLEU ceiling beside them; the KD students' gain over the likelihood-only student."""
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distillery.errors import DistilleryError
+from distillery.generation.config import GenEvaluateConfig
+from distillery.generation.data import (
+    Encoded,
+    encode,
+    load_split,
+    load_tokenizer,
+    max_new_tokens,
+)
+from distillery.generation.decode import bleu, ceiling_bleu, detokenize, translate
+from distillery.generation.export import OnnxTranslator
+from distillery.generation.student import encoder_inputs, load_seq2seq, n_params
+from distillery.io import atomic_file, read_json, write_json
+
+
+def _ms_per_sentence(fn, enc: Encoded, rows: np.ndarray, batch: int) -> float:
+    """Median over batches of wall ms per sentence, after one untimed warm-up batch (a batch is at most the
+    sentences there are)."""
+    batch = min(batch, len(rows))
+    fn(rows[:batch])
+    times = []
+    for s in range(0, len(rows) - batch + 1, batch):
+        t0 = time.perf_counter()
+        fn(rows[s:s + batch])
+        times.append((time.perf_counter() - t0) * 1000 / batch)
+    return round(statistics.median(times), 2)
+
+
+def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encoded, refs: list[str],
+                     cfg: GenEvaluateConfig, max_new: int) -> dict:
+    model, tok = load_seq2seq(student_dir)
+    model.eval()
+    hyps = translate(model, tok, test, cfg.beam, cfg.batch_size, max_new)
+    onnx = OnnxTranslator(export_dir, threads=cfg.threads)
+
+    def run_onnx(rows):
+        b = encoder_inputs(test, rows)
+        return onnx.greedy(b["input_ids"].numpy(), b["attention_mask"].numpy(), max_new)
+
+    greedy = []
+    for s in range(0, len(test.src), 64):
+        greedy.extend(detokenize(tok, seq) for seq in run_onnx(np.arange(s, min(s + 64, len(test.src)))))
+
+    def run_torch(rows):
+        with torch.inference_mode():
+            return model.generate(**encoder_inputs(test, rows), num_beams=cfg.beam, max_new_tokens=max_new,
+                                  max_length=None, early_stopping=cfg.beam > 1)
+
+    rows = np.arange(min(cfg.latency_sentences, len(test.src)))
+    trained = read_json(student_dir / "student.json")
+    return {
+        "name": name, "alpha": trained["alpha"], "top_k": trained["top_k"] if trained["alpha"] > 0 else None,
+        "temperature": trained["temperature"] if trained["alpha"] > 0 else None, "steps": trained["steps"],
+        "bleu": bleu(hyps, refs), "bleu_lowercase": bleu(hyps, refs, lowercase=True),
+        "onnx_greedy_bleu": bleu(greedy, refs), "params_m": round(n_params(model) / 1e6, 2),
+        "torch_ms_bs1": _ms_per_sentence(run_torch, test, rows, 1),
+        "torch_ms_bs32": _ms_per_sentence(run_torch, test, np.arange(min(len(test.src), max(64, len(rows)))), 32),
+        "onnx_ms_bs1": _ms_per_sentence(run_onnx, test, rows, 1),
+        "onnx_ms_bs32": _ms_per_sentence(run_onnx, test, np.arange(min(len(test.src), max(64, len(rows)))), 32),
+        "examples": [{"source": None, "reference": r, "output": h} for r, h in list(zip(refs, hyps))[:3]],
+    }
+
+
+def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConfig, out_dir: Path) -> dict:
+    """Write table.md, table.csv, summary.json and bleu.png to `out_dir`; return the summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    base = next((r for r in rows if r["alpha"] == 0), None)
+    for r in rows:
+        r["bleu_gain_over_likelihood"] = round(r["bleu"] - base["bleu"], 2) if base else None
+    head = (f"Test set: {teacher['test_sentences']} sentences. Teacher (C-MLM, {teacher['base_model']}): masked-token "
+            f"accuracy on dev {teacher['masked_token_accuracy']:.4f}. BLEU: sacreBLEU, cased, detokenised; beam "
+            f"{cfg.beam} in PyTorch; the uncased vocabulary's ceiling (references round-tripped through the "
+            f"tokenizer) is {ceiling:.2f}. Latency: ms per sentence, {cfg.threads} threads.\n\n")
+    lines = ["| student | alpha | k | T | steps | BLEU | BLEU (lowercase) | gain vs likelihood | ONNX greedy BLEU | "
+             "params (M) | PyTorch beam ms @bs1 | @bs32 | ONNX greedy ms @bs1 | @bs32 |", "|" + "---|" * 14]
+    for r in rows:
+        gain = "" if r["alpha"] == 0 or r["bleu_gain_over_likelihood"] is None else f"{r['bleu_gain_over_likelihood']:+.2f}"
+        lines.append(f"| {r['name']} | {r['alpha']} | {r['top_k'] or ''} | {r['temperature'] or ''} | {r['steps']} | "
+                     f"{r['bleu']:.2f} | {r['bleu_lowercase']:.2f} | {gain} | {r['onnx_greedy_bleu']:.2f} | "
+                     f"{r['params_m']} | {r['torch_ms_bs1']} | {r['torch_ms_bs32']} | {r['onnx_ms_bs1']} | "
+                     f"{r['onnx_ms_bs32']} |")
+    with atomic_file(out_dir / "table.md") as fh:
+        fh.write(head + "\n".join(lines) + "\n")
+    flat = pd.DataFrame([{k: v for k, v in r.items() if k != "examples"} for r in rows])
+    with atomic_file(out_dir / "table.csv") as fh:
+        flat.to_csv(fh, index=False)
+    summary = {"teacher": teacher, "bleu_ceiling": ceiling, "students": rows}
+    write_json(out_dir / "summary.json", summary)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh([r["name"] for r in rows], [r["bleu"] for r in rows], color="tab:blue")
+    ax.set_xlabel("BLEU (test)")
+    ax.set_title("C-MLM distillation, German -> English")
+    fig.tight_layout()
+    with atomic_file(out_dir / "bleu.png", "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
+    print(head + "\n".join(lines))
+    return summary
+
+
+def evaluate_all(students: list[str], models_dir: Path, exports_dir: Path, test_frame, test: Encoded,
+                 tokenizer, teacher_metrics: Path, cfg: GenEvaluateConfig, max_new: int, out_dir: Path) -> dict:
+    torch.set_num_threads(cfg.threads)
+    refs = list(test_frame["tgt"])
+    rows = [evaluate_student(n, models_dir / n, exports_dir / n, test, refs, cfg, max_new) for n in students]
+    for r in rows:
+        for ex, src in zip(r["examples"], test_frame["src"]):
+            ex["source"] = src
+    teacher = {**read_json(teacher_metrics), "test_sentences": len(refs)}
+    return report(rows, teacher, ceiling_bleu(tokenizer, refs), cfg, out_dir)
+
+
+def evaluate_stage(cfg: GenEvaluateConfig, students: list[str], models_dir: Path, exports_dir: Path, prepared: Path,
+                   teacher_metrics: Path, out_dir: Path) -> dict:
+    from distillery.generation.report import evaluate_all
+
+    if not students:
+        raise DistilleryError("param students: no students to evaluate; add one to the study's params.yaml")
+    tok = load_tokenizer(read_json(Path(prepared) / "limits.json")["tokenizer"])
+    frame = load_split(prepared, "test")
+    torch.manual_seed(0)
+    np.random.seed(0)
+    return evaluate_all(students, models_dir, exports_dir, frame, encode(tok, frame), tok, teacher_metrics, cfg,
+                        max_new_tokens(prepared), out_dir)
+

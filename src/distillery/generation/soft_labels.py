@@ -1,0 +1,228 @@
+"""Per-token soft labels of the C-MLM teacher: the top-k logits (fp16) and their token ids at every target
+position (the target's tokens and its final [SEP]), each position predicted with itself masked.
+
+Rows are keyed by position: the pair's id (a 64-bit text hash) plus the position j, so a pair's rows are
+consecutive keys and lie side by side once sorted. They live, like the classifier logits, in the
+content-addressed store (`.cache/logits/<fingerprint>-cmlm-c<copies>/<precision>/.../part-*.npz`,
+checksummed parts): a re-run labels only pairs it has not seen, a killed run resumes, and `torchrun`
+splits the batches over processes as for the classifier logits. The stage output (`data/soft_labels/`)
+holds exactly the prepared training pairs, in checksummed shards with a manifest naming the teacher.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distillery.data.batching import length_batches
+from distillery.dist import World, finish, init_world
+from distillery.errors import DistilleryError
+from distillery.generation.config import GenSoftLabelConfig
+from distillery.generation.data import Encoded, encode, load_split, teacher_inputs
+from distillery.generation.masks import strided_masks
+from distillery.generation.teacher import mlm_head, uses_segments
+from distillery.hardware import bf16_supported
+from distillery.io import atomic_dir, read_json, write_json
+from distillery.logits.arrays import digest, npz_bytes, open_npz
+from distillery.logits.fingerprint import ids_to_u64
+from distillery.logits.store import LogitStore
+
+MANIFEST = "manifest.json"
+FORMAT = "cmlm-topk-1"
+
+
+class TopKStore(LogitStore):
+    """The logit store with an int32 `ids` column beside the fp16 top-k `logits` (one row a target position)."""
+
+    def __init__(self, root: str | Path, fingerprint: str, top_k: int, precision: str) -> None:
+        super().__init__(root, fingerprint, top_k, features=("ids",), precision=precision)
+
+    def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        from distillery.io import atomic_file
+        from distillery.logits.arrays import PART_HASH
+
+        arrays = {"logits": cols["logits"].astype(np.float16), "ids": cols["ids"].astype(np.int32)}
+        data = npz_bytes(keys=keys, **arrays)
+        with atomic_file(self.dir / f"part-{digest(data)[:PART_HASH]}.npz", "wb") as fh:
+            fh.write(data)
+        self._merge([keys], {c: [v] for c, v in arrays.items()})
+
+
+def position_keys(pair_keys: np.ndarray, n_positions: np.ndarray) -> np.ndarray:
+    """uint64 keys of every target position: pair key + j, pairs one after another."""
+    rep = np.repeat(pair_keys, n_positions)
+    offs = np.arange(int(n_positions.sum()), dtype=np.uint64) - np.repeat(np.cumsum(n_positions) - n_positions,
+                                                                         n_positions).astype(np.uint64)
+    return rep + offs
+
+
+@torch.inference_mode()
+def topk_batch(model, head, enc: Encoded, rows: np.ndarray, max_copies: int, top_k: int, use_bf16: bool):
+    """Top-k logits and ids of every target position of `rows` (pairs of one teacher-input length), with the
+    strided copies stacked into one forward pass. Returns (pair index, position, values, ids) per position."""
+    ids, seg, start = teacher_inputs(enc, rows)
+    inputs, segments, masks, owner, first = [], [], [], [], []
+    for r, (x, s, st) in enumerate(zip(ids, seg, start)):
+        n_pos = len(x) - st  # target tokens + final [SEP]
+        m = np.zeros((min(max_copies, n_pos), len(x)), dtype=bool)
+        m[:, st:] = strided_masks(n_pos, max_copies)
+        masks.append(m)
+        inputs.extend([x] * len(m))
+        segments.extend([s] * len(m))
+        owner.append(np.full(len(m), r))
+        first.append(st)
+    masked = torch.from_numpy(np.concatenate(masks))  # (copies, L)
+    input_ids = torch.tensor(inputs).masked_fill(masked, enc.mask)  # (copies, L): one length, no padding
+    kw = {"token_type_ids": torch.tensor(segments)} if uses_segments(model) else {}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        hidden = model.base_model(input_ids=input_ids, **kw).last_hidden_state  # (copies, L, d)
+        logits = head(hidden[masked]).float()  # (n_positions, V)
+    values, top = logits.topk(top_k, dim=-1)  # (n_positions, k)
+    row, col = masked.nonzero(as_tuple=True)
+    copy_owner = np.concatenate(owner)[row.numpy()]
+    position = col.numpy() - np.asarray(first)[copy_owner]
+    return copy_owner, position, values.numpy(), top.numpy().astype(np.int32)
+
+
+def label_pairs(model, enc: Encoded, pair_ids: list[str], store: TopKStore, max_copies: int, top_k: int,
+                batch_tokens: int, bf16: bool, checkpoint_every: int, world: World = World()) -> dict:
+    """Make sure the store holds every target position of every pair; label only pairs it lacks."""
+    pair_keys = ids_to_u64(pair_ids)
+    n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
+    found, _ = store.lookup(position_keys(pair_keys, n_pos))
+    complete = np.logical_and.reduceat(found, np.concatenate([[0], np.cumsum(n_pos)[:-1]])) if len(found) else found
+    todo = np.flatnonzero(~complete)
+    head = mlm_head(model)
+    model.eval()
+    use_bf16 = bf16 and bf16_supported("cpu")
+    lengths = np.array([len(enc.src[i]) + len(enc.tgt[i]) + 3 for i in todo], dtype=np.int64)
+    batches = length_batches(lengths, batch_tokens=max(batch_tokens // max_copies, 1), tie=pair_keys[todo])
+    batches = batches[world.rank::world.size]
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    right = total = 0
+    t0 = time.perf_counter()
+
+    def flush() -> None:
+        if pending:
+            store.add(np.concatenate([p[0] for p in pending]),
+                      {"logits": np.concatenate([p[1] for p in pending]), "ids": np.concatenate([p[2] for p in pending])})
+            pending.clear()
+
+    bar = tqdm(total=int(sum(len(b) for b in batches)), desc="gen-soft-labels", unit="pair", mininterval=5)
+    done = 0
+    for b in batches:
+        rows = todo[b]
+        owner, position, values, top = topk_batch(model, head, enc, rows, max_copies, top_k, use_bf16)
+        keys = pair_keys[rows][owner] + position.astype(np.uint64)
+        gold = np.array([(enc.tgt[rows[o]] + [enc.sep])[p] for o, p in zip(owner, position)])
+        right += int((top[:, 0] == gold).sum())
+        total += len(gold)
+        pending.append((keys, values, top))
+        done += len(rows)
+        if done >= checkpoint_every:
+            flush()
+            done = 0
+        bar.update(len(rows))
+    flush()
+    bar.close()
+    secs = time.perf_counter() - t0
+    return {"labelled_pairs": int(len(todo)), "reused_pairs": int(complete.sum()), "positions": int(n_pos.sum()),
+            "teacher_seconds": round(secs, 1), "top1_equals_reference": round(right / total, 4) if total else None,
+            "precision": "bf16" if use_bf16 else "fp32"}
+
+
+def write_topk(out_dir: Path, pair_ids: list[str], enc: Encoded, store: TopKStore, meta: dict) -> None:
+    """The stage output: every target position of `pair_ids` from the store, sorted by key, and a manifest."""
+    n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
+    keys = np.sort(position_keys(ids_to_u64(pair_ids), n_pos))
+    cols = store.get_all(keys)
+    data = npz_bytes(keys=keys, logits=cols["logits"].astype(np.float16), ids=cols["ids"].astype(np.int32))
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "shard-00000.npz").write_bytes(data)
+        write_json(tmp / MANIFEST, {"format": FORMAT, **meta, "pairs": len(pair_ids), "positions": int(len(keys)),
+                                    "shards": [{"file": "shard-00000.npz", "rows": int(len(keys)), "sha256": digest(data)}]})
+
+
+class TopK:
+    """The soft-labels artifact opened read-only: top-k logits and ids per target position of each pair."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        mpath = self.path / MANIFEST
+        if not mpath.is_file():
+            raise DistilleryError(f"{mpath}: missing; run `distillery gen-soft-labels` (or dvc repro) first")
+        self.manifest = read_json(mpath)
+        if self.manifest.get("format") != FORMAT:
+            raise DistilleryError(f"{mpath}: not C-MLM soft labels (format {self.manifest.get('format')!r}); "
+                                  "re-run `distillery gen-soft-labels`")
+        keys, logits, ids = [], [], []
+        for sh in self.manifest["shards"]:
+            p = self.path / sh["file"]
+            data = p.read_bytes() if p.is_file() else b""
+            z = open_npz(data, ["logits", "ids"]) if digest(data) == sh.get("sha256") else None
+            if z is None:
+                raise DistilleryError(f"{p}: missing or damaged (does not match the checksum in {mpath}); "
+                                      "re-run `distillery gen-soft-labels`")
+            keys.append(z["keys"])
+            logits.append(z["logits"])
+            ids.append(z["ids"])
+        self.keys, self.logits, self.ids = np.concatenate(keys), np.concatenate(logits), np.concatenate(ids)
+
+    def check_teacher(self, teacher_dir: str | Path) -> None:
+        from distillery.logits.fingerprint import teacher_fingerprint
+
+        here = teacher_fingerprint(teacher_dir, int(self.manifest.get("copies", 0)))
+        if here != self.manifest.get("fingerprint"):
+            raise DistilleryError(f"{self.path / MANIFEST}: made by teacher fingerprint {self.manifest.get('fingerprint')}, "
+                                  f"but {teacher_dir} is {here}; re-run `distillery gen-soft-labels` with this teacher")
+
+    def offsets(self, pair_ids: list[str], n_positions: np.ndarray, what: str) -> np.ndarray:
+        """Row of each pair's first position; refuses pairs (or positions) the artifact lacks."""
+        want = ids_to_u64(pair_ids)
+        first = np.minimum(np.searchsorted(self.keys, want), max(len(self.keys) - 1, 0))
+        last = np.minimum(first + n_positions - 1, len(self.keys) - 1)
+        ok = (self.keys[first] == want) & (self.keys[last] == want + (n_positions - 1).astype(np.uint64))
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
+            raise DistilleryError(f"{self.path / MANIFEST}: no soft labels for {int((~ok).sum())} pairs of {what} "
+                                  f"(e.g. {pair_ids[bad]}); they were made for other data: re-run "
+                                  "`distillery gen-soft-labels`")
+        return first
+
+
+def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path, store_dir: Path, out_dir: Path,
+                      metrics: Path) -> dict:
+    from distillery.generation.soft_labels import TopKStore, label_pairs, write_topk
+    from distillery.generation.teacher import check_positions, load_mlm
+    from distillery.hardware import precision
+    from distillery.logits.fingerprint import teacher_fingerprint
+
+    model, tok = load_mlm(str(teacher_dir))
+    frame = load_split(prepared, "train")
+    enc = encode(tok, frame)
+    check_positions(model, enc)
+    world = init_world()
+    fp = teacher_fingerprint(teacher_dir, cfg.max_copies)
+    prec = precision(cfg.bf16)
+    store = TopKStore(store_dir, f"{fp}-cmlm", cfg.top_k, prec)
+    world.barrier()
+    t0 = time.perf_counter()
+    ids = frame["id"].tolist()
+    stats = label_pairs(model, enc, ids, store, cfg.max_copies, cfg.top_k, cfg.batch_tokens, prec == "bf16",
+                        cfg.checkpoint_every, world)
+    world.barrier()
+    if not world.is_main:
+        finish(world)
+        return stats
+    if world.size > 1:
+        store = TopKStore(store_dir, f"{fp}-cmlm", cfg.top_k, prec)
+    write_topk(out_dir, ids, enc, store, {"fingerprint": fp, "teacher": str(teacher_dir), "copies": cfg.max_copies,
+                                          "top_k": cfg.top_k, "precision": prec})
+    result = {"pairs": len(ids), **stats, "processes": world.size, "seconds": round(time.perf_counter() - t0, 1)}
+    write_json(metrics, result)
+    finish(world)
+    return result
+
