@@ -43,9 +43,11 @@ def ceiling_bleu(tokenizer, references: list[str]) -> float:
 def translate(model, tokenizer, enc: Encoded, beam: int, batch_size: int, max_new: int) -> list[str]:
     """Beam-search translations (`generate`) of every source of `enc`, in order; batches of similar length."""
     model.eval()
+    from tqdm import tqdm
+
     order = np.argsort([len(s) for s in enc.src], kind="stable")
     out: list[str] = [""] * len(order)
-    for s in range(0, len(order), batch_size):
+    for s in tqdm(range(0, len(order), batch_size), desc="translate", unit="batch", mininterval=5):
         rows = order[s:s + batch_size]
         gen = model.generate(**encoder_inputs(enc, rows), num_beams=beam, max_new_tokens=max_new, max_length=None,
                              early_stopping=beam > 1)

@@ -157,7 +157,7 @@ def train_cmlm(model, enc: Encoded, dev: Encoded, cfg: CmlmTeacherConfig, live=N
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             bar.update(1)
             if live is not None and step % 50 == 0:
