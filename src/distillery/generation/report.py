@@ -87,8 +87,8 @@ def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConf
             f"accuracy on dev {teacher['masked_token_accuracy']:.4f}. BLEU: sacreBLEU, cased, detokenised; beam "
             f"{cfg.beam} in PyTorch; the uncased vocabulary's ceiling (references round-tripped through the "
             f"tokenizer) is {ceiling:.2f}. Latency: ms per sentence, {cfg.threads} threads.\n\n")
-    lines = ["| student | alpha | k | T | steps | BLEU | BLEU (lowercase) | gain vs likelihood | ONNX greedy BLEU | "
-             "params (M) | PyTorch beam ms @bs1 | @bs32 | ONNX greedy ms @bs1 | @bs32 |", "|" + "---|" * 14]
+    lines = [("| student | alpha | k | T | steps | BLEU | BLEU (lowercase) | gain vs likelihood | ONNX greedy BLEU | "
+              "params (M) | PyTorch beam ms @bs1 | @bs32 | ONNX greedy ms @bs1 | @bs32 |"), "|" + "---|" * 14]
     for r in rows:
         gain = "" if r["alpha"] == 0 or r["bleu_gain_over_likelihood"] is None else f"{r['bleu_gain_over_likelihood']:+.2f}"
         lines.append(f"| {r['name']} | {r['alpha']} | {r['top_k'] or ''} | {r['temperature'] or ''} | {r['steps']} | "

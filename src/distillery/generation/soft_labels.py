@@ -88,8 +88,9 @@ def topk_batch(model, head, enc: Encoded, rows: np.ndarray, max_copies: int, top
 
 
 def label_pairs(model, enc: Encoded, pair_ids: list[str], store: TopKStore, max_copies: int, top_k: int,
-                batch_tokens: int, bf16: bool, checkpoint_every: int, world: World = World()) -> dict:
+                batch_tokens: int, bf16: bool, checkpoint_every: int, world: World | None = None) -> dict:
     """Make sure the store holds every target position of every pair; label only pairs it lacks."""
+    world = world or World()
     pair_keys = ids_to_u64(pair_ids)
     n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
     found, _ = store.lookup(position_keys(pair_keys, n_pos))
@@ -129,7 +130,7 @@ def label_pairs(model, enc: Encoded, pair_ids: list[str], store: TopKStore, max_
     flush()
     bar.close()
     secs = time.perf_counter() - t0
-    return {"labelled_pairs": int(len(todo)), "reused_pairs": int(complete.sum()), "positions": int(n_pos.sum()),
+    return {"labelled_pairs": len(todo), "reused_pairs": int(complete.sum()), "positions": int(n_pos.sum()),
             "teacher_seconds": round(secs, 1), "top1_equals_reference": round(right / total, 4) if total else None,
             "precision": "bf16" if use_bf16 else "fp32"}
 
@@ -142,8 +143,8 @@ def write_topk(out_dir: Path, pair_ids: list[str], enc: Encoded, store: TopKStor
     data = npz_bytes(keys=keys, logits=cols["logits"].astype(np.float16), ids=cols["ids"].astype(np.int32))
     with atomic_dir(out_dir) as tmp:
         (tmp / "shard-00000.npz").write_bytes(data)
-        write_json(tmp / MANIFEST, {"format": FORMAT, **meta, "pairs": len(pair_ids), "positions": int(len(keys)),
-                                    "shards": [{"file": "shard-00000.npz", "rows": int(len(keys)), "sha256": digest(data)}]})
+        write_json(tmp / MANIFEST, {"format": FORMAT, **meta, "pairs": len(pair_ids), "positions": len(keys),
+                                    "shards": [{"file": "shard-00000.npz", "rows": len(keys), "sha256": digest(data)}]})
 
 
 class TopK:

@@ -101,7 +101,7 @@ def train_seq2seq(model, cfg: Seq2SeqConfig, enc: Encoded, targets: TeacherTarge
                 live.next_step()
     bar.close()
     last = logged[-50:]
-    return {"steps": total, "train_pairs": int(len(lengths)), "train_seconds": round(time.perf_counter() - t0, 1),
+    return {"steps": total, "train_pairs": len(lengths), "train_seconds": round(time.perf_counter() - t0, 1),
             **{f"final_{k}": round(float(np.mean([p[k] for p in last])), 4) for k in (last[0] if last else {})}}
 
 
