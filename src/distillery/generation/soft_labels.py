@@ -24,8 +24,8 @@ from distillery.generation.data import Encoded, encode, load_split, teacher_inpu
 from distillery.generation.masks import strided_masks
 from distillery.generation.teacher import mlm_head, uses_segments
 from distillery.hardware import bf16_supported
-from distillery.io import atomic_dir, read_json, write_json
-from distillery.logits.arrays import digest, npz_bytes, open_npz
+from distillery.io import atomic_dir, atomic_file, read_json, write_json
+from distillery.logits.arrays import PART_HASH, digest, npz_bytes, open_npz
 from distillery.logits.fingerprint import ids_to_u64
 from distillery.logits.store import LogitStore
 
@@ -41,9 +41,6 @@ class TopKStore(LogitStore):
 
     def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        from distillery.io import atomic_file
-        from distillery.logits.arrays import PART_HASH
-
         arrays = {"logits": cols["logits"].astype(np.float16), "ids": cols["ids"].astype(np.int32)}
         data = npz_bytes(keys=keys, **arrays)
         with atomic_file(self.dir / f"part-{digest(data)[:PART_HASH]}.npz", "wb") as fh:
