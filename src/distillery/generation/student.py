@@ -11,6 +11,12 @@ training targets (and [SEP]): the others carry a bias of -1e4 in BART's own `fin
 `generate`, the ONNX export and training (which computes logits on that subset only) all agree. On this CPU
 the vocabulary projection is most of a training step; Multi30k's English side uses about 8,700 of the
 30,522 WordPiece tokens (a target-side shortlist, as NMT toolkits use).
+
+Initialisation: weights and embeddings are drawn with standard deviation d_model^-0.5 (Vaswani et al.'s
+embedding scale: times BART's sqrt(d_model) embedding scale, unit variance), not BART's default 0.02, which
+is tuned for width 1024. At width 128 the default left every student writing the same caption whatever the
+source for 600 steps (3 distinct outputs on 300 val sentences, greedy BLEU 2.7); d_model^-0.5 gave 293
+distinct outputs and BLEU 11.5 on the same batches (README, "Text generation").
 """
 
 from pathlib import Path
@@ -36,8 +42,8 @@ def output_vocab(cfg: Seq2SeqConfig, enc: Encoded, vocab_size: int) -> np.ndarra
 
 
 def build_student(cfg: Seq2SeqConfig, tokenizer, max_len: int, vocab: np.ndarray | None = None):
-    """A randomly initialised BartForConditionalGeneration of the configured size (embeddings tied); with
-    `vocab`, tokens outside it are blocked in `final_logits_bias`."""
+    """A randomly initialised BartForConditionalGeneration of the configured size (embeddings tied, weights
+    N(0, d_model^-1)); with `vocab`, tokens outside it are blocked in `final_logits_bias`."""
     from transformers import BartConfig, BartForConditionalGeneration
 
     cls, sep, pad_id, _ = special_ids(tokenizer)
@@ -47,7 +53,7 @@ def build_student(cfg: Seq2SeqConfig, tokenizer, max_len: int, vocab: np.ndarray
         encoder_ffn_dim=cfg.ffn_dim, decoder_ffn_dim=cfg.ffn_dim, dropout=cfg.dropout, attention_dropout=0.0,
         activation_dropout=0.0, activation_function="gelu", max_position_embeddings=min(max_len + 2, MAX_POSITIONS),
         pad_token_id=pad_id, bos_token_id=cls, eos_token_id=sep, decoder_start_token_id=cls, forced_eos_token_id=None,
-        forced_bos_token_id=None, scale_embedding=True, tie_word_embeddings=True,
+        forced_bos_token_id=None, scale_embedding=True, tie_word_embeddings=True, init_std=cfg.d_model ** -0.5,
     )
     torch.manual_seed(cfg.seed)
     model = BartForConditionalGeneration(config)
