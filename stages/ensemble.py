@@ -8,14 +8,6 @@ import typer
 from stages.common import PARAMS_HELP, one_line_errors, read_params
 
 
-def _tasks(doc: dict) -> list[str]:
-    from distillery.config import _check
-
-    tasks = doc.get("tasks") or {}
-    _check(isinstance(tasks, dict) and bool(tasks), "tasks", "must be a block of tasks (name: prepare settings)")
-    return list(tasks)
-
-
 @one_line_errors
 def ensemble(
     task: Annotated[str, typer.Option(help="The task whose members to average (a key of `tasks`).")],
@@ -28,11 +20,11 @@ def ensemble(
 ) -> None:
     """Average the probabilities of a task's ensemble members (the `members` section) into its soft targets.
     A task with no member gets an empty artifact: its students learn from gold labels."""
-    from distillery.config import members_config
+    from distillery.config import members_config, study_tasks
     from distillery.multitask.ensemble import build_ensemble
 
     doc = read_params(params, required=True)
-    if task not in _tasks(doc):
+    if task not in study_tasks(doc):
         raise_unknown(task, doc)
     m = build_ensemble(task, members_config(doc.get("members")), prepared, teachers, logits, out, metrics)
     metric = m["metric"]
@@ -44,6 +36,7 @@ def ensemble(
 
 
 def raise_unknown(task: str, doc: dict):
+    from distillery.config import study_tasks
     from distillery.errors import DistilleryError
 
-    raise DistilleryError(f"--task {task}: not in the tasks section of params ({', '.join(_tasks(doc))})")
+    raise DistilleryError(f"--task {task}: not in the tasks section of params ({', '.join(study_tasks(doc))})")

@@ -8,14 +8,6 @@ import typer
 from stages.common import PARAMS_HELP, SET_HELP, apply_sets, one_line_errors, read_params
 
 
-def _tasks(doc: dict) -> list[str]:
-    from distillery.config import _check
-
-    tasks = doc.get("tasks") or {}
-    _check(isinstance(tasks, dict) and bool(tasks), "tasks", "must be a block of tasks (name: prepare settings)")
-    return list(tasks)
-
-
 @one_line_errors
 def mt_evaluate(
     prepared: Annotated[Path, typer.Option(help="Folder of prepared tasks.")] = Path("data/prepared"),
@@ -30,11 +22,11 @@ def mt_evaluate(
 ) -> None:
     """One table: a row per model (single teacher, ensemble, single-task students, each multi-task student
     and its export), a column per task in its metric, the average, parameters and latency."""
-    from distillery.config import MtEvaluateConfig, from_section
+    from distillery.config import MtEvaluateConfig, from_section, study_tasks
     from distillery.multitask.report import mt_evaluate as run
 
     doc = read_params(params, required=True)
     cfg = from_section(MtEvaluateConfig, "mt_evaluate", apply_sets(doc.get("mt_evaluate") or {}, set_))
-    run(cfg, _tasks(doc), list(doc.get("students") or {}), prepared, ensemble_metrics, teachers, students, single,
+    run(cfg, study_tasks(doc), list(doc.get("students") or {}), prepared, ensemble_metrics, teachers, students, single,
         exports, out)
 

@@ -319,6 +319,13 @@ class MemberConfig:
         _num(self.dropout, f"members.{self.name}.dropout", 0, 1, hi_open=True)
 
 
+def study_tasks(doc: dict) -> list[str]:
+    """The task names of a multi-task study's params (the keys of its `tasks` section)."""
+    tasks = doc.get("tasks") or {}
+    _check(isinstance(tasks, dict) and bool(tasks), "tasks", "must be a block of tasks (name: prepare settings)")
+    return list(tasks)
+
+
 def members_config(block: Any) -> list[MemberConfig]:
     """The `members` section: name -> {task, seed, dropout}; an empty section is no teacher at all."""
     block = block or {}

@@ -270,6 +270,15 @@ def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypat
     assert torch.equal(allowed_ids(model), torch.from_numpy(vocab))  # the output vocabulary is in the weights
     out = model.generate(input_ids=torch.tensor([[*enc.src[0], tok.sep_token_id]]), max_new_tokens=8)
     assert set(out[0, 1:].tolist()) <= set(vocab.tolist()) | {tok.pad_token_id}
+    from distillery.generation.export import next_token_logits
+    from distillery.generation.student import encoder_inputs
+
+    batch = encoder_inputs(enc, range(4))
+    dec = torch.tensor([[tok.cls_token_id, *enc.tgt[i][:3]] for i in range(4)])
+    with torch.inference_mode():
+        full = model(**batch, decoder_input_ids=dec).logits[:, -1]
+        hidden = model.get_encoder()(**batch).last_hidden_state
+        assert torch.allclose(next_token_logits(model, dec, hidden, batch["attention_mask"]), full, atol=1e-4)
     result = export_seq2seq(GenExportConfig(opset=17, min_agreement=0.99), model, tok, enc, 12, tmp_path / "export")
     assert result["greedy_agreement_dev"] == 1.0
     assert greedy_agreement(model, OnnxTranslator(tmp_path / "export"), enc, 12) == 1.0

@@ -85,7 +85,7 @@ def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConf
         r["bleu_gain_over_likelihood"] = round(r["bleu"] - base["bleu"], 2) if base else None
     head = (f"Test set: {teacher['test_sentences']} sentences. Teacher (C-MLM, {teacher['base_model']}): masked-token "
             f"accuracy on dev {teacher['masked_token_accuracy']:.4f}. BLEU: sacreBLEU, cased, detokenised; beam "
-            f"{cfg.beam} in PyTorch; the uncased vocabulary's ceiling (references round-tripped through the "
+            f"{cfg.beam} in PyTorch; the vocabulary's ceiling (references round-tripped through the "
             f"tokenizer) is {ceiling:.2f}. Latency: ms per sentence, {cfg.threads} threads.\n\n")
     lines = [("| student | alpha | k | T | steps | BLEU | BLEU (lowercase) | gain vs likelihood | ONNX greedy BLEU | "
               "params (M) | PyTorch beam ms @bs1 | @bs32 | ONNX greedy ms @bs1 | @bs32 |"), "|" + "---|" * 14]

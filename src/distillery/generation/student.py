@@ -41,9 +41,11 @@ def output_vocab(cfg: Seq2SeqConfig, enc: Encoded, vocab_size: int) -> np.ndarra
     return np.unique(np.fromiter((i for t in enc.tgt for i in t), dtype=np.int64).tolist() + [enc.sep])
 
 
-def build_student(cfg: Seq2SeqConfig, tokenizer, max_len: int, vocab: np.ndarray | None = None):
+def build_student(cfg: Seq2SeqConfig, tokenizer, max_len: int, vocab: np.ndarray | None = None,
+                  init_std: float | None = None):
     """A randomly initialised BartForConditionalGeneration of the configured size (embeddings tied, weights
-    N(0, d_model^-1)); with `vocab`, tokens outside it are blocked in `final_logits_bias`."""
+    N(0, init_std^2), by default init_std = d_model^-0.5); with `vocab`, tokens outside it are blocked in
+    `final_logits_bias`."""
     from transformers import BartConfig, BartForConditionalGeneration
 
     cls, sep, pad_id, _ = special_ids(tokenizer)
@@ -53,7 +55,8 @@ def build_student(cfg: Seq2SeqConfig, tokenizer, max_len: int, vocab: np.ndarray
         encoder_ffn_dim=cfg.ffn_dim, decoder_ffn_dim=cfg.ffn_dim, dropout=cfg.dropout, attention_dropout=0.0,
         activation_dropout=0.0, activation_function="gelu", max_position_embeddings=min(max_len + 2, MAX_POSITIONS),
         pad_token_id=pad_id, bos_token_id=cls, eos_token_id=sep, decoder_start_token_id=cls, forced_eos_token_id=None,
-        forced_bos_token_id=None, scale_embedding=True, tie_word_embeddings=True, init_std=cfg.d_model ** -0.5,
+        forced_bos_token_id=None, scale_embedding=True, tie_word_embeddings=True,
+        init_std=init_std or cfg.d_model ** -0.5,
     )
     torch.manual_seed(cfg.seed)
     model = BartForConditionalGeneration(config)
@@ -113,22 +116,3 @@ def decoder_io(enc: Encoded, rows) -> tuple[torch.Tensor, torch.Tensor]:
 def n_params(model) -> int:
     """Parameters, the tied embedding counted once."""
     return int(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()))
-
-
-@torch.inference_mode()
-def greedy_torch(model, batch: dict[str, torch.Tensor], max_new: int) -> np.ndarray:
-    """Greedy tokens (bs, <= max_new) with the same loop the ONNX export runs: no cache, argmax per step,
-    a sentence finished at [SEP] pads with [PAD]."""
-    model.eval()
-    c = model.config
-    enc_out = model.get_encoder()(**batch).last_hidden_state
-    out = torch.full((len(enc_out), 1), c.decoder_start_token_id, dtype=torch.long)
-    done = torch.zeros(len(enc_out), dtype=torch.bool)
-    for _ in range(max_new):
-        logits = model(encoder_outputs=(enc_out,), attention_mask=batch["attention_mask"], decoder_input_ids=out).logits
-        nxt = logits[:, -1].argmax(-1).masked_fill(done, c.pad_token_id)
-        out = torch.cat([out, nxt[:, None]], dim=1)
-        done |= nxt == c.eos_token_id
-        if done.all():
-            break
-    return out[:, 1:].numpy()

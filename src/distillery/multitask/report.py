@@ -61,31 +61,40 @@ def student_latency(model, tok, task: str, prep, max_len: int, n: int, warmup: i
     return _time(run, batches, warmup)
 
 
-def mt_evaluate(cfg: MtEvaluateConfig, tasks: list[str], mt_students: list[str], prepared_root: str | Path,
-                ensemble_metrics: str | Path, teachers_dir: str | Path, students_dir: str | Path,
-                single_dir: str | Path, exports_dir: str | Path, out: str | Path) -> dict:
-    from distillery.metrics import task_metric
-    from distillery.evaluate.predict import predict
-    from distillery.export.onnx import session
+class _Table:
+    """The rows of the study's table, one per model: a score per task, models, parameters, ms per text."""
 
-    torch.set_num_threads(cfg.threads)
-    preps = {t: load_prepared(Path(prepared_root) / t) for t in tasks}
+    def __init__(self, tasks: list[str]) -> None:
+        self.tasks, self.rows = tasks, []
+
+    def add(self, name: str, scores: dict, models: int, params: int | None, ms: float | None,
+            runtime: str = "pytorch") -> None:
+        self.rows.append({"model": name, "runtime": runtime, **{t: scores.get(t) for t in self.tasks},
+                          "models": models, "params_m": None if params is None else round(params / 1e6, 1),
+                          "ms_bs1": ms})
+
+    def frame(self) -> pd.DataFrame:
+        table = pd.DataFrame(self.rows)
+        table["average"] = table[self.tasks].mean(axis=1, skipna=False)
+        return table
+
+
+def _ensemble_metrics(tasks: list[str], ensemble_metrics: str | Path) -> dict[str, dict]:
     ens = {}
     for t in tasks:
         p = Path(ensemble_metrics) / f"{t}.json"
         if not p.is_file():
             raise DistilleryError(f"{p}: missing; run the ensemble stage of task {t} (dvc repro) first")
         ens[t] = read_json(p)
-    metric = {t: preps[t].task.metric for t in tasks}
-    rows = []
-    n, w = cfg.latency_texts, cfg.warmup
+    return ens
 
-    def add(name: str, scores: dict, models: int, params: int | None, ms: float | None, runtime: str = "pytorch"):
-        rows.append({"model": name, "runtime": runtime, **{t: scores.get(t) for t in tasks}, "models": models,
-                     "params_m": None if params is None else round(params / 1e6, 1), "ms_bs1": ms})
 
-    # teachers: each task's first member, the member mean, the ensemble
-    with_teacher = [t for t in tasks if ens[t]["members"]]
+def _teacher_rows(table: _Table, preps: dict, ens: dict, metric: dict, teachers_dir: str | Path, n: int,
+                  w: int) -> None:
+    """Each task's first member, the member mean and the ensemble (tasks without a teacher left out)."""
+    with_teacher = [t for t in preps if ens[t]["members"]]
+    if not with_teacher:
+        return
     member_dirs = {t: [Path(teachers_dir) / m["member"] for m in ens[t]["members"]] for t in with_teacher}
     t_params = {}
     for t in with_teacher:
@@ -94,56 +103,78 @@ def mt_evaluate(cfg: MtEvaluateConfig, tasks: list[str], mt_students: list[str],
     bar = tqdm(with_teacher, desc="timing teachers", unit="task")
     one_ms = {t: teacher_latency(member_dirs[t][:1], preps[t], n, w) for t in bar}
     all_ms = {t: one_ms[t] + teacher_latency(member_dirs[t][1:], preps[t], n, w) for t in with_teacher}
-    first = {t: ens[t]["members"][0][f"dev_{metric[t]}"] for t in with_teacher}
-    k = max((len(ens[t]["members"]) for t in with_teacher), default=0)
-    if with_teacher:
-        mean_ms = lambda d: float(np.mean(list(d.values())))  # noqa: E731
-        add("teacher (first member)", first, len(with_teacher), sum(t_params.values()), mean_ms(one_ms))
-        add("teacher (mean of members)", {t: ens[t][f"mean_member_dev_{metric[t]}"] for t in with_teacher},
-            len(with_teacher), sum(t_params.values()), mean_ms(one_ms))
-        add(f"ensemble (K={k})", {t: ens[t][f"ensemble_dev_{metric[t]}"] for t in with_teacher},
-            sum(len(v) for v in member_dirs.values()), sum(t_params[t] * len(member_dirs[t]) for t in with_teacher),
-            mean_ms(all_ms))
+    k = max(len(ens[t]["members"]) for t in with_teacher)
+    one_params = sum(t_params.values())
+    table.add("teacher (first member)", {t: ens[t]["members"][0][f"dev_{metric[t]}"] for t in with_teacher},
+              len(with_teacher), one_params, float(np.mean(list(one_ms.values()))))
+    table.add("teacher (mean of members)", {t: ens[t][f"mean_member_dev_{metric[t]}"] for t in with_teacher},
+              len(with_teacher), one_params, float(np.mean(list(one_ms.values()))))
+    table.add(f"ensemble (K={k})", {t: ens[t][f"ensemble_dev_{metric[t]}"] for t in with_teacher},
+              sum(len(v) for v in member_dirs.values()), sum(t_params[t] * len(member_dirs[t]) for t in with_teacher),
+              float(np.mean(list(all_ms.values()))))
 
-    def score(model, tok, t, max_len, run=None):
-        prep = preps[t]
-        logits = predict(lambda a, b: model.collate(tok, a, b, max_len), run or model.predictor(t), prep.dev,
-                         prep.num_labels, prep.task.is_pair)
-        return task_metric(metric[t], prep.dev["label"].to_numpy(), logits.argmax(-1))
 
-    # single-task students (one per task, each answering through its own head)
-    st, st_ms, st_params = {}, [], 0
-    for t in tasks:
+def _score(model, tok, prep, metric: str, task: str, max_len: int, run=None) -> float:
+    from distillery.evaluate.predict import predict
+    from distillery.metrics import task_metric
+
+    logits = predict(lambda a, b: model.collate(tok, a, b, max_len), run or model.predictor(task), prep.dev,
+                     prep.num_labels, prep.task.is_pair)
+    return task_metric(metric, prep.dev["label"].to_numpy(), logits.argmax(-1))
+
+
+def _single_rows(table: _Table, preps: dict, metric: dict, single_dir: str | Path, n: int, w: int) -> None:
+    """One row for the single-task students together (one per task, each through its own head)."""
+    scores, ms, params = {}, [], 0
+    for t, prep in preps.items():
         d = Path(single_dir) / t
         if not (d / "student.json").is_file():
             continue
         model, tok, info = load_student(d)
-        st[t] = score(model, tok, t, info["max_seq_len"])
-        st_ms.append(student_latency(model, tok, t, preps[t], info["max_seq_len"], n, w))
-        st_params += sum(p.numel() for p in model.parameters())
-    if st:
-        add("single-task students (KD)", st, len(st), st_params, float(np.mean(st_ms)))
+        scores[t] = _score(model, tok, prep, metric[t], t, info["max_seq_len"])
+        ms.append(student_latency(model, tok, t, prep, info["max_seq_len"], n, w))
+        params += sum(p.numel() for p in model.parameters())
+    if scores:
+        table.add("single-task students (KD)", scores, len(scores), params, float(np.mean(ms)))
 
-    # multi-task students, in PyTorch and as their ONNX export
+
+def _multitask_rows(table: _Table, name: str, preps: dict, metric: dict, students_dir: str | Path,
+                    exports_dir: str | Path, n: int, w: int, threads: int) -> None:
+    """A multi-task student in PyTorch, and its ONNX export when there is one."""
+    from distillery.export.onnx import session
+
+    model, tok, info = load_student(Path(students_dir) / name)
+    missing = [t for t in preps if t not in model.tasks]
+    if missing:
+        raise DistilleryError(f"{Path(students_dir) / name}: student {name} has no head for task {missing[0]}; "
+                              "re-run it with every task of the study")
+    max_len = info["max_seq_len"]
+    params = sum(p.numel() for p in model.parameters())
+    runners = {"pytorch": lambda t: None}
+    onnx = Path(exports_dir) / name / ONNX
+    if onnx.is_file():
+        sess = session(onnx, threads=threads)
+        runners["onnx"] = lambda t: onnx_runner(sess, model, t)
+    for runtime, runner in runners.items():
+        scores = {t: _score(model, tok, p, metric[t], t, max_len, runner(t)) for t, p in preps.items()}
+        ms = [student_latency(model, tok, t, p, max_len, n, w, runner(t)) for t, p in preps.items()]
+        table.add(name, scores, 1, params, float(np.mean(ms)), runtime=runtime)
+
+
+def mt_evaluate(cfg: MtEvaluateConfig, tasks: list[str], mt_students: list[str], prepared_root: str | Path,
+                ensemble_metrics: str | Path, teachers_dir: str | Path, students_dir: str | Path,
+                single_dir: str | Path, exports_dir: str | Path, out: str | Path) -> dict:
+    torch.set_num_threads(cfg.threads)
+    preps = {t: load_prepared(Path(prepared_root) / t) for t in tasks}
+    ens = _ensemble_metrics(tasks, ensemble_metrics)
+    metric = {t: preps[t].task.metric for t in tasks}
+    n, w = cfg.latency_texts, cfg.warmup
+    table = _Table(tasks)
+    _teacher_rows(table, preps, ens, metric, teachers_dir, n, w)
+    _single_rows(table, preps, metric, single_dir, n, w)
     for name in tqdm(mt_students, desc="multi-task students", unit="model"):
-        model, tok, info = load_student(Path(students_dir) / name)
-        missing = [t for t in tasks if t not in model.tasks]
-        if missing:
-            raise DistilleryError(f"{Path(students_dir) / name}: student {name} has no head for task {missing[0]}; "
-                                  "re-run it with every task of the study")
-        max_len = info["max_seq_len"]
-        params = sum(p.numel() for p in model.parameters())
-        add(name, {t: score(model, tok, t, max_len) for t in tasks}, 1, params,
-            float(np.mean([student_latency(model, tok, t, preps[t], max_len, n, w) for t in tasks])))
-        onnx = Path(exports_dir) / name / ONNX
-        if onnx.is_file():
-            sess = session(onnx, threads=cfg.threads)
-            add(name, {t: score(model, tok, t, max_len, onnx_runner(sess, model, t)) for t in tasks}, 1, params,
-                float(np.mean([student_latency(model, tok, t, preps[t], max_len, n, w, onnx_runner(sess, model, t))
-                               for t in tasks])), runtime="onnx")
-    table = pd.DataFrame(rows)
-    table["average"] = table[tasks].mean(axis=1, skipna=False)
-    return write_report(table, tasks, metric, ens, out)
+        _multitask_rows(table, name, preps, metric, students_dir, exports_dir, n, w, cfg.threads)
+    return write_report(table.frame(), tasks, metric, ens, out)
 
 
 def gains(table: pd.DataFrame, tasks: list[str]) -> pd.DataFrame | None:

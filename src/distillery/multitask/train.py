@@ -105,17 +105,12 @@ def evaluate(model: MultiTaskStudent, tokenizer, tasks: dict[str, TaskData], max
     return scores
 
 
-def train_multitask(cfg: MultiTaskConfig, prepared_root: str | Path, ensemble_root: str | Path, out_dir: str | Path,
-                    metrics_path: str | Path, live_dir: str | Path) -> dict:
-    """Train, evaluate and save one multi-task (or single-task) student (module docstring)."""
-    from dvclive import Live
+def build_model(cfg: MultiTaskConfig, tasks: dict[str, TaskData]) -> tuple[MultiTaskStudent, object]:
+    """The student (a head per task on the base model's first `num_layers` layers) and its tokenizer."""
     from transformers import AutoTokenizer
 
-    t0 = time.perf_counter()
-    tasks = load_tasks(cfg, Path(prepared_root), Path(ensemble_root))
     base = resolve_model(cfg.base_model)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
         mcfg = MultiTaskStudentConfig(heads={t: td.prep.num_labels for t, td in tasks.items()},
@@ -131,37 +126,62 @@ def train_multitask(cfg: MultiTaskConfig, prepared_root: str | Path, ensemble_ro
     limit = model.encoder.config.max_position_embeddings
     if cfg.max_seq_len > limit:
         raise DistilleryError(f"param {cfg.param}.max_seq_len: {cfg.max_seq_len}, but the encoder has {limit} positions")
+    return model, tokenizer
+
+
+def train_epoch(model: MultiTaskStudent, tokenizer, tasks: dict[str, TaskData], batches: list, opt, sched,
+                cfg: MultiTaskConfig, desc: str) -> dict[str, list]:
+    """One pass over `batches` ((task, row indices), one task per batch); per task [loss sum, examples]."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    sums = {t: [0.0, 0] for t in tasks}
+    bar = tqdm(batches, desc=desc, unit="batch", mininterval=2.0)
+    for task, idx in bar:
+        td = tasks[task]
+        frame = td.prep.train.iloc[idx]
+        batch = model.collate(tokenizer, frame["text_a"].tolist(),
+                              frame["text_b"].tolist() if td.prep.task.is_pair else None, cfg.max_seq_len)
+        out = model(**batch, task=task)
+        student = ModelOutput(logits={MAIN: out.logits[task]}, mask=out.mask)
+        teacher = ModelOutput(logits={MAIN: torch.from_numpy(td.targets[idx])} if td.targets is not None else {})
+        batch["labels"] = td.labels[torch.as_tensor(idx)]
+        loss = sum(w * fn(student, teacher, batch) for w, fn in td.losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        sums[task][0] += loss.item() * len(idx)
+        sums[task][1] += len(idx)
+        bar.set_postfix(loss=f"{mean_loss(sums):.4f}", refresh=False)
+    return sums
+
+
+def mean_loss(sums: dict[str, list]) -> float:
+    return sum(s[0] for s in sums.values()) / max(sum(s[1] for s in sums.values()), 1)
+
+
+def train_multitask(cfg: MultiTaskConfig, prepared_root: str | Path, ensemble_root: str | Path, out_dir: str | Path,
+                    metrics_path: str | Path, live_dir: str | Path) -> dict:
+    """Train, evaluate and save one multi-task (or single-task) student (module docstring)."""
+    from dvclive import Live
+
+    t0 = time.perf_counter()
+    tasks = load_tasks(cfg, Path(prepared_root), Path(ensemble_root))
+    model, tokenizer = build_model(cfg, tasks)
+    rng = np.random.default_rng(cfg.seed)
     lengths = {t: text_lengths(td.prep.train) for t, td in tasks.items()}
     n_batches = len(task_batches(lengths, cfg.batch_size, np.random.default_rng(0), cfg.bucket_batches))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = schedule(opt, cfg.warmup_ratio, n_batches * cfg.epochs)
     history = []
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
         for epoch in range(1, cfg.epochs + 1):
-            model.train()
             batches = task_batches(lengths, cfg.batch_size, rng, cfg.bucket_batches)
-            sums, done = {t: [0.0, 0] for t in tasks}, 0.0
-            bar = tqdm(batches, desc=f"{cfg.name} epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2.0)
-            for task, idx in bar:
-                td = tasks[task]
-                frame = td.prep.train.iloc[idx]
-                batch = model.collate(tokenizer, frame["text_a"].tolist(),
-                                      frame["text_b"].tolist() if td.prep.task.is_pair else None, cfg.max_seq_len)
-                out = model(**batch, task=task)
-                student = ModelOutput(logits={MAIN: out.logits[task]}, mask=out.mask)
-                teacher = ModelOutput(logits={MAIN: torch.from_numpy(td.targets[idx])} if td.targets is not None else {})
-                batch["labels"] = td.labels[torch.as_tensor(idx)]
-                loss = sum(w * fn(student, teacher, batch) for w, fn in td.losses.values())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                sched.step()
-                sums[task][0] += loss.item() * len(idx)
-                sums[task][1] += len(idx)
-                done = sum(s[0] for s in sums.values()) / max(sum(s[1] for s in sums.values()), 1)
-                bar.set_postfix(loss=f"{done:.4f}", refresh=False)
+            sums = train_epoch(model, tokenizer, tasks, batches, opt, sched, cfg,
+                               f"{cfg.name} epoch {epoch}/{cfg.epochs}")
+            done = mean_loss(sums)
             if not math.isfinite(done):
                 raise DistilleryError(f"param {cfg.param}.lr: training diverged (loss {done}); lower it")
             dev = evaluate(model, tokenizer, tasks, cfg.max_seq_len)
@@ -174,13 +194,19 @@ def train_multitask(cfg: MultiTaskConfig, prepared_root: str | Path, ensemble_ro
             live.next_step()
             print(f"{cfg.name} epoch {epoch}: loss {done:.4f}, dev " +
                   ", ".join(f"{t} {tasks[t].prep.task.metric} {v:.4f}" for t, v in dev.items()))
+    return save_outputs(cfg, model, tokenizer, tasks, history, out_dir, metrics_path, time.perf_counter() - t0)
+
+
+def save_outputs(cfg: MultiTaskConfig, model: MultiTaskStudent, tokenizer, tasks: dict[str, TaskData],
+                 history: list[dict], out_dir: str | Path, metrics_path: str | Path, seconds: float) -> dict:
+    """The student (with what each head learnt from) and its per-task metrics of the last epoch."""
     info_tasks = {t: {"metric": td.prep.task.metric, "label_names": td.prep.label_names, "pair": td.prep.task.is_pair,
                       "teacher": bool(td.targets is not None), "ensemble": td.ensemble,
                       "losses": {n: w for n, (w, _) in td.losses.items()}} for t, td in tasks.items()}
     last = history[-1]
     metrics = {"student": cfg.name, "tasks": {t: {"metric": info_tasks[t]["metric"], "dev": last[f"dev_{t}"],
                                                    "teacher": info_tasks[t]["teacher"]} for t in tasks},
-               "dev_average": last["dev_average"], "train_seconds": round(time.perf_counter() - t0, 1),
+               "dev_average": last["dev_average"], "train_seconds": round(seconds, 1),
                "train_examples": {t: len(td.prep.train) for t, td in tasks.items()},
                "params": sum(p.numel() for p in model.parameters())}
     save_student(model, tokenizer, out_dir, {"name": cfg.name, "tasks": info_tasks, "max_seq_len": cfg.max_seq_len,

@@ -88,10 +88,9 @@ def quiet_loading():
             hf_logging.enable_progress_bar()
 
 
-def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | Path, live_dir: str | Path) -> dict:
-    """Fine-tune (or, with epochs 0, only check and evaluate) the teacher; save it with save_pretrained."""
-    prep = load_prepared(prepared_dir)
-    task, train, dev, n_labels = prep.task, prep.train, prep.dev, prep.num_labels
+def build_teacher(cfg: TeacherConfig, prep):
+    """The base model with a new classifier for `prep`'s labels (and the member's own dropout, if set),
+    after checking its label count and positions; and its tokenizer."""
     path = resolve_model(cfg.base_model)
     try:
         base_cfg = AutoConfig.from_pretrained(path)
@@ -100,7 +99,7 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
             f"param teacher.base_model: cannot load {cfg.base_model!r} ({str(e).splitlines()[0]}); "
             "give a local folder or a Hugging Face id reachable from here"
         ) from None
-    check_num_labels(base_cfg, n_labels, f"param teacher.base_model ({cfg.base_model})")
+    check_num_labels(base_cfg, prep.num_labels, f"param teacher.base_model ({cfg.base_model})")
     check_seq_len(base_cfg, cfg.max_seq_len, "teacher.max_seq_len")
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -114,10 +113,18 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
         model = AutoModelForSequenceClassification.from_pretrained(
             path,
             **drop,
-            num_labels=n_labels,
+            num_labels=prep.num_labels,
             id2label=dict(enumerate(prep.label_names)),
             label2id={n: i for i, n in enumerate(prep.label_names)},
         )
+    return model, tokenizer
+
+
+def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | Path, live_dir: str | Path) -> dict:
+    """Fine-tune (or, with epochs 0, only check and evaluate) the teacher; save it with save_pretrained."""
+    prep = load_prepared(prepared_dir)
+    task, train, dev = prep.task, prep.train, prep.dev
+    model, tokenizer = build_teacher(cfg, prep)
     train_enc = tokenize_frame(tokenizer, train, cfg.max_seq_len)
     train_ds = Dataset.from_dict({**train_enc, "labels": train["label"].tolist(),
                                   "length": [len(x) for x in train_enc["input_ids"]]})
