@@ -260,7 +260,7 @@ def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypat
     model = build_student(cfg, tok, 64, vocab)
     assert torch.equal(allowed_ids(model), torch.from_numpy(vocab))
     for weight in (model.model.shared.weight, model.model.decoder.layers[0].encoder_attn.q_proj.weight):
-        assert abs(float(weight.std()) - 32 ** -0.5) < 0.01  # N(0, 1/d_model), not BART's 0.02
+        assert abs(float(weight.detach().std()) - 32 ** -0.5) < 0.01  # N(0, 1/d_model), not BART's 0.02
     before = train_seq2seq(build_student(cfg, tok, 64, vocab), _student_cfg(alpha=0.0, epochs=0.25), enc, None)
     after = train_seq2seq(model, cfg, enc, None)
     assert after["final_nll"] < before["final_nll"]
