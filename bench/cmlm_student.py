@@ -27,7 +27,7 @@ from distillery.generation.train import train_seq2seq
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "cmlm"
 
 
-def run(spec: str, params: dict, enc, dev, dev_refs, tok, lr: float) -> dict:
+def run(spec: str, params: dict, enc, dev, dev_refs, tok, lr: float, limits: dict) -> dict:
     width, init, steps = spec.split(":")
     if init not in ("scaled", "bart"):
         raise SystemExit(f"--runs {spec}: INIT must be scaled or bart")
@@ -36,11 +36,12 @@ def run(spec: str, params: dict, enc, dev, dev_refs, tok, lr: float) -> dict:
                 "epochs": steps * params["gen_distill"]["batch_size"] / len(enc.src)}
     cfg = seq2seq_config("bench", {}, settings)
     vocab = student_mod.output_vocab(cfg, enc, len(tok))
-    model = student_mod.build_student(cfg, tok, 97, vocab, init_std=0.02 if init == "bart" else None)
+    max_len = max(limits["max_src_len"], limits["max_tgt_len"]) + 1  # as gen-distill builds it
+    model = student_mod.build_student(cfg, tok, max_len, vocab, init_std=0.02 if init == "bart" else None)
     t0 = time.perf_counter()
     result = train_seq2seq(model, cfg, enc, None)
     seconds = time.perf_counter() - t0
-    hyps = translate(model, tok, dev, 1, 64, 65)
+    hyps = translate(model, tok, dev, 1, 64, limits["max_tgt_len"] + 1)  # as gen-distill scores dev
     return {"run": spec, "train_s": round(seconds), "steps": result["steps"], "final_nll": result["final_nll"],
             "dev_bleu_greedy": bleu(hyps, dev_refs), "distinct_outputs": f"{len(set(hyps))}/{len(hyps)}",
             "example": hyps[0]}
@@ -60,7 +61,7 @@ def main() -> None:
     tok = load_tokenizer(limits["tokenizer"])
     train, dev = load_split(prepared, "train"), load_split(prepared, "dev").iloc[:args.dev]
     enc, dev_enc = encode(tok, train), encode(tok, dev)
-    rows = [run(spec, params, enc, dev_enc, list(dev["tgt"]), tok, args.lr) for spec in args.runs]
+    rows = [run(spec, params, enc, dev_enc, list(dev["tgt"]), tok, args.lr, limits) for spec in args.runs]
     print("\n| run (width:init:steps) | train s | final NLL | greedy BLEU | distinct outputs | first output |")
     print("|---|---|---|---|---|---|")
     for r in rows:
