@@ -58,7 +58,7 @@ def test_every_block_of_the_mtdnn_study_params_is_valid():
     assert {m.task for m in members} == set(p["tasks"])
     assert all(sum(m.task == t for m in members) == 3 for t in p["tasks"])  # K = 3 per task
     for m in members:
-        from_section(TeacherConfig, "teacher", {**p["teacher"], "seed": m.seed, "dropout": m.dropout})
+        from_section(TeacherConfig, "teacher", {**p["teacher"], "seed": m.seed, "dropout": m.dropout, "epochs": m.epochs})
     from_section(SoftLabelConfig, "soft_labels", p["soft_labels"])
     from_section(MtEvaluateConfig, "mt_evaluate", p["mt_evaluate"])
     for name, block in p["students"].items():

@@ -303,12 +303,13 @@ class ExportConfig:
 @dataclass(frozen=True)
 class MemberConfig:
     """One ensemble member (MT-DNN KD study, `members.<name>`): a teacher fine-tuned on `task` with its
-    own seed and dropout."""
+    own seed and dropout, for its task's number of epochs (small tasks need more than one)."""
 
     name: str
     task: str
     seed: int
     dropout: float
+    epochs: float
 
     def __post_init__(self) -> None:
         from distillery.data.tasks import get_task
@@ -317,6 +318,7 @@ class MemberConfig:
         get_task(self.task, param=f"members.{self.name}.task")
         _int(self.seed, f"members.{self.name}.seed", 0)
         _num(self.dropout, f"members.{self.name}.dropout", 0, 1, hi_open=True)
+        _num(self.epochs, f"members.{self.name}.epochs", 0, lo_open=True)
 
 
 def study_tasks(doc: dict) -> list[str]:
@@ -326,17 +328,21 @@ def study_tasks(doc: dict) -> list[str]:
     return list(tasks)
 
 
+MEMBER_KEYS = ("task", "seed", "dropout", "epochs")
+
+
 def members_config(block: Any) -> list[MemberConfig]:
-    """The `members` section: name -> {task, seed, dropout}; an empty section is no teacher at all."""
+    """The `members` section: name -> {task, seed, dropout, epochs}; an empty section is no teacher at all."""
     block = block or {}
-    _check(isinstance(block, dict), "members", "must be a block of members (name: {task, seed, dropout})")
+    keys = ", ".join(MEMBER_KEYS)
+    _check(isinstance(block, dict), "members", f"must be a block of members (name: {{{keys}}})")
     out = []
     for name, values in block.items():
         check_name(str(name), "members (a member's name)")
-        _check(isinstance(values, dict), f"members.{name}", "must be a block with task, seed and dropout")
-        unknown = sorted(set(values) - {"task", "seed", "dropout"})
-        _check(not unknown, f"members.{name}.{unknown[0] if unknown else ''}", "unknown setting; use task, seed, dropout")
-        missing = sorted({"task", "seed", "dropout"} - set(values))
+        _check(isinstance(values, dict), f"members.{name}", f"must be a block with {keys}")
+        unknown = sorted(set(values) - set(MEMBER_KEYS))
+        _check(not unknown, f"members.{name}.{unknown[0] if unknown else ''}", f"unknown setting; use {keys}")
+        missing = sorted(set(MEMBER_KEYS) - set(values))
         _check(not missing, f"members.{name}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
         out.append(MemberConfig(name=str(name), **values))
     return out

@@ -42,8 +42,8 @@ def test_mtdnn_study_tiny(tmp_path):
     p["tasks"] = {"sst2": {**p["tasks"]["sst2"], "data_dir": str(GLUE / "SST-2"), "max_train": 96, "max_dev": 40},
                   "rte": {**p["tasks"]["rte"], "data_dir": str(GLUE / "RTE"), "max_train": 64, "max_dev": 30}}
     p["teacher"].update(base_model=str(base), bf16=False, lr=1e-3, max_seq_len=64, logging_steps=5)
-    p["members"] = {"sst2-a": {"task": "sst2", "seed": 0, "dropout": 0.1},
-                    "sst2-b": {"task": "sst2", "seed": 1, "dropout": 0.2}}
+    p["members"] = {"sst2-a": {"task": "sst2", "seed": 0, "dropout": 0.1, "epochs": 1},
+                    "sst2-b": {"task": "sst2", "seed": 1, "dropout": 0.2, "epochs": 2}}
     p["soft_labels"].update(max_seq_len=64, bf16=False)
     p["mt_distill"].update(base_model=str(base), num_layers=1, max_seq_len=64, lr=1e-3)
     p["students"] = {"mtdnn_kd": {**p["students"]["mtdnn_kd"], "tasks": ["sst2", "rte"]}}  # mtdnn_gold: the same path
@@ -69,7 +69,7 @@ def test_mtdnn_study_tiny(tmp_path):
     assert "up to date" in sh(DVC + ["repro", "studies/mtdnn/dvc.yaml"], repo)  # cached: nothing re-runs
 
     # an RTE member: its teacher and logits run, RTE's students re-run; SST-2's single-task student does not
-    p["members"]["rte-a"] = {"task": "rte", "seed": 0, "dropout": 0.1}
+    p["members"]["rte-a"] = {"task": "rte", "seed": 0, "dropout": 0.1, "epochs": 1}
     (study / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     second = ran(sh(DVC + ["repro", "studies/mtdnn/dvc.yaml"], repo))
     assert {"teacher@rte-a", "soft-labels@rte-a", "single@rte", "mt-distill@mtdnn_kd", "evaluate"} <= second

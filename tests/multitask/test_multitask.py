@@ -29,6 +29,21 @@ def mt_config(**over) -> MultiTaskConfig:
 
 
 # ---------------------------------------------------------------- the ensemble average
+@pytest.mark.parametrize("values, param", [
+    ({"task": "sst2", "seed": 0, "dropout": 0.1}, "members.m.epochs"),
+    ({"task": "sst2", "seed": 0, "dropout": 0.1, "epochs": 0}, "members.m.epochs"),
+    ({"task": "sst2", "seed": 0, "dropout": 1.0, "epochs": 1}, "members.m.dropout"),
+    ({"task": "sst2", "seed": 0, "dropout": 0.1, "epochs": 1, "lr": 1e-4}, "members.m.lr"),
+])
+def test_a_member_block_is_checked_with_a_one_line_error_naming_the_param(values, param):
+    from distillery.config import members_config
+
+    with pytest.raises(DistilleryError) as e:
+        members_config({"m": values})
+    assert param in str(e.value) and "\n" not in str(e.value)
+    assert members_config({"m": {"task": "sst2", "seed": 0, "dropout": 0.1, "epochs": 2.5}})[0].epochs == 2.5
+
+
 def test_ensemble_averages_probabilities_not_logits():
     a = np.array([[2.0, 0.0], [0.0, 0.0]])
     b = np.array([[0.0, 0.0], [-3.0, 3.0]])

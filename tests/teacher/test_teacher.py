@@ -24,6 +24,31 @@ def test_fine_tuned_teacher_saved_with_info(tiny_teacher):
     assert (tiny_teacher.parent / "live" / "plots" / "metrics").is_dir()  # DVCLive curves
 
 
+def test_recorded_dev_metric_is_the_saved_models_own(tiny_teacher, sst2_prepared, tmp_path, tiny_base):
+    """The dev metric comes from the last epoch's evaluation (not a second pass): it must be the saved
+    weights' score; a run whose last step is not an epoch's end (fractional epochs) evaluates at the end."""
+    import torch
+
+    from distillery.data.prepare import load_prepared
+
+    dev = load_prepared(sst2_prepared).dev
+
+    def dev_accuracy(model, tok) -> float:
+        with torch.no_grad():
+            logits = model(**tok(dev["text_a"].tolist(), padding=True, truncation=True, max_length=64,
+                                 return_tensors="pt")).logits
+        return float((logits.argmax(-1).numpy() == dev["label"].to_numpy()).mean())
+
+    model, tok, info = load_teacher(tiny_teacher, n_labels=2)
+    acc = dev_accuracy(model, tok)
+    assert info["dev_accuracy"] == pytest.approx(acc, abs=1e-9)
+    m = train_teacher(conf(TeacherConfig, base_model=str(tiny_base), epochs=0.5, batch_size=32, lr=1e-3, bf16=False,
+                           logging_steps=5), sst2_prepared, tmp_path / "half", tmp_path / "live")
+    model, tok, info = load_teacher(tmp_path / "half", n_labels=2)
+    acc = dev_accuracy(model, tok)
+    assert m["dev_accuracy"] == info["dev_accuracy"] == pytest.approx(acc, abs=1e-9) and m["n_dev"] == len(dev)
+
+
 def test_teacher_with_other_label_count_is_refused(tmp_path, sst2_prepared):
     three = make_tiny_teacher(tmp_path / "three", num_labels=3)
     with pytest.raises(DistilleryError, match="teacher has num_labels=3 but the data has 2 labels"):

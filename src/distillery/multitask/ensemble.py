@@ -66,7 +66,7 @@ def build_ensemble(task: str, members: list[MemberConfig], prepared_dir: str | P
         z = art.get(ids, f"{task} train + dev")
         stored.append(z)
         dev_pred = z[len(ids) - len(dev_ids):].argmax(-1)
-        report.append({"member": m.name, "fingerprint": fp, "seed": m.seed, "dropout": m.dropout,
+        report.append({"member": m.name, "fingerprint": fp, "seed": m.seed, "dropout": m.dropout, "epochs": m.epochs,
                        f"dev_{metric}": task_metric(metric, y_dev, dev_pred)})
     meta = {"kind": "ensemble", "task": task, "label_names": prep.label_names,
             "members": [{"name": r["member"], "fingerprint": r["fingerprint"]} for r in report],

@@ -40,6 +40,7 @@ class _LiveCallback(TrainerCallback):
 
     def __init__(self, live, metric: str) -> None:
         self.live, self.metric = live, metric
+        self.last_eval: tuple[int, dict] | None = None  # (step, metrics) of the latest dev evaluation
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
@@ -48,6 +49,8 @@ class _LiveCallback(TrainerCallback):
             self.live.next_step()
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
+        if metrics:
+            self.last_eval = (state.global_step, dict(metrics))
         if metrics and f"eval_{self.metric}" in metrics:
             self.live.step = state.global_step
             self.live.log_metric(f"dev/{self.metric}", float(metrics[f"eval_{self.metric}"]))
@@ -188,6 +191,7 @@ def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, 
         use_cpu=not torch.cuda.is_available(),
     )
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        callback = _LiveCallback(live, metric)
         trainer = Trainer(
             model=model,
             args=args,
@@ -196,11 +200,14 @@ def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, 
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
             compute_metrics=compute_metrics,
-            callbacks=[_LiveCallback(live, metric)],
+            callbacks=[callback],
         )
         if cfg.epochs > 0:
             trainer.train()
-        final = trainer.evaluate()
+        if callback.last_eval is not None and callback.last_eval[0] == trainer.state.global_step:
+            final = callback.last_eval[1]  # the last epoch's evaluation saw the final weights: not again
+        else:
+            final = trainer.evaluate()
     return float(final[f"eval_{metric}"]), int(final["eval_scored"])
 
 
