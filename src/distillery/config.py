@@ -328,7 +328,7 @@ def study_tasks(doc: dict) -> list[str]:
     return list(tasks)
 
 
-MEMBER_KEYS = ("task", "seed", "dropout", "epochs")
+MEMBER_KEYS = tuple(f.name for f in fields(MemberConfig) if f.name != "name")  # what a member block sets
 
 
 def members_config(block: Any) -> list[MemberConfig]:

@@ -49,9 +49,10 @@ class _LiveCallback(TrainerCallback):
             self.live.next_step()
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
-        if metrics:
-            self.last_eval = (state.global_step, dict(metrics))
-        if metrics and f"eval_{self.metric}" in metrics:
+        if not metrics:
+            return
+        self.last_eval = (state.global_step, dict(metrics))
+        if f"eval_{self.metric}" in metrics:
             self.live.step = state.global_step
             self.live.log_metric(f"dev/{self.metric}", float(metrics[f"eval_{self.metric}"]))
             self.live.next_step()
