@@ -10,6 +10,9 @@ GLUE = SHARED_DATA / "glue"
 
 
 def pytest_collection_modifyitems(config, items):
+    # the `dvc repro` tests first: under `--dist loadgroup` (pyproject's addopts) each of the two longest tests
+    # starts on its own worker at once, and the short ones fill in around them
+    items.sort(key=lambda item: "integration" not in item.keywords)
     if not GLUE.is_dir():
         skip = pytest.mark.skip(reason=f"{GLUE} not found: tests read the real GLUE samples from ../shared/data")
         for item in items:
