@@ -22,22 +22,24 @@ import torch
 
 
 def features(model, tokenizer, frame, max_seq_len: int, batch_size: int) -> dict[str, np.ndarray]:
-    """[CLS], pooler and masked-mean features of every row, batches sorted by length (padding per batch)."""
-    a = frame["text_a"].tolist()
-    b = frame["text_b"].tolist() if (frame["text_b"] != "").any() else None
-    lengths = [len(x) for x in tokenizer(a, b, truncation=True, max_length=max_seq_len)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
+    """[CLS], pooler and masked-mean features of every row: tokenised once, batched by length (the project's
+    one batcher), padded per batch."""
+    from distillery.data.batching import length_batches
+    from distillery.teacher.train import tokenize_frame
+
+    enc = tokenize_frame(tokenizer, frame, max_seq_len)
+    ids = enc["input_ids"]
     out = {"cls": [], "pooler": [], "mean": []}
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        enc = tokenizer([a[j] for j in idx], [b[j] for j in idx] if b else None, truncation=True,
-                        max_length=max_seq_len, padding=True, return_tensors="pt")
+    order = []
+    for idx in length_batches(np.array([len(x) for x in ids]), batch_size=batch_size):
+        batch = tokenizer.pad({k: [enc[k][j] for j in idx] for k in enc}, return_tensors="pt")
         with torch.inference_mode():
-            o = model(**enc)
-        mask = enc["attention_mask"].unsqueeze(-1).to(o.last_hidden_state.dtype)
+            o = model(**batch)
+        mask = batch["attention_mask"].unsqueeze(-1).to(o.last_hidden_state.dtype)
         out["cls"].append(o.last_hidden_state[:, 0])
         out["pooler"].append(o.pooler_output if o.pooler_output is not None else o.last_hidden_state[:, 0])
         out["mean"].append((o.last_hidden_state * mask).sum(1) / mask.sum(1))
+        order.extend(idx)
     inverse = np.argsort(order)
     return {k: torch.cat(v).float().numpy()[inverse] for k, v in out.items()}
 
