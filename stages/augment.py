@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import check_outputs, PARAMS_HELP, SET_HELP, one_line_errors, stage_config
 
 
 @one_line_errors
@@ -23,6 +23,7 @@ def augment(
     Settings: the `augment` section (p_mask, p_pos, p_ng, max_ng, n_iter, seed, tagger)."""
     from distillery.config import AugmentConfig
 
+    check_outputs("augment", out, metrics)
     cfg = stage_config(AugmentConfig, params, "augment", set_)
     from distillery.augment.run import augment as run
 

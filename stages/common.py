@@ -52,7 +52,7 @@ def read_params(params: Path, required: bool = False) -> dict:
 
     if not params.is_file():
         if required:
-            raise DistilleryError(f"{params}: no such file; run in the project folder or give --params")
+            raise DistilleryError(f"--params {params}: no such file; run in the project folder or give --params")
         return {}
     try:
         doc = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
@@ -105,7 +105,21 @@ def stage_config(cls: type, params: Path, section: str, sets: list[str]):
     """A stage's config: its section of `params`, then `--set` overrides, validated."""
     from distillery.config import from_section
 
-    values = section_values(read_params(params), section)
+    values = section_values(read_params(params, required=True), section)
     if not isinstance(values, dict):
         return from_section(cls, section, values)  # refuses it, naming the section
     return from_section(cls, section, apply_sets(values, sets))
+
+
+def check_outputs(kind: str, out: Path | None = None, metrics: Path | None = None, live_dir: Path | None = None,
+                  out_param: str = "--out") -> None:
+    """Before any work: the output folder is absent, empty or this stage's own previous output; the
+    metrics path is not a folder; the live folder holds only curves. One line naming the option otherwise."""
+    from distillery.io import check_file_target, claim_output
+
+    if out is not None:
+        claim_output(out, kind, out_param)
+    if metrics is not None:
+        check_file_target(metrics, "--metrics")
+    if live_dir is not None:
+        claim_output(live_dir, "live", "--live-dir")

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stages.common import PARAMS_HELP, apply_sets, one_line_errors, read_params
+from stages.common import check_outputs, PARAMS_HELP, apply_sets, one_line_errors, read_params
 
 
 @one_line_errors
@@ -46,6 +46,7 @@ def distill(
     cfg = student_config(name, apply_sets(block, set_), doc.get("distill") or {})
     paths = Paths(prepared, teacher, logits, augmented, out or Path("models/students") / name,
                   metrics or Path("metrics/students") / f"{name}.json", live_dir or Path("dvclive/students") / name)
+    check_outputs("distill", paths.out, paths.metrics, paths.live)
     m = run(cfg, paths)
     if m:  # rank 0 (or the only process) reports
         key = next(k for k in m if k.startswith("dev_"))

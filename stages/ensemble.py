@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, one_line_errors, read_params
+from stages.common import check_outputs, PARAMS_HELP, one_line_errors, read_params
 
 
 @one_line_errors
@@ -26,6 +26,7 @@ def ensemble(
     doc = read_params(params, required=True)
     if task not in study_tasks(doc):
         raise_unknown(task, doc)
+    check_outputs("ensemble", out, metrics)
     m = build_ensemble(task, members_config(doc.get("members")), prepared, teachers, logits, out, metrics)
     metric = m["metric"]
     if m["members"]:

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import check_outputs, PARAMS_HELP, SET_HELP, one_line_errors, stage_config
 
 
 @one_line_errors
@@ -25,6 +25,7 @@ def export(
     from distillery.config import ExportConfig, check_name
 
     check_name(name, "--name (a key of students in params.yaml)")
+    check_outputs("export", out or Path("exports") / name)
     cfg = stage_config(ExportConfig, params, "export", set_)
     from distillery.export.onnx import export_student
 

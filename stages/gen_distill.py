@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from stages.common import (
+    check_outputs,
     PARAMS_HELP,
     SET_HELP,
     apply_sets,
@@ -40,5 +41,6 @@ def gen_distill(
            f"no such student; choose one of: {', '.join(doc.get('students') or {}) or 'none'} (--name)")
     block = section_values(doc, f"students.{name}") or {}
     cfg = seq2seq_config(name, apply_sets(block, set_) if isinstance(block, dict) else block, doc.get("gen_distill") or {})
+    check_outputs("gen-distill", out, metrics, live_dir)
     r = distill_stage(cfg, prepared, soft_labels if cfg.alpha > 0 else None, teacher, out, metrics, live_dir)
     typer.echo(f"{name}: dev BLEU {r['dev_bleu_greedy']:.2f} (greedy) after {r['steps']} steps -> {out}")

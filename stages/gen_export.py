@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from stages.common import (
+    check_outputs,
     PARAMS_HELP,
     SECTION_HELP,
     SET_HELP,
@@ -29,5 +30,6 @@ def gen_export(
     from distillery.generation.config import GenExportConfig
     from distillery.generation.export import export_stage
 
+    check_outputs("gen-export", out, metrics)
     r = export_stage(stage_config(GenExportConfig, params, section, set_), student, prepared, out, metrics)
     typer.echo(f"greedy output equal to PyTorch on {r['greedy_agreement_dev']:.2%} of dev -> {out}")

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from stages.common import (
+    check_outputs,
     PARAMS_HELP,
     SECTION_HELP,
     SET_HELP,
@@ -27,5 +28,6 @@ def gen_prepare(
     from distillery.generation.config import GenPrepareConfig
     from distillery.generation.data import prepare_stage
 
+    check_outputs("gen-prepare", out, metrics)
     counts = prepare_stage(stage_config(GenPrepareConfig, params, section, set_), out, metrics)
     typer.echo(f"pairs: train {counts['train']}, dev {counts['dev']}, test {counts['test']} -> {out}")

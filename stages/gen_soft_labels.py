@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from stages.common import (
+    check_outputs,
     PARAMS_HELP,
     SECTION_HELP,
     SET_HELP,
@@ -31,6 +32,7 @@ def gen_soft_labels(
     from distillery.generation.config import GenSoftLabelConfig
     from distillery.generation.soft_labels import soft_labels_stage
 
+    check_outputs("gen-soft-labels", out, metrics)
     r = soft_labels_stage(stage_config(GenSoftLabelConfig, params, section, set_), teacher, prepared, store, out, metrics)
     typer.echo(f"soft labels: {r.get('pairs', r['labelled_pairs'])} pairs ({r['labelled_pairs']} labelled, "
                f"{r['reused_pairs']} from the store) -> {out}")

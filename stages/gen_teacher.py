@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from stages.common import (
+    check_outputs,
     PARAMS_HELP,
     SECTION_HELP,
     SET_HELP,
@@ -29,5 +30,6 @@ def gen_teacher(
     from distillery.generation.config import CmlmTeacherConfig
     from distillery.generation.teacher import teacher_stage
 
+    check_outputs("gen-teacher", out, metrics, live_dir)
     result = teacher_stage(stage_config(CmlmTeacherConfig, params, section, set_), prepared, out, metrics, live_dir)
     typer.echo(f"teacher masked-token accuracy (dev): {result['masked_token_accuracy']:.4f} -> {out}")

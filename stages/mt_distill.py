@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, apply_sets, one_line_errors, read_params, section_values
+from stages.common import check_outputs, PARAMS_HELP, SET_HELP, apply_sets, one_line_errors, read_params, section_values
 
 
 @one_line_errors
@@ -39,6 +39,7 @@ def mt_distill(
     else:
         cfg = multitask_config(f"single_{single_task}", "single_task", apply_sets(doc.get("single_task") or {}, set_),
                                defaults, tasks=(single_task,))
+    check_outputs("distill", out, metrics, live_dir)
     m = train_multitask(cfg, prepared, ensemble_dir, out, metrics, live_dir)
     typer.echo(f"{cfg.name}: dev " + ", ".join(f"{t} {v['metric']} {v['dev']:.4f}" for t, v in m["tasks"].items())
                + f" (average {m['dev_average']:.4f}) -> {out}")

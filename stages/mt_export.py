@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, apply_sets, one_line_errors, read_params
+from stages.common import check_outputs, PARAMS_HELP, SET_HELP, apply_sets, one_line_errors, read_params
 
 
 @one_line_errors
@@ -20,9 +20,10 @@ def mt_export(
     from distillery.config import _check, _int, _num
     from distillery.multitask.export import export_multitask
 
-    cfg = apply_sets(read_params(params).get("mt_export") or {}, set_)
+    cfg = apply_sets(read_params(params, required=True).get("mt_export") or {}, set_)
     _check(set(cfg) == {"opset", "min_agreement"}, "mt_export", "must set exactly opset and min_agreement")
     _int(cfg["opset"], "mt_export.opset", 13, 23)
     _num(cfg["min_agreement"], "mt_export.min_agreement", 0, 1)
+    check_outputs("mt-export", out)
     rep = export_multitask(student, prepared, out, cfg["opset"], cfg["min_agreement"])
     typer.echo("exported: " + ", ".join(f"{t} agreement {r['agreement']:.4f}" for t, r in rep.items()) + f" -> {out}")

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import check_outputs, PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
 
 
 @one_line_errors
@@ -22,6 +22,7 @@ def prepare(
     from distillery.config import PrepareConfig
     from distillery.data.prepare import prepare as run
 
+    check_outputs("prepare", out, metrics)
     cfg = stage_config(PrepareConfig, params, section, set_)
     info = run(cfg, out, metrics)
     c = info["counts"]

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import check_outputs, PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
 
 
 @one_line_errors
@@ -27,6 +27,7 @@ def soft_labels(
     each process labels every N-th batch into the shared store; rank 0 writes the output."""
     from distillery.config import SoftLabelConfig
 
+    check_outputs("soft-labels", out, metrics)
     cfg = stage_config(SoftLabelConfig, params, section, set_)
     from distillery.logits.run import soft_labels as run
 

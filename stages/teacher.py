@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import check_outputs, PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
 
 
 @one_line_errors
@@ -24,6 +24,7 @@ def teacher(
     from distillery.config import TeacherConfig
     from distillery.io import write_json
 
+    check_outputs("teacher", out, metrics, live_dir)
     cfg = stage_config(TeacherConfig, params, section, set_)
     from distillery.teacher.train import train_teacher
 

@@ -46,7 +46,12 @@ def test_a_stage_reads_its_section_and_set_overrides_it(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "50 kept" in r.stdout and "20 kept" in r.stdout
     r = run("prepare", "--out", "p", "--metrics", "m.json", cwd=tmp_path / "p")  # no params.yaml there
-    assert r.returncode == 2 and "param prepare.task: missing; set it in params.yaml" in r.stderr
+    # issue 30: a missing params file is named as such (it said `param prepare.task: missing`)
+    assert r.returncode == 2 and r.stderr == ("error: --params params.yaml: no such file; run in the project folder "
+                                              "or give --params\n")
+    r = run("prepare", "--params", "nope.yaml", "--out", "q", "--metrics", "m.json", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: --params nope.yaml: no such file")
+    assert not (tmp_path / "q").exists()
 
 
 def test_distill_bad_loss_name(tmp_path, sst2_prepared, tiny_teacher):

@@ -224,7 +224,7 @@ def test_scratch_of_a_killed_run_is_removed_by_the_next(tmp_path):
     left[2].write_text("{")
     alive = tmp_path / f".s1.{os.getppid()}.live.tmp"  # a concurrent writer's scratch stays
     alive.mkdir()
-    with atomic_dir(tmp_path / "s1") as d:
+    with atomic_dir(tmp_path / "s1", "distill") as d:
         (d / "student.json").write_text("{}")
     with atomic_file(tmp_path / "m.json") as fh:
         fh.write("{}")

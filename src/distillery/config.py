@@ -7,6 +7,8 @@ the param (as written in params.yaml).
 
 import math
 import re
+import types
+import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -47,6 +49,55 @@ def _num(value: Any, param: str, lo: float, hi: float | None = None, lo_open: bo
     else:
         rng = "in " + ("(" if lo_open else "[") + f"{lo}, {hi}" + (")" if hi_open else "]")
     _check(above and below, param, f"must be {rng}, got {value}")
+
+
+def _type_name(tp: Any) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "a block of settings"}
+    if tp in names:
+        return names[tp]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null (unset)" if a is type(None) else _type_name(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_type_name(args[0]).removeprefix('a ')}s" if args else "a list"
+    if origin is dict:
+        return "a block of settings"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether a value read from YAML (or --set) has the type a config field declares."""
+    if tp is Any:
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value) if args else True
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def check_types(cls: type, values: dict, prefix: str) -> None:
+    """Refuse a value of the wrong type (`bf16: perhaps`, `task: 5`, `features: cls@1` where a list is meant)
+    with one line naming the param and the type it wants."""
+    hints = typing.get_type_hints(cls)
+    for k, v in values.items():
+        if k in hints and not _fits(v, hints[k]):
+            want = _type_name(hints[k])
+            raise DistilleryError(f"param {prefix}.{k}: must be {want}, got {v!r}"
+                                  + (" (a list is written [a, b])" if "list" in want and isinstance(v, str) else ""))
 
 
 @dataclass(frozen=True)
@@ -254,6 +305,7 @@ def merge_student(name: str, block: Any, defaults: dict, group: str) -> StudentC
                      if f.name != "name" and f.name not in merged and f.default is MISSING and f.default_factory is MISSING)
     _check(not missing, f"students.{name}.{missing[0] if missing else ''}",
            f"missing; set it in students.{name}, distill.{group} or distill.common")
+    check_types(StudentConfig, merged, f"students.{name}")
     return StudentConfig(name=name, **merged)
 
 
@@ -437,5 +489,6 @@ def from_section(cls: type, section: str, values: Any):
     _check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(known)}")
     missing = [n for n, f in known.items() if n not in values and f.default is MISSING and f.default_factory is MISSING]
     _check(not missing, f"{section}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
+    check_types(cls, values, section)
     kw = {k: tuple(v) if isinstance(v, list) and str(known[k].type).startswith("tuple") else v for k, v in values.items()}
     return cls(**kw)

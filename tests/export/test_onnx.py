@@ -97,3 +97,36 @@ def test_model_card_refuses_a_licence_that_is_not_an_id():
 
     with pytest.raises(DistilleryError, match="export.license"):
         conf(ExportConfig, license="Apache License 2.0")
+
+
+def run_card_usage(folder, text: str) -> None:
+    """Run the card's first usage block, as written, in the export folder, with `text` as the input."""
+    import re
+    import subprocess
+    import sys
+
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    assert "a gorgeous , witty film" in code
+    code = code.replace("'a gorgeous , witty film'", repr(text)) + "\nprint(logits.shape)\n"
+    r = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "(1, 2)", r.stderr[-2000:]
+
+
+def test_model_card_usage_runs_on_a_10000_word_text(tmp_path):
+    """Issue 30: the card's example with a long text failed inside onnxruntime; it now cuts to the model's length."""
+    from transformers import AutoTokenizer
+
+    from distillery.teacher.models import resolve_model
+
+    prep = tmp_path / "prep"
+    prepare(conf(PrepareConfig, task="sst2", data_dir=str(GLUE / "SST-2"), max_train=20, max_dev=20), prep)
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    model = BiLSTMStudent(BiLSTMConfig(vocab_size=len(tok), embed_dim=16, hidden_size=8, mlp_size=8)).eval()
+    save_student(model, tok, tmp_path / "student", {"name": "s", "task": "sst2", "metric": "accuracy",
+                 "label_names": ["negative", "positive"], "max_seq_len": 64,
+                 "history": [{"epoch": 1, "loss": 0.0, "dev_accuracy": 0.5}]})
+    export_student(conf(ExportConfig, quantize=False), tmp_path / "student", prep, tmp_path / "export")
+    card = (tmp_path / "export" / "README.md").read_text(encoding="utf-8")
+    assert "MAX_LEN = 64" in card
+    run_card_usage(tmp_path / "export", " ".join(["film"] * 10_000))

@@ -18,7 +18,7 @@ from distillery.augment.tagger import load_tagger, tag_sentences
 from distillery.config import AugmentConfig
 from distillery.data.ids import text_id
 from distillery.data.prepare import load_prepared
-from distillery.io import atomic_file, scratch_dir, write_json
+from distillery.io import atomic_dir, atomic_file, scratch_dir, write_json
 
 AUG_COLUMNS = ["id", "text_a", "text_b", "label", "source_id", "rules"]
 RULE_ORDER = ("mask", "pos", "ngram")
@@ -140,8 +140,9 @@ def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, m
         finally:
             _JOB.clear()
         counts["unchanged"] = sum(u for _, u in results)
-        _write_augmented(out_dir / "augmented.tsv", train, jobs, np.frombuffer(b"".join(k for k, _ in results), dtype=np.uint64),
-                         counts)
+        with atomic_dir(out_dir, "augment") as tmp:
+            _write_augmented(tmp / "augmented.tsv", train, jobs,
+                             np.frombuffer(b"".join(k for k, _ in results), dtype=np.uint64), counts)
     metrics = {
         "originals": len(train),
         "generated": counts["generated"],

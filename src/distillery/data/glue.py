@@ -24,8 +24,18 @@ DUPLICATE_RULES = ("majority", "first", "drop")
 _BREAKS = re.compile("[\t\n\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")
 
 
+# Characters that show nothing: a text made only of these (NUL bytes, other control characters, zero-width
+# spaces) is as empty as a whitespace-only one. Inside a text they are kept (real GLUE rows hold some).
+_INVISIBLE = re.compile(r"[\x00-\x20\x7f-\xa0\u200b-\u200f\u2028-\u202f\u2060\ufeff\s]+")
+
+
 def clean_text(text: str) -> str:
     return _BREAKS.sub(" ", text).strip()
+
+
+def is_blank(text: str) -> bool:
+    """No visible character: empty, whitespace, or only control / zero-width characters (a NUL-filled field)."""
+    return _INVISIBLE.fullmatch(text) is not None or text == ""
 
 
 def read_lines(path: Path) -> list[str]:
@@ -85,8 +95,9 @@ def read_glue_tsv(path: str | Path, task: TaskSpec) -> pd.DataFrame:
             )
         a = clean_text(fields[idx_a])
         b = clean_text(fields[idx_b]) if idx_b is not None else ""
-        if not a or (idx_b is not None and not b):
-            raise DistilleryError(f"{path}:{lineno}: empty text; fix or delete this row")
+        if is_blank(a) or (idx_b is not None and is_blank(b)):
+            raise DistilleryError(f"{path}:{lineno}: empty text (nothing visible: blank or only control characters "
+                                  "such as NUL); fix or delete this row")
         raw = fields[idx_label].strip()
         if raw not in label_of:
             raise DistilleryError(
@@ -103,7 +114,16 @@ def read_hf_split(dataset: str, config: str | None, split: str, task: TaskSpec) 
     """Load one split of a Hugging Face dataset (needs a network or a local HF cache); every row kept."""
     from datasets import load_dataset
 
-    ds = load_dataset(dataset, config, split=split)
+    from distillery.teacher.models import require_hub
+
+    if not Path(dataset).exists():
+        require_hub(dataset, "prepare.hf_dataset", what="dataset")
+    try:
+        ds = load_dataset(dataset, config, split=split)
+    except (OSError, ValueError, ConnectionError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DistilleryError(f"param prepare.hf_dataset: cannot load {dataset!r} (config {config}, split {split}): "
+                              f"{first}") from None
     names = ds.column_names
     a_col = next((c for c in ("sentence", "sentence1", "question", "text") if c in names), None)
     b_col = next((c for c in ("sentence2", "question2") if c in names), None) if task.is_pair else None
@@ -117,8 +137,8 @@ def read_hf_split(dataset: str, config: str | None, split: str, task: TaskSpec) 
         a = clean_text(str(getattr(r, a_col)))
         b = clean_text(str(getattr(r, b_col))) if b_col else ""
         label = int(r.label)
-        if not a or (b_col and not b):
-            raise DistilleryError(f"dataset {dataset} split {split} row {i}: empty text")
+        if is_blank(a) or (b_col and is_blank(b)):
+            raise DistilleryError(f"dataset {dataset} split {split} row {i}: empty text (nothing visible)")
         if not 0 <= label < len(task.label_names):
             raise DistilleryError(
                 f"dataset {dataset} split {split} row {i}: label {label} outside 0..{len(task.label_names) - 1}"

@@ -63,7 +63,7 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         "source": source,
         "counts": counts,
     }
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "prepare") as tmp:
         write_table(train, tmp / "train.tsv")
         write_table(dev, tmp / "dev.tsv")
         write_json(tmp / "task.json", info)

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from distillery.config import StepConfig, StudentConfig, merge_student
+from distillery.config import StepConfig, StudentConfig, check_types, merge_student
 from distillery.data.batching import length_batches, text_lengths
 from distillery.data.prepare import Prepared, load_prepared
 from distillery.data.table import read_table
@@ -32,7 +32,7 @@ from distillery.distill.teacher import TeacherSource
 from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict_logits
 from distillery.hardware import bf16_supported
-from distillery.io import write_json
+from distillery.io import staged_live, write_json
 from distillery.losses import LOSSES, Loss, LossContext
 from distillery.losses.base import STUDENT_PARTS
 from distillery.metrics import task_metric
@@ -81,6 +81,7 @@ def build_student_config(cls: type[Student], model_args: dict, prep: Prepared, t
                "pad_id": tokenizer.pad_token_id, "embed_dim": teacher_hidden,
                "input_names": list(tokenizer.model_input_names)}
     merged = {k: v for k, v in derived.items() if k in fields and v is not None} | model_args
+    check_types(cls.Config, model_args, f"students.{name}.model_args")
     return cls.Config(**merged)
 
 
@@ -90,6 +91,15 @@ def student_config(name: str, block: dict, defaults: dict) -> StudentConfig:
     if not model:
         raise DistilleryError(f"param students.{name}.model: missing; name a student family ({', '.join(STUDENTS)})")
     group = STUDENTS.get(str(model), param=f"students.{name}.model").params_group
+    if not isinstance(defaults, dict):
+        raise DistilleryError("param distill: must be a block of family defaults (common, "
+                              f"{', '.join(sorted({STUDENTS.get(n).params_group for n in STUDENTS}))})")
+    groups = {"common"} | {STUDENTS.get(n).params_group for n in STUDENTS}
+    for key, value in defaults.items():  # a typo'd group (distill.bilstmm) would silently train with the defaults
+        if key not in groups:
+            raise DistilleryError(f"param distill.{key}: not a family group; use {', '.join(sorted(groups))}")
+        if value is not None and not isinstance(value, dict):
+            raise DistilleryError(f"param distill.{key}: must be a block of settings")
     return merge_student(name, block, defaults, group)
 
 
@@ -330,10 +340,13 @@ class Recipe:
                 for step in self.steps:
                     self.run_step(step, None)
                 return {}
-            with Live(str(self.paths.live), dvcyaml=False, save_dvc_exp=False) as live:
-                for step in self.steps:
-                    self.run_step(step, live)
-            return self.save(time.perf_counter() - t0)
+            with staged_live(self.paths.live) as (live_tmp, publish):  # curves change together with the model
+                with Live(str(live_tmp), dvcyaml=False, save_dvc_exp=False) as live:
+                    for step in self.steps:
+                        self.run_step(step, live)
+                metrics = self.save(time.perf_counter() - t0)
+                publish()
+            return metrics
         finally:
             self.world.barrier()
             finish(self.world)

@@ -54,7 +54,9 @@ class TeacherSource:
         if run and self.model is None:
             from transformers import AutoModelForSequenceClassification
 
-            self.model = AutoModelForSequenceClassification.from_pretrained(self.teacher_dir).eval().to(self.device)
+            from distillery.teacher.models import load_weights
+
+            self.model = load_weights(AutoModelForSequenceClassification, self.teacher_dir).eval().to(self.device)
             self.fingerprint = self.fingerprint or teacher_fingerprint(self.teacher_dir, self.max_seq_len)
         return run
 

@@ -192,7 +192,8 @@ def model_card(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: 
         "",
         *_results(sinfo, prep.task.metric, export),
         "",
-        *(_use_exits(sinfo) if sinfo["family"] == "fastbert" else _usage(sinfo["family"], export["inputs"])),
+        *(_use_exits(sinfo) if sinfo["family"] == "fastbert"
+          else _usage(sinfo["family"], export["inputs"], int(sinfo.get("max_seq_len") or 128))),
         *_citation(sinfo["family"]),
     ]
     return "\n".join(lines) + "\n"
@@ -218,8 +219,9 @@ def _results(sinfo: dict, metric: str, export: dict) -> list[str]:
     return lines
 
 
-def _usage(family: str, inputs: list[str]) -> list[str]:
-    """How to run the export with ONNX Runtime, and (transformer students) with transformers."""
+def _usage(family: str, inputs: list[str], max_len: int) -> list[str]:
+    """How to run the export with ONNX Runtime, and (transformer students) with transformers. Texts are cut to
+    the `max_len` tokens the model was trained and exported for (a longer input would fail in the graph)."""
     lengths = "lengths" in inputs
     lines = [
         "## Use",
@@ -228,6 +230,7 @@ def _usage(family: str, inputs: list[str]) -> list[str]:
         "import numpy as np, onnxruntime as ort",
         "from transformers import AutoTokenizer",
         "tok = AutoTokenizer.from_pretrained('.')",
+        f"MAX_LEN = {max_len}  # tokens per text the model was trained and exported for: longer texts are cut",
         *(_use_lengths() if lengths else _use_hf(inputs)),
         "```",
         "",
@@ -240,7 +243,9 @@ def _usage(family: str, inputs: list[str]) -> list[str]:
         lines += ["", "In transformers (the weights are in this folder too):", "", "```python",
                   "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
                   "model = AutoModelForSequenceClassification.from_pretrained('.')",
-                  "logits = model(**AutoTokenizer.from_pretrained('.')(['a gorgeous , witty film'], return_tensors='pt')).logits",
+                  "enc = AutoTokenizer.from_pretrained('.')(['a gorgeous , witty film'], truncation=True, "
+                  f"max_length={max_len}, return_tensors='pt')",
+                  "logits = model(**enc).logits",
                   "```"]
     return lines
 
@@ -263,7 +268,8 @@ def _use_exits(sinfo: dict) -> list[str]:
         "tok = AutoTokenizer.from_pretrained('.')",
         "runner = OnnxRunner('.')  # OnnxRunner('.', int8=True) for the int8 graphs",
         "texts = ['a gorgeous , witty film', 'a dull , lifeless mess']",
-        "enc = tok(texts, padding=True, return_tensors='np')",
+        f"enc = tok(texts, padding=True, truncation=True, max_length={int(sinfo.get('max_seq_len') or 128)}, "
+        "return_tensors='np')",
         f"logits, exit_layer = adaptive_predict(runner, [(np.arange(len(texts)), enc)], len(texts), speed={speed})",
         "```",
         "",
@@ -284,7 +290,7 @@ def _citation(family: str) -> list[str]:
 
 def _use_lengths() -> list[str]:
     return [
-        "ids = tok('a gorgeous , witty film', add_special_tokens=False)['input_ids']",
+        "ids = tok('a gorgeous , witty film', add_special_tokens=False)['input_ids'][:MAX_LEN]",
         "sess = ort.InferenceSession('model.onnx')",
         "feeds = {'input_ids': np.array([ids], dtype=np.int64), 'lengths': np.array([len(ids)], dtype=np.int64)}",
         "logits = sess.run(['logits'], feeds)[0]",
@@ -293,7 +299,7 @@ def _use_lengths() -> list[str]:
 
 def _use_hf(names: list[str]) -> list[str]:
     return [
-        "enc = tok(['a gorgeous , witty film'], return_tensors='np')",
+        "enc = tok(['a gorgeous , witty film'], truncation=True, max_length=MAX_LEN, return_tensors='np')",
         "sess = ort.InferenceSession('model.onnx')",
         f"logits = sess.run(['logits'], {{k: enc[k].astype(np.int64) for k in {names!r}}})[0]",
     ]

@@ -145,7 +145,7 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
     example = model.collate(tokenizer, dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if task.is_pair else None, max_len)
     labels = dev["label"].to_numpy()
     tinfo = read_json(Path(teacher_dir, TEACHER_INFO)) if teacher_dir and Path(teacher_dir, TEACHER_INFO).is_file() else {}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "export") as tmp:
         if hasattr(model, "save_weights"):  # transformers students: the folder also loads with from_pretrained
             model.save_weights(tmp)
         torch_logits = predict_logits(model, tokenizer, dev, max_len)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from distillery.data.glue import is_blank
 from distillery.data.ids import text_id
 from distillery.data.table import read_table, write_table
 from distillery.errors import DistilleryError
@@ -34,6 +35,13 @@ def read_lines(path: Path) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    for i, ln in enumerate(lines):  # a CR that does not end a line: bare-CR files, or a stray CR inside a sentence
+        body = ln[:-1] if ln.endswith("\r") else ln
+        if "\r" in body:
+            what = ("bare CR line endings (old Mac style); convert the file to LF line endings"
+                    if body.count("\r") > 1 or len(lines) == 1 else
+                    "a carriage return (CR) inside the sentence; remove it (one sentence a line)")
+            raise DistilleryError(f"{path}:{i + 1}: {what}")
     return [ln.rstrip("\r").replace("\t", " ").strip() for ln in lines]
 
 
@@ -47,7 +55,7 @@ def read_parallel(src_path: Path, tgt_path: Path, tokenizer, max_src_len: int, m
         raise DistilleryError(f"{src_path}: no sentences; point gen_prepare.data_dir at a folder of parallel text")
     for path, side, limit, param in ((src_path, src, max_src_len, "max_src_len"),
                                      (tgt_path, tgt, max_tgt_len, "max_tgt_len")):
-        empty = [i for i, s in enumerate(side) if not s]
+        empty = [i for i, s in enumerate(side) if is_blank(s)]
         if empty:
             raise DistilleryError(f"{path}:{empty[0] + 1}: empty sentence; remove the pair (the same line of both "
                                   "files) or fill it in")
@@ -81,7 +89,7 @@ def prepare_pairs(cfg: GenPrepareConfig, tokenizer, out_dir: Path) -> dict:
     frames["train"] = train
     if cfg.max_eval:
         frames["dev"], frames["test"] = frames["dev"].iloc[:cfg.max_eval], frames["test"].iloc[:cfg.max_eval]
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "gen-prepare") as tmp:
         for split, f in frames.items():
             write_table(f[["id", "src", "tgt", "line"]].reset_index(drop=True), tmp / f"{split}.tsv")
         write_json(tmp / "limits.json", {"max_src_len": cfg.max_src_len, "max_tgt_len": cfg.max_tgt_len,

@@ -152,7 +152,7 @@ def greedy_agreement(model, translator: OnnxTranslator, enc: Encoded, max_new: i
 def export_seq2seq(cfg: GenExportConfig, model, tokenizer, dev: Encoded, max_new: int, out_dir: Path) -> dict:
     """Write encoder.onnx, decoder.onnx, generation.json and the tokenizer to `out_dir`; check agreement."""
     t0 = time.perf_counter()
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "gen-export") as tmp:
         export_onnx(model, tmp, cfg.opset)
         c = model.config
         write_json(tmp / "generation.json", {

@@ -24,6 +24,7 @@ from distillery.generation.data import Encoded, encode, load_split, teacher_inpu
 from distillery.generation.masks import strided_masks
 from distillery.generation.teacher import mlm_head, uses_segments
 from distillery.hardware import bf16_supported
+from distillery.logits.artifact import read_manifest
 from distillery.io import atomic_dir, atomic_file, read_json, write_json
 from distillery.logits.arrays import PART_HASH, digest, npz_bytes, open_npz
 from distillery.logits.fingerprint import ids_to_u64
@@ -138,7 +139,7 @@ def write_topk(out_dir: Path, pair_ids: list[str], enc: Encoded, store: TopKStor
     keys = np.sort(position_keys(ids_to_u64(pair_ids), n_pos))
     cols = store.get_all(keys)
     data = npz_bytes(keys=keys, logits=cols["logits"].astype(np.float16), ids=cols["ids"].astype(np.int32))
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "gen-soft-labels") as tmp:
         (tmp / "shard-00000.npz").write_bytes(data)
         write_json(tmp / MANIFEST, {"format": FORMAT, **meta, "pairs": len(pair_ids), "positions": len(keys),
                                     "shards": [{"file": "shard-00000.npz", "rows": len(keys), "sha256": digest(data)}]})
@@ -150,12 +151,7 @@ class TopK:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         mpath = self.path / MANIFEST
-        if not mpath.is_file():
-            raise DistilleryError(f"{mpath}: missing; run `distillery gen-soft-labels` (or dvc repro) first")
-        self.manifest = read_json(mpath)
-        if self.manifest.get("format") != FORMAT:
-            raise DistilleryError(f"{mpath}: not C-MLM soft labels (format {self.manifest.get('format')!r}); "
-                                  "re-run `distillery gen-soft-labels`")
+        self.manifest = read_manifest(mpath, FORMAT, "gen-soft-labels")
         keys, logits, ids = [], [], []
         for sh in self.manifest["shards"]:
             p = self.path / sh["file"]

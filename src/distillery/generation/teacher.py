@@ -22,7 +22,7 @@ from distillery.generation.config import CmlmTeacherConfig
 from distillery.generation.data import Encoded, encode, load_split, pad, teacher_inputs
 from distillery.generation.masks import training_mask
 from distillery.hardware import bf16_supported
-from distillery.io import atomic_dir, write_json
+from distillery.io import atomic_dir, staged_live, write_json
 
 
 @contextlib.contextmanager
@@ -177,11 +177,13 @@ def teacher_stage(cfg: CmlmTeacherConfig, prepared: Path, out_dir: Path, metrics
 
     model, tok = load_mlm(cfg.base_model)
     train, dev = encode(tok, load_split(prepared, "train")), encode(tok, load_split(prepared, "dev"))
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        result = train_cmlm(model, train, dev, cfg, live)
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+    with staged_live(live_dir) as (live_tmp, publish):  # curves change together with the model
+        with Live(str(live_tmp), dvcyaml=False, save_dvc_exp=False) as live:
+            result = train_cmlm(model, train, dev, cfg, live)
+        with atomic_dir(out_dir, "gen-teacher") as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+        publish()
     result = {"base_model": cfg.base_model, **result}
     write_json(metrics, result)
     return result

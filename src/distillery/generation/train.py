@@ -26,7 +26,7 @@ from distillery.generation.student import (
     output_vocab,
     subset_logits,
 )
-from distillery.io import atomic_dir, read_json, write_json
+from distillery.io import atomic_dir, read_json, staged_live, write_json
 
 
 class TeacherTargets:
@@ -129,18 +129,20 @@ def distill_stage(cfg: Seq2SeqConfig, prepared: Path, soft_labels: Path | None, 
         top1 = topk.ids[:, 0]
         outside = round(float(1 - np.isin(top1, vocab).mean()), 4)
     model = build_student(cfg, tok, max(limits["max_src_len"], limits["max_tgt_len"]) + 1, vocab)
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        result = train_seq2seq(model, cfg, enc, targets, live)
-        t0 = time.perf_counter()
-        hyps = translate(model, tok, dev, 1, 64, limits["max_tgt_len"] + 1)
-        result["dev_bleu_greedy"] = bleu(hyps, list(dev_frame["tgt"]))
-        result["dev_seconds"] = round(time.perf_counter() - t0, 1)
-        live.log_metric("dev/bleu_greedy", result["dev_bleu_greedy"])
-    result.update({"name": cfg.name, "alpha": cfg.alpha, "top_k": cfg.top_k, "temperature": cfg.temperature,
-                   "params": n_params(model), "output_vocab": len(vocab), "teacher_top1_outside_vocab": outside})
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        write_json(tmp / "student.json", {**dataclasses.asdict(cfg), "steps": result["steps"]})
+    with staged_live(live_dir) as (live_tmp, publish):  # curves change together with the model
+        with Live(str(live_tmp), dvcyaml=False, save_dvc_exp=False) as live:
+            result = train_seq2seq(model, cfg, enc, targets, live)
+            t0 = time.perf_counter()
+            hyps = translate(model, tok, dev, 1, 64, limits["max_tgt_len"] + 1)
+            result["dev_bleu_greedy"] = bleu(hyps, list(dev_frame["tgt"]))
+            result["dev_seconds"] = round(time.perf_counter() - t0, 1)
+            live.log_metric("dev/bleu_greedy", result["dev_bleu_greedy"])
+        result.update({"name": cfg.name, "alpha": cfg.alpha, "top_k": cfg.top_k, "temperature": cfg.temperature,
+                       "params": n_params(model), "output_vocab": len(vocab), "teacher_top1_outside_vocab": outside})
+        with atomic_dir(out_dir, "gen-distill") as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            write_json(tmp / "student.json", {**dataclasses.asdict(cfg), "steps": result["steps"]})
+        publish()
     write_json(metrics, result)
     return result

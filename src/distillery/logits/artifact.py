@@ -18,7 +18,7 @@ FORMAT_VERSION = 2  # 2: parts named by the SHA-256 of their bytes, shards check
 
 
 def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.ndarray], meta: dict,
-                 features: Sequence[str] = (), rows_per_shard: int = 1_000_000) -> None:
+                 features: Sequence[str] = (), rows_per_shard: int = 1_000_000, kind: str = "soft-labels") -> None:
     """Write the stage output: a few large fp16 shards (ids sorted) and a manifest.
 
     The manifest lists the arrays each shard holds: `logits` (n, num_labels) and one entry per
@@ -28,7 +28,7 @@ def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.nda
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     cols = {c: v[order].astype(np.float16) for c, v in cols.items()}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind) as tmp:
         shards = []
         for k, s in enumerate(range(0, max(len(keys), 1), rows_per_shard)):
             name = f"shard-{k:05d}.npz"
@@ -42,18 +42,37 @@ def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.nda
         })
 
 
+def read_manifest(mpath: Path, version, stage: str) -> dict:
+    """A shard manifest, checked before any shard is opened: a mapping, the `format` this version writes (the
+    same type too: "2" is not 2), and a non-empty list of shards each naming a plain file and its checksum."""
+    redo = f"re-run `distillery {stage}`"
+    if not mpath.is_file():
+        raise DistilleryError(f"{mpath}: missing; run `distillery {stage}` (or dvc repro) first")
+    m = read_json(mpath)
+    if not isinstance(m, dict):
+        raise DistilleryError(f"{mpath}: not a manifest (a JSON object with format and shards); {redo}")
+    if type(m.get("format")) is not type(version) or m.get("format") != version:
+        raise DistilleryError(f"{mpath}: format {m.get('format')!r}, but this version reads {version!r}; {redo}")
+    shards = m.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise DistilleryError(f"{mpath}: {'no shards listed' if not shards else 'shards must be a list'}; {redo}")
+    for i, sh in enumerate(shards):
+        ok = isinstance(sh, dict) and isinstance(sh.get("file"), str) and isinstance(sh.get("sha256"), str)
+        if not ok or Path(sh["file"]).name != sh["file"] or sh["file"] in ("", ".", ".."):
+            raise DistilleryError(f"{mpath}: shards[{i}] must name a file in this folder and its sha256; {redo}")
+    return m
+
+
 class Logits:
     """The soft-labels artifact, opened read-only by students."""
 
     def __init__(self, logits_dir: str | Path) -> None:
         d = Path(logits_dir)
         mpath = d / MANIFEST
-        if not mpath.is_file():
-            raise DistilleryError(f"{mpath}: missing; run `distillery soft-labels` (or dvc repro) first")
-        self.manifest = read_json(mpath)
-        if self.manifest.get("format") != FORMAT_VERSION:
-            raise DistilleryError(f"{mpath}: format {self.manifest.get('format')}, this version reads "
-                                  f"{FORMAT_VERSION}; re-run `distillery soft-labels` (dvc repro -f soft-labels)")
+        self.manifest = read_manifest(mpath, FORMAT_VERSION, "soft-labels")
+        feats = self.manifest.get("features", [])
+        if not isinstance(feats, list) or not all(isinstance(f, dict) and isinstance(f.get("array"), str) for f in feats):
+            raise DistilleryError(f"{mpath}: features must be a list of {{name, array, dim}}; re-run `distillery soft-labels`")
         names = ["logits"] + [f["array"] for f in self.manifest.get("features", [])]
         keys, cols = [], {c: [] for c in names}
         for sh in self.manifest["shards"]:

@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from distillery.data.batching import length_batches
+from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
 from distillery.logits.arrays import column, parse_features
 from distillery.logits.fast_bert import cls_only_logits, supports_fast_path
@@ -19,7 +20,8 @@ from distillery.logits.store import LogitStore
 @torch.inference_mode()
 def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str] | None, max_seq_len: int,
                 batch_tokens: int, bf16: bool, on_batch=None, tie: np.ndarray | None = None,
-                batches: list[np.ndarray] | None = None, features: Sequence[str] = ()) -> np.ndarray | dict:
+                batches: list[np.ndarray] | None = None, features: Sequence[str] = (),
+                where: str = "the teacher") -> np.ndarray | dict:
     """Logits for every text, in length-bucketed batches with no padding.
 
     Tokenises everything in one fast-tokenizer call. `on_batch(indices, columns)` runs after each
@@ -59,6 +61,10 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
                 for (_, layer), name in zip(feats, features):
                     out[column(name)][idx] = res.hidden_states[layer][:, 0].float().cpu().numpy()  # (bs, hidden)
         out["logits"][idx] = logits.float().cpu().numpy()  # (bs, num_labels)
+        if not np.isfinite(out["logits"][idx]).all():  # never stored: a NaN would poison every student
+            raise DistilleryError(f"{where}: the teacher gives NaN or infinite logits (texts of {len(ids[idx[0]])} "
+                                  "tokens); its weights are damaged or its training diverged: re-run "
+                                  "`distillery teacher`, nothing was stored")
         if on_batch is not None:
             on_batch(idx, {c: v[idx] for c, v in out.items()})
         bar.update(len(idx))
@@ -69,7 +75,7 @@ def run_teacher(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str]
 def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str] | None,
                 store: LogitStore, max_seq_len: int, batch_tokens: int, bf16: bool,
                 checkpoint_every: int = 4096, rank: int = 0, world_size: int = 1,
-                features: Sequence[str] = ()) -> dict:
+                features: Sequence[str] = (), where: str = "the teacher") -> dict:
     """Make sure the store holds logits for every id; label only the missing ones.
 
     With world_size > 1 this process takes every world_size-th batch of the same deterministic plan.
@@ -102,7 +108,7 @@ def label_texts(model, tokenizer, ids: Sequence[str], texts_a: Sequence[str], te
     run_teacher(model, tokenizer, [texts_a[i] for i in todo],
                 [texts_b[i] for i in todo] if texts_b is not None else None,
                 max_seq_len, batch_tokens, bf16, on_batch=on_batch, tie=keys[todo], batches=batches,
-                features=features)
+                features=features, where=where)
     flush()
     secs = time.perf_counter() - t0
     mine = len(todo) if batches is None else int(sum(len(b) for b in batches))

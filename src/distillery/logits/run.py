@@ -18,6 +18,7 @@ from distillery.logits.fingerprint import teacher_fingerprint
 from distillery.logits.label import label_texts
 from distillery.logits.store import LogitStore
 from distillery.hardware import precision
+from distillery.teacher.models import weights_file
 from distillery.teacher.train import check_seq_len, load_teacher
 
 
@@ -45,7 +46,8 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     stats = label_texts(model, tokenizer, texts["id"].tolist(), texts["text_a"].tolist(),
                         texts["text_b"].tolist() if prep.task.is_pair else None, store,
                         cfg.max_seq_len, cfg.batch_tokens, prec == "bf16", checkpoint_every=cfg.checkpoint_every,
-                        rank=world.rank, world_size=world.size, features=cfg.features)
+                        rank=world.rank, world_size=world.size, features=cfg.features,
+                        where=str(weights_file(teacher_dir)))
     world.barrier()  # every process has written its parts
     discarded = len(store.discarded)
     if not world.is_main:

@@ -16,6 +16,9 @@ from distillery.io import atomic_file, clean_stale
 from distillery.logits.arrays import PART_HASH, column, digest, npz_bytes, open_npz
 
 
+ORIGIN = "origin"  # the array in each part naming the store key (fingerprint/precision/features) it was made under
+
+
 class LogitStore:
     """Content-addressed logits (and requested features) of one teacher under
     `root/<fingerprint>/<precision>/`, in parts named by the SHA-256 of their bytes.
@@ -32,6 +35,9 @@ class LogitStore:
         self.discarded: list[str] = []
         if features:
             self.dir = self.dir / ("features-" + hashlib.sha1(",".join(sorted(features)).encode()).hexdigest()[:12])
+        # every part carries the key it was made under and is checked against it on read: a part copied in from
+        # another teacher's (or precision's, or feature set's) store is never served
+        self.origin = f"{fingerprint}/{precision}/{','.join(sorted(features))}"
         self.num_labels = num_labels
         self.columns = ["logits"] + [column(f) for f in features]
         self._keys = np.zeros(0, dtype=np.uint64)
@@ -66,7 +72,21 @@ class LogitStore:
                 data = p.read_bytes()
             except FileNotFoundError:  # another process on this store removed it as damaged
                 continue
-            z = open_npz(data, self.columns) if p.stem == f"part-{digest(data)[:PART_HASH]}" else None
+            named = p.stem == f"part-{digest(data)[:PART_HASH]}"
+            z = open_npz(data, [*self.columns, ORIGIN]) if named else None
+            if z is None and named and open_npz(data, self.columns) is not None:
+                print(f"warning: {p}: carries no teacher fingerprint (an older distillery wrote it); removed, its "
+                      "texts will be labelled again", file=sys.stderr)
+                p.unlink(missing_ok=True)
+                self.discarded.append(str(p))
+                continue
+            if z is not None and bytes(z[ORIGIN]).decode("utf-8", "replace") != self.origin:
+                made = bytes(z[ORIGIN]).decode("utf-8", "replace").split("/")[0]
+                print(f"warning: {p}: made by teacher fingerprint {made}, not this store's {self.origin.split('/')[0]}; "
+                      "removed, its texts will be labelled again", file=sys.stderr)
+                p.unlink(missing_ok=True)
+                self.discarded.append(str(p))
+                continue
             if z is None:
                 print(f"warning: {p}: damaged (its contents do not match its checksum); removed, its texts "
                       "will be labelled again", file=sys.stderr)
@@ -105,7 +125,7 @@ class LogitStore:
         """Persist one part atomically, then merge it into memory."""
         self.dir.mkdir(parents=True, exist_ok=True)
         half = {c: v.astype(np.float16) for c, v in cols.items()}
-        data = npz_bytes(keys=keys, **half)
+        data = npz_bytes(keys=keys, **half, **{ORIGIN: np.frombuffer(self.origin.encode(), dtype=np.uint8)})
         with atomic_file(self.dir / f"part-{digest(data)[:PART_HASH]}.npz", "wb") as fh:
             fh.write(data)
         self._merge([keys], {c: [v] for c, v in half.items()})

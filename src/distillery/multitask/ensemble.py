@@ -75,10 +75,10 @@ def build_ensemble(task: str, members: list[MemberConfig], prepared_dir: str | P
                                 for m in mine), default=0)}
     if stored:
         p = mean_probs(stored)
-        write_logits(out_dir, ids, {"logits": np.log(np.maximum(p, FLOOR))}, meta)
+        write_logits(out_dir, ids, {"logits": np.log(np.maximum(p, FLOOR))}, meta, kind="ensemble")
         ens_dev = task_metric(metric, y_dev, p[len(ids) - len(dev_ids):].argmax(-1))
     else:
-        write_logits(out_dir, [], {"logits": np.zeros((0, prep.num_labels))}, meta)
+        write_logits(out_dir, [], {"logits": np.zeros((0, prep.num_labels))}, meta, kind="ensemble")
         ens_dev = None
     metrics = {"task": task, "metric": metric, "members": report, f"ensemble_dev_{metric}": ens_dev,
                f"mean_member_dev_{metric}": float(np.mean([r[f"dev_{metric}"] for r in report])) if report else None}

