@@ -117,10 +117,11 @@ def claim_output(path: str | Path, kind: str, param: str = "--out") -> Path:
     where = f"{param} {path}" if param else str(path)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise DistilleryError(f"{where}: exists and is not a folder; choose another folder for the {kind} output")
+    here = Path.cwd().resolve()
+    if path.resolve() in (here, *here.parents) or path.resolve().parent == path.resolve():
+        raise DistilleryError(f"{where}: is the working folder or one above it; nothing was changed: choose another "
+                              f"folder, one of its own, for the {kind} output")
     if not path.exists():
-        here = Path.cwd().resolve()
-        if path.resolve() in (here, *here.parents):
-            raise DistilleryError(f"{where}: is this folder or one above it; choose a folder of its own for the {kind} output")
         return path
     entries = sorted(p.name for p in path.iterdir())
     if not entries:

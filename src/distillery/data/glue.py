@@ -114,7 +114,7 @@ def read_hf_split(dataset: str, config: str | None, split: str, task: TaskSpec) 
     """Load one split of a Hugging Face dataset (needs a network or a local HF cache); every row kept."""
     from datasets import load_dataset
 
-    from distillery.teacher.models import require_hub
+    from distillery.hub import require_hub
 
     if not Path(dataset).exists():
         require_hub(dataset, "prepare.hf_dataset", what="dataset")

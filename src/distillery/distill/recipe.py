@@ -93,14 +93,22 @@ def student_config(name: str, block: dict, defaults: dict) -> StudentConfig:
     group = STUDENTS.get(str(model), param=f"students.{name}.model").params_group
     if not isinstance(defaults, dict):
         raise DistilleryError("param distill: must be a block of family defaults (common, "
-                              f"{', '.join(sorted({STUDENTS.get(n).params_group for n in STUDENTS}))})")
-    groups = {"common"} | {STUDENTS.get(n).params_group for n in STUDENTS}
+                              f"{', '.join(sorted({STUDENTS.get(n).params_group for n in STUDENTS} - {''}))})")
+    groups = {"common"} | {STUDENTS.get(n).params_group for n in STUDENTS} - {""}
     for key, value in defaults.items():  # a typo'd group (distill.bilstmm) would silently train with the defaults
         if key not in groups:
             raise DistilleryError(f"param distill.{key}: not a family group; use {', '.join(sorted(groups))}")
         if value is not None and not isinstance(value, dict):
             raise DistilleryError(f"param distill.{key}: must be a block of settings")
-    return merge_student(name, block, defaults, group)
+    cfg = merge_student(name, block, defaults, group)
+    family = STUDENTS.get(str(model))
+    known = {f.name for f in dataclasses.fields(family.Config)}
+    unknown = [k for k in cfg.model_args if k not in known]
+    if unknown:  # before any data or teacher is loaded
+        raise DistilleryError(f"param students.{name}.model_args.{unknown[0]}: {family.family} has no such setting; "
+                              f"choose from {', '.join(sorted(known))}")
+    check_types(family.Config, cfg.model_args, f"students.{name}.model_args")
+    return cfg
 
 
 def transfer_set(step: StepConfig, train: pd.DataFrame, augmented: Path | None, rng: np.random.Generator):

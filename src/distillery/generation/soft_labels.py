@@ -24,9 +24,8 @@ from distillery.generation.data import Encoded, encode, load_split, teacher_inpu
 from distillery.generation.masks import strided_masks
 from distillery.generation.teacher import mlm_head, uses_segments
 from distillery.hardware import bf16_supported
-from distillery.logits.artifact import read_manifest
 from distillery.io import atomic_dir, atomic_file, read_json, write_json
-from distillery.logits.arrays import PART_HASH, digest, npz_bytes, open_npz
+from distillery.logits.arrays import PART_HASH, digest, npz_bytes, open_npz, read_manifest
 from distillery.logits.fingerprint import ids_to_u64
 from distillery.logits.store import LogitStore
 
@@ -43,7 +42,7 @@ class TopKStore(LogitStore):
     def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         arrays = {"logits": cols["logits"].astype(np.float16), "ids": cols["ids"].astype(np.int32)}
-        data = npz_bytes(keys=keys, **arrays)
+        data = npz_bytes(keys=keys, **arrays, **self.origin_array())
         with atomic_file(self.dir / f"part-{digest(data)[:PART_HASH]}.npz", "wb") as fh:
             fh.write(data)
         self._merge([keys], {c: [v] for c, v in arrays.items()})

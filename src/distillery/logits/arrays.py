@@ -4,10 +4,12 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from distillery.errors import DistilleryError
+from distillery.io import read_json
 
 PART_HASH = 24  # hex digits of a part's SHA-256 in its name
 
@@ -58,3 +60,22 @@ def open_npz(data: bytes, columns: Sequence[str]) -> dict[str, np.ndarray] | Non
         return None
 
 
+def read_manifest(mpath: Path, version, stage: str) -> dict:
+    """A shard manifest, checked before any shard is opened: a mapping, the `format` this version writes (the
+    same type too: "2" is not 2), and a non-empty list of shards each naming a plain file and its checksum."""
+    redo = f"re-run `distillery {stage}`"
+    if not mpath.is_file():
+        raise DistilleryError(f"{mpath}: missing; run `distillery {stage}` (or dvc repro) first")
+    m = read_json(mpath)
+    if not isinstance(m, dict):
+        raise DistilleryError(f"{mpath}: not a manifest (a JSON object with format and shards); {redo}")
+    if type(m.get("format")) is not type(version) or m.get("format") != version:
+        raise DistilleryError(f"{mpath}: format {m.get('format')!r}, but this version reads {version!r}; {redo}")
+    shards = m.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise DistilleryError(f"{mpath}: {'no shards listed' if not shards else 'shards must be a list'}; {redo}")
+    for i, sh in enumerate(shards):
+        ok = isinstance(sh, dict) and isinstance(sh.get("file"), str) and isinstance(sh.get("sha256"), str)
+        if not ok or Path(sh["file"]).name != sh["file"] or sh["file"] in ("", ".", ".."):
+            raise DistilleryError(f"{mpath}: shards[{i}] must name a file in this folder and its sha256; {redo}")
+    return m

@@ -10,7 +10,7 @@ import numpy as np
 
 from distillery.errors import DistilleryError
 from distillery.io import atomic_dir, read_json, write_json
-from distillery.logits.arrays import column, digest, npz_bytes, open_npz
+from distillery.logits.arrays import column, digest, npz_bytes, open_npz, read_manifest
 from distillery.logits.fingerprint import ids_to_u64, teacher_fingerprint
 
 MANIFEST = "manifest.json"
@@ -40,27 +40,6 @@ def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.nda
             "features": [{"name": f, "array": column(f), "dim": int(cols[column(f)].shape[1])} for f in features],
             "shards": shards,
         })
-
-
-def read_manifest(mpath: Path, version, stage: str) -> dict:
-    """A shard manifest, checked before any shard is opened: a mapping, the `format` this version writes (the
-    same type too: "2" is not 2), and a non-empty list of shards each naming a plain file and its checksum."""
-    redo = f"re-run `distillery {stage}`"
-    if not mpath.is_file():
-        raise DistilleryError(f"{mpath}: missing; run `distillery {stage}` (or dvc repro) first")
-    m = read_json(mpath)
-    if not isinstance(m, dict):
-        raise DistilleryError(f"{mpath}: not a manifest (a JSON object with format and shards); {redo}")
-    if type(m.get("format")) is not type(version) or m.get("format") != version:
-        raise DistilleryError(f"{mpath}: format {m.get('format')!r}, but this version reads {version!r}; {redo}")
-    shards = m.get("shards")
-    if not isinstance(shards, list) or not shards:
-        raise DistilleryError(f"{mpath}: {'no shards listed' if not shards else 'shards must be a list'}; {redo}")
-    for i, sh in enumerate(shards):
-        ok = isinstance(sh, dict) and isinstance(sh.get("file"), str) and isinstance(sh.get("sha256"), str)
-        if not ok or Path(sh["file"]).name != sh["file"] or sh["file"] in ("", ".", ".."):
-            raise DistilleryError(f"{mpath}: shards[{i}] must name a file in this folder and its sha256; {redo}")
-    return m
 
 
 class Logits:

@@ -121,11 +121,15 @@ class LogitStore:
             raise KeyError(f"{int((~found).sum())} keys not in the store")
         return {c: self._cols[c][pos] for c in self.columns}
 
+    def origin_array(self) -> dict[str, np.ndarray]:
+        """The array every part carries: the store key it was made under, checked when the part is read."""
+        return {ORIGIN: np.frombuffer(self.origin.encode(), dtype=np.uint8)}
+
     def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         """Persist one part atomically, then merge it into memory."""
         self.dir.mkdir(parents=True, exist_ok=True)
         half = {c: v.astype(np.float16) for c, v in cols.items()}
-        data = npz_bytes(keys=keys, **half, **{ORIGIN: np.frombuffer(self.origin.encode(), dtype=np.uint8)})
+        data = npz_bytes(keys=keys, **half, **self.origin_array())
         with atomic_file(self.dir / f"part-{digest(data)[:PART_HASH]}.npz", "wb") as fh:
             fh.write(data)
         self._merge([keys], {c: [v] for c, v in half.items()})

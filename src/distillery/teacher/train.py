@@ -22,11 +22,11 @@ from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
 from distillery.io import atomic_dir, read_json, scratch_dir, staged_live, write_json
 from distillery.metrics import task_metric
+from distillery.hub import require_hub
 from distillery.teacher.models import (
     check_finite,
     load_tokenizer,
     load_weights,
-    require_hub,
     resolve_model,
     weights_file,
 )
@@ -134,6 +134,7 @@ def build_teacher(cfg: TeacherConfig, prep):
 
 def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | Path, live_dir: str | Path) -> dict:
     """Fine-tune (or, with epochs 0, only check and evaluate) the teacher; save it with save_pretrained."""
+    require_hub(resolve_model(cfg.base_model), "teacher.base_model")  # before anything else: offline, one line at once
     prep = load_prepared(prepared_dir)
     task, train, dev = prep.task, prep.train, prep.dev
     model, tokenizer = build_teacher(cfg, prep)
