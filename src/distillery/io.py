@@ -147,12 +147,20 @@ def _few(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def _is_disk_full(e: BaseException) -> bool:
+def _is_disk_full(e: BaseException, path: Path) -> bool:
     """Libraries that write through their own code (safetensors, torch.save) report a full disk as their
-    own error type: recognise it by the operating system's message."""
+    own error type: recognise it by the operating system's message, or by torch's zip writer failing while
+    the disk that holds `path` has (almost) no room left."""
     text = str(e)
-    return any(s in text for s in ("os error 28", "No space left", "Disk quota exceeded", "os error 122",
-                                   "file write failed", "Read-only file system", "os error 30"))
+    if any(s in text for s in ("os error 28", "No space left", "Disk quota exceeded", "os error 122",
+                               "file write failed", "Read-only file system", "os error 30")):
+        return True
+    if "inline_container.cc" in text or "PytorchStreamWriter" in text:
+        try:
+            return shutil.disk_usage(path.parent).free < 64 * 2**20
+        except OSError:
+            return False
+    return False
 
 
 @contextlib.contextmanager
@@ -176,7 +184,7 @@ def atomic_dir(path: str | Path, kind: str, param: str = "--out") -> Iterator[Pa
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and (err := disk_error(path, e)) is not None:
             raise err from e
-        if not isinstance(e, (OSError, DistilleryError, KeyboardInterrupt)) and _is_disk_full(e):
+        if not isinstance(e, (OSError, DistilleryError, KeyboardInterrupt)) and _is_disk_full(e, path):
             raise DistilleryError(f"{path}: cannot write (no space left on the device); free some space or choose "
                                   "another folder, then run again (nothing was half-written)") from None
         raise
