@@ -155,10 +155,10 @@ def cases(ws: Path) -> None:
     from distillery.logits.fingerprint import teacher_fingerprint
 
     fp_b = teacher_fingerprint(other, json.loads((ws / "data/logits/manifest.json").read_text())["max_seq_len"])
-    dst = store / fp_b / "fp32"
-    dst.mkdir(parents=True, exist_ok=True)
-    for part in (fp_dirs[0] / "fp32").glob("part-*.npz"):
-        shutil.copy(part, dst / part.name)
+    for prec in fp_dirs[0].iterdir():  # fp32, or bf16 where this CPU has it
+        (store / fp_b / prec.name).mkdir(parents=True, exist_ok=True)
+        for part in prec.glob("part-*.npz"):
+            shutil.copy(part, store / fp_b / prec.name / part.name)
     r = run("4 store parts copied from another teacher's store", ["soft-labels", "--teacher", "other_teacher",
             "--augmented", "", "--out", "other_logits", "--metrics", "other.json"], ws, skip=(".cache/",))
     m = json.loads((ws / "other.json").read_text()) if (ws / "other.json").is_file() else {}

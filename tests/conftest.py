@@ -106,3 +106,12 @@ def conf(cls, **overrides):
     if section == "soft_labels":
         base["features"] = []  # the pipeline's [CLS] layers fit the 6-layer teacher, not the tiny ones
     return from_section(cls, section, {**base, **overrides})
+
+
+def readme_block(heading: str, lang: str = "bash") -> str:
+    """The first ```<lang> block after a README heading: what a user copies from it."""
+    import re
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    return re.search(rf"```{lang}\n(.*?)```", section, re.S).group(1)

@@ -16,7 +16,7 @@ import yaml
 
 from distillery.config import SoftLabelConfig
 from distillery.errors import DistilleryError
-from tests.conftest import GLUE, REPO, conf, make_student, repo_params, write_params
+from tests.conftest import GLUE, REPO, conf, make_student, readme_block, repo_params, write_params
 
 pytestmark = pytest.mark.needs_data
 
@@ -316,14 +316,6 @@ def test_ci_runs_the_readmes_commands_as_written():
 
 
 # --------------------------------------------------------- 7. every sweep the README shows parses as DVC parses it
-def readme_block(heading: str, lang: str = "bash") -> str:
-    import re
-
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text[text.index(heading):]
-    return re.search(rf"```{lang}\n(.*?)```", section, re.S).group(1)
-
-
 def test_every_readme_sweep_override_applies_to_params_yaml(tmp_path):
     import shlex
 

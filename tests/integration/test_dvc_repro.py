@@ -5,6 +5,7 @@ its export and evaluate), and `dvc exp show` / `dvc plots diff` see each experim
 """
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import GLUE, REPO, make_tiny_teacher
+from tests.conftest import GLUE, REPO, make_tiny_teacher, readme_block
 from tests.export.test_onnx import check_card
 
 pytestmark = pytest.mark.integration
@@ -130,6 +131,14 @@ def test_dvc_repro_tiny(tmp_path):
     sh([sys.executable, "-m", "dvc", "plots", "diff", a, b, "-o", str(tmp_path / "plots")], repo)
     html = (tmp_path / "plots" / "index.html").read_text()
     assert "tradeoff" in html and "bilstm_kd" in html
+
+    # the README's first sweep command, as written there: an inherited setting (lr) overridden with `++`
+    first = next(ln.split("#")[0].strip() for ln in readme_block("## Sweep a parameter").splitlines()
+                 if ln.startswith("dvc exp run -S '++students.bilstm_kd."))
+    out = sh([sys.executable, "-m", *shlex.split(first)], repo)
+    for stage in ("prepare", "teacher", "augment", "soft-labels", "distill@bilstm_ce"):
+        assert f"Stage '{stage}' didn't change, skipping" in out, out[-3000:]
+    assert "Running stage 'distill@bilstm_kd'" in out and "Running stage 'evaluate'" in out
 
     # a student key that is a path: DVC refuses the whole graph (overlapping outputs), nothing is deleted
     bad = yaml.safe_load((repo / "params.yaml").read_text())
