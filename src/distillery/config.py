@@ -110,14 +110,48 @@ class PrepareConfig:
     duplicates: str  # a training text seen with different labels: majority | first | drop
     hf_dataset: str | None = None  # or a Hugging Face dataset name (needs a network)
     hf_config: str | None = None
+    # or the user's own data: one file per split (CSV, TSV, JSON Lines, Parquet) and the columns to read
+    train_file: str | None = None
+    dev_file: str | None = None
+    format: str | None = None  # csv | tsv | jsonl | parquet; None: from the file's suffix (.txt reads as csv)
+    delimiter: str | None = None  # csv: "," unless set (e.g. ";")
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    labels: tuple[str | int, ...] | None = None  # fixes the label order; None: the training split's, sorted
+    metric: str | None = None  # the task's main metric (own data): accuracy (default), macro_f1, f1, mcc
 
     def __post_init__(self) -> None:
+        from distillery.data.files import FORMATS
         from distillery.data.glue import DUPLICATE_RULES
-        from distillery.data.tasks import get_task
+        from distillery.data.tasks import METRICS, get_task
 
-        get_task(self.task)
-        _check(bool(self.data_dir) != bool(self.hf_dataset), "prepare.data_dir",
-               "give exactly one of prepare.data_dir (a GLUE folder) or prepare.hf_dataset")
+        sources = [p for p, v in (("data_dir", self.data_dir), ("hf_dataset", self.hf_dataset),
+                                  ("train_file", self.train_file)) if v]
+        _check(len(sources) == 1, "prepare.data_dir",
+               "give exactly one of prepare.data_dir (a GLUE folder), prepare.hf_dataset or prepare.train_file "
+               f"(your own files){'; got ' + ', '.join(sources) if sources else ''}")
+        own = ("format", "delimiter", "text_column", "text_pair_column", "label_column", "labels", "metric",
+               "dev_file")
+        if not self.train_file:
+            get_task(self.task)
+            stray = [k for k in own if getattr(self, k) is not None]
+            _check(not stray, f"prepare.{stray[0] if stray else ''}", "only applies to your own files "
+                   "(prepare.train_file); remove it or set prepare.train_file")
+        else:
+            check_name(self.task, "prepare.task (your task's name)")
+            _check(bool(self.dev_file), "prepare.dev_file", "missing; name the file of the evaluation split")
+            _check(bool(self.text_column), "prepare.text_column", "missing; name the column that holds the text")
+            _check(bool(self.label_column), "prepare.label_column", "missing; name the column that holds the label")
+            _check(self.format is None or self.format in FORMATS, "prepare.format",
+                   f"must be one of {', '.join(FORMATS)}, got {self.format!r}")
+            _check(self.delimiter is None or len(self.delimiter) == 1, "prepare.delimiter",
+                   f"must be one character, got {self.delimiter!r}")
+            _check(self.metric is None or self.metric in METRICS, "prepare.metric",
+                   f"must be one of {', '.join(METRICS)}, got {self.metric!r}")
+            if self.labels is not None:
+                _check(len(self.labels) >= 2 and len(set(self.labels)) == len(self.labels), "prepare.labels",
+                       "must list at least two distinct labels")
         _int(self.max_train, "prepare.max_train", 0)
         _int(self.max_dev, "prepare.max_dev", 0)
         _int(self.seed, "prepare.seed", 0)

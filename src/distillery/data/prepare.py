@@ -10,7 +10,7 @@ import pandas as pd
 from distillery.config import PrepareConfig
 from distillery.data.glue import merge_duplicates, read_glue_tsv, read_hf_split
 from distillery.data.table import read_table, write_table
-from distillery.data.tasks import TaskSpec, get_task
+from distillery.data.tasks import TaskSpec, get_task, own_task
 from distillery.errors import DistilleryError
 from distillery.io import atomic_dir, read_json, write_json
 
@@ -22,14 +22,30 @@ def _subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return frame.iloc[keep].reset_index(drop=True)
 
 
+def read_own(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFrame, str]:
+    """The user's own files (module `files`): both splits read and validated, labels from training (or
+    prepare.labels), the task built from them."""
+    from distillery.data.files import label_order, read_split, with_ids
+
+    paths = {s: Path(f) for s, f in (("train", cfg.train_file), ("dev", cfg.dev_file))}
+    raw = {s: read_split(p, cfg.format, cfg.delimiter, cfg.text_column, cfg.text_pair_column, cfg.label_column)
+           for s, p in paths.items()}
+    labels = label_order(raw["train"], paths["train"], tuple(str(x) for x in cfg.labels) if cfg.labels else None)
+    task = own_task(cfg.task, labels, bool(cfg.text_pair_column), cfg.metric or "accuracy")
+    frames = {s: with_ids(raw[s], labels, paths[s]) for s in raw}
+    return task, frames["train"], frames["dev"], f"file:{paths['train']}"
+
+
 def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | None = None) -> dict:
     """Read, validate and subsample the train and dev splits; write them with stable ids.
 
     Dev keeps every row in file order (it is scored whole, as GLUE scores it); train has one row per
     distinct text, with conflicting labels settled by `cfg.duplicates`. Counts go to `metrics_path`
     and, for conflicts, to stderr."""
-    task = get_task(cfg.task)
-    if cfg.data_dir:
+    if cfg.train_file:
+        task, train, dev, source = read_own(cfg)
+    elif cfg.data_dir:
+        task = get_task(cfg.task)
         src = Path(cfg.data_dir)
         if not src.is_dir():
             raise DistilleryError(f"param prepare.data_dir: {src} is not a folder; point it at a GLUE task folder")
@@ -37,6 +53,7 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         dev = read_glue_tsv(src / "dev.tsv", task)
         source = str(src)
     else:
+        task = get_task(cfg.task)
         name = cfg.hf_dataset
         train = read_hf_split(name, cfg.hf_config or task.hf_config, "train", task)
         dev = read_hf_split(name, cfg.hf_config or task.hf_config, "validation", task)
@@ -54,6 +71,9 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         "dev": {"rows_read": n_read["dev"], "rows_kept": len(dev), "distinct_texts": int(dev["id"].nunique())},
     }
     info = {
+        **({"own": {"pair": task.is_pair, "columns": [cfg.text_column, cfg.text_pair_column, cfg.label_column],
+                    "labels_from": "prepare.labels" if cfg.labels else "the training split (sorted)"}}
+           if cfg.train_file else {}),
         "task": task.name,
         "label_names": list(task.label_names),
         "metric": task.metric,
@@ -99,7 +119,10 @@ def load_prepared(prepared_dir: str | Path) -> Prepared:
     if not info_path.is_file():
         raise DistilleryError(f"{info_path}: missing; run `distillery prepare` (or dvc repro) first")
     info = read_json(info_path)
-    task = get_task(info["task"], param=f"{info_path}:task")
+    if "own" in info:  # the user's own data: the task is what task.json says
+        task = own_task(info["task"], list(info["label_names"]), bool(info["own"]["pair"]), info["metric"])
+    else:
+        task = get_task(info["task"], param=f"{info_path}:task")
     train, dev = read_table(d / "train.tsv"), read_table(d / "dev.tsv")
     n = len(task.label_names)
     for split, frame in (("train", train), ("dev", dev)):

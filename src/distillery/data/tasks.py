@@ -28,6 +28,14 @@ class TaskSpec:
         return self.text_b is not None
 
 
+METRICS = ("accuracy", "macro_f1", "f1", "mcc")  # f1: of the positive class (label id 1), as GLUE scores MRPC
+
+
+def own_task(name: str, label_names: list[str], pair: bool, metric: str) -> TaskSpec:
+    """The task of the user's own data (`prepare.train_file`): its labels come from the data, not from code."""
+    return TaskSpec(name, None, 0, 0, 1 if pair else None, 0, tuple(label_names), tuple(label_names), metric, "")
+
+
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     # name, header, n_cols, text_a, text_b, label, raw_labels, label_names, metric, hf_config
     TaskSpec("sst2", ("sentence", "label"), 2, 0, None, 1, ("0", "1"), ("negative", "positive"), "accuracy", "sst2"),

@@ -3,6 +3,8 @@ tools read: library, task, base model, dataset, metrics, licence, tags, `model-i
 then a short page for people: what the student is, how it was trained, its results beside the
 teacher's, how to run it, and what to cite."""
 
+from pathlib import Path
+
 import yaml
 
 from distillery.data.prepare import Prepared
@@ -47,6 +49,8 @@ def hub_base_model(base: str | None) -> str | None:
 
 def _task_name(prep: Prepared) -> str:
     source, task = prep.source, prep.task.name
+    if source.startswith("file:"):  # the user's own files
+        return f"{task} ({Path(source[5:]).name} and its dev file)"
     return source[3:] if source.startswith("hf:") else f"GLUE {GLUE_NAMES.get(task, task)}"
 
 
@@ -58,6 +62,8 @@ def _dataset(prep: Prepared) -> dict:
     name = _task_name(prep)
     if not whole:
         name += f" ({dev['rows_kept']} of {dev['rows_read']} validation rows)"
+    if source.startswith("file:"):
+        return {"name": name, "type": task, "split": "validation"}
     hub = source[3:].rsplit("/", 1)[0] if source.startswith("hf:") else GLUE_HUB
     return {"name": name, "type": hub, "config": task, "split": "validation"}
 

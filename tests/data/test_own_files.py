@@ -1,0 +1,173 @@
+"""The user's own classification files (issue 31, classification part): CSV with any delimiter, TSV, JSON
+Lines and Parquet read by column names; labels from the training split or fixed by a param; every broken
+file a one-line error naming the file and line. Real samples: Emotion (`;`, 6 labels) and TREC (CSV, 50
+fine labels)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from distillery.config import PrepareConfig
+from distillery.data.prepare import load_prepared, prepare
+from distillery.errors import DistilleryError
+from tests.conftest import SHARED_DATA, conf
+
+pytestmark = pytest.mark.needs_data
+
+EMOTION = SHARED_DATA / "text-classification" / "emotion"
+TREC = SHARED_DATA / "text-classification" / "trec"
+
+
+def own(**kw) -> PrepareConfig:
+    base = {"task": "mine", "data_dir": None, "max_train": 0, "max_dev": 0}
+    return conf(PrepareConfig, **{**base, **kw})
+
+
+def test_emotion_semicolon_file_with_its_six_labels(tmp_path):
+    cfg = own(task="emotion", train_file=str(EMOTION / "train.txt"), dev_file=str(EMOTION / "val.txt"), delimiter=";",
+              text_column="text", label_column="label_name", metric="macro_f1")
+    info = prepare(cfg, tmp_path / "p")
+    assert info["label_names"] == ["anger", "fear", "joy", "love", "sadness", "surprise"]  # sorted, as task.json says
+    prep = load_prepared(tmp_path / "p")
+    assert prep.num_labels == 6 and prep.task.metric == "macro_f1" and not prep.task.is_pair
+    assert len(prep.dev) == 2000 and prep.counts["train"]["rows_read"] == 16000
+    first = prep.dev.iloc[0]
+    assert first["text_a"].startswith("im feeling quite sad") and prep.label_names[first["label"]] == "sadness"
+
+
+def test_trec_fine_labels_and_a_fixed_order(tmp_path):
+    cfg = own(task="trec", train_file=str(TREC / "train.csv"), dev_file=str(TREC / "test.csv"),
+              text_column="text", label_column="fine_label")
+    prepare(cfg, tmp_path / "p")
+    prep = load_prepared(tmp_path / "p")
+    assert prep.num_labels == 50 and prep.label_names[:2] == ["ABBR:abb", "ABBR:exp"]
+    assert prep.dev.iloc[1]["text_a"] == "What county is Modesto , California in ?"  # CSV quoting undone
+    order = ("NUM", "LOC", "HUM", "ENTY", "DESC", "ABBR")
+    prepare(own(task="trec", train_file=str(TREC / "train.csv"), dev_file=str(TREC / "test.csv"),
+                text_column="text", label_column="coarse_label", labels=order), tmp_path / "q")
+    q = load_prepared(tmp_path / "q")
+    assert tuple(q.label_names) == order and q.label_names[q.dev.iloc[0]["label"]] == "NUM"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "tsv"])
+def test_jsonl_parquet_and_tsv_read_the_same_rows(tmp_path, fmt):
+    frame = pd.read_csv(TREC / "train.csv").head(60)
+    dev = pd.read_csv(TREC / "test.csv").head(20)
+    paths = {}
+    for name, f in (("train", frame), ("dev", dev)):
+        p = tmp_path / f"{name}.{fmt}"
+        if fmt == "jsonl":
+            f.to_json(p, orient="records", lines=True)
+        elif fmt == "parquet":
+            f.to_parquet(p)
+        else:
+            f.to_csv(p, sep="\t", index=False)
+        paths[name] = p
+    prepare(own(train_file=str(paths["train"]), dev_file=str(paths["dev"]), text_column="text",
+                label_column="coarse_label"), tmp_path / "p")
+    prep = load_prepared(tmp_path / "p")
+    assert prep.dev["text_a"].tolist() == [" ".join(t.split()) for t in dev["text"]]
+    assert [prep.label_names[i] for i in prep.dev["label"]] == dev["coarse_label"].tolist()
+
+
+def _files(tmp_path, train: str, dev: str = "text,label\nfine,a\n"):
+    (tmp_path / "train.csv").write_text(train, encoding="utf-8")
+    (tmp_path / "dev.csv").write_text(dev, encoding="utf-8")
+    return own(train_file=str(tmp_path / "train.csv"), dev_file=str(tmp_path / "dev.csv"), text_column="text",
+               label_column="label")
+
+
+@pytest.mark.parametrize("train,dev,expect", [
+    ("txt,label\na,x\nb,y\n", "text,label\nfine,x\n", r"train\.csv: no column 'text' \(param prepare\.text_column\); "
+     r"the file has: txt, label"),
+    ("text,label\na,x\nb,y,z\n", "text,label\nfine,x\n", r"train\.csv:3: 3 fields where the header has 2"),
+    ("text,label\na,x\nb,x\n", "text,label\nfine,x\n", r"train\.csv: the label column has one class \('x'\)"),
+    ("text,label\na,x\nb,\n", "text,label\nfine,x\n", r"train\.csv:3: empty label in column 'label'"),
+    ("text,label\na,x\n  ,y\n", "text,label\nfine,x\n", r"train\.csv:3: empty text"),
+    ("text,label\na,x\nb,y\n", "text,label\nfine,x\nok,z\n", r"dev\.csv:3: label 'z' does not occur in the training "
+     r"split \(labels: x, y\)"),
+])
+def test_broken_files_name_file_and_line(tmp_path, train, dev, expect):
+    with pytest.raises(DistilleryError, match=expect):
+        prepare(_files(tmp_path, train, dev), tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_integer_labels_sort_as_numbers_and_a_fixed_list_must_cover_training(tmp_path):
+    cfg = _files(tmp_path, "text,label\na,10\nb,2\nc,1\n", "text,label\nfine,2\n")
+    assert prepare(cfg, tmp_path / "p")["label_names"] == ["1", "2", "10"]
+    with pytest.raises(DistilleryError, match=r"train\.csv:2: label '10' is not in prepare\.labels \(1, 2\)"):
+        prepare(conf(PrepareConfig, **{**cfg.__dict__, "labels": (1, 2)}), tmp_path / "q")
+
+
+@pytest.mark.parametrize("override,expect", [
+    ({"dev_file": None}, "param prepare.dev_file: missing"),
+    ({"metric": "auc"}, "param prepare.metric: must be one of accuracy, macro_f1, f1, mcc"),
+    ({"data_dir": "x"}, "param prepare.data_dir: give exactly one of"),
+    ({"task": "a/b"}, "param prepare.task \\(your task's name\\): 'a/b' is not a plain name"),
+])
+def test_own_data_params_are_checked(tmp_path, override, expect):
+    base = {"train_file": "t.csv", "dev_file": "d.csv", "text_column": "text", "label_column": "label"}
+    with pytest.raises(DistilleryError, match=expect):
+        own(**{**base, **override})
+
+
+def test_glue_params_refuse_own_data_settings():
+    with pytest.raises(DistilleryError, match=r"param prepare\.text_column: only applies to your own files"):
+        conf(PrepareConfig, text_column="text")
+
+
+def test_macro_f1_against_hand_values():
+    import numpy as np
+
+    from distillery.metrics import task_metric
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    p = np.array([0, 1, 1, 1, 2, 0])
+    # class 0: P 1/2 R 1/2 F1 .5; class 1: P 2/3 R 1 F1 .8; class 2: P 1 R 1/2 F1 2/3 -> mean 0.65556
+    assert task_metric("macro_f1", y, p) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert json.dumps(task_metric("accuracy", y, p)) == json.dumps(4 / 6)
+
+
+def test_six_classes_through_every_stage(tmp_path, tiny_base):
+    """Emotion's 6 labels through prepare, teacher, augment, soft-labels, a BiLSTM and a FastBERT student,
+    their exports and evaluate, as the commands run them."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import REPO, repo_params
+
+    doc = repo_params()
+    doc["prepare"] = {"task": "emotion", "data_dir": None, "train_file": str(EMOTION / "train.txt"),
+                      "dev_file": str(EMOTION / "val.txt"), "delimiter": ";", "text_column": "text",
+                      "label_column": "label_name", "metric": "macro_f1", "max_train": 300, "max_dev": 100,
+                      "seed": 0, "duplicates": "majority"}
+    doc["teacher"].update(base_model=str(tiny_base), epochs=1, bf16=False, lr=1e-3)
+    doc["soft_labels"]["features"] = []
+    doc["augment"]["n_iter"] = 1
+    doc["evaluate"].update(repeats=1, warmup=0, exit_speeds=[0.5], exit_repeats=1)
+    doc["students"] = {"bilstm_kd": {"model": "bilstm", "losses": {"mse_logits": 1.0}, "epochs": 1,
+                                     "model_args": {"hidden_size": 8, "mlp_size": 8}},
+                       "fastbert": {"model": "fastbert", "epochs": 1, "max_examples": 100,
+                                    "losses": {"self_distill": 1.0}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for cmd in (["prepare"], ["teacher"], ["augment", "--workers", "1"], ["soft-labels"],
+                ["distill", "--name", "bilstm_kd"], ["distill", "--name", "fastbert"],
+                ["export", "--name", "bilstm_kd"], ["export", "--name", "fastbert"], ["evaluate"]):
+        r = subprocess.run([sys.executable, "-m", "stages.cli", *cmd], cwd=tmp_path, capture_output=True, text=True,
+                           env=env)
+        assert r.returncode == 0, (cmd, r.stderr[-2000:])
+    config = json.loads((tmp_path / "models/teacher/config.json").read_text())
+    assert config["id2label"] == {str(i): n for i, n in enumerate(["anger", "fear", "joy", "love", "sadness",
+                                                                    "surprise"])}
+    manifest = json.loads((tmp_path / "data/logits/manifest.json").read_text())
+    assert manifest["label_names"][5] == "surprise"
+    summary = json.loads((tmp_path / "metrics/eval/summary.json").read_text())
+    assert summary["metric"] == "macro_f1" and {"teacher", "bilstm_kd", "fastbert"} <= set(summary)
+    card = (tmp_path / "exports/bilstm_kd/README.md").read_text()
+    assert "type: macro_f1" in card and "emotion" in card
