@@ -126,11 +126,10 @@ class PrepareConfig:
         from distillery.data.glue import DUPLICATE_RULES
         from distillery.data.tasks import METRICS, get_task
 
-        sources = [p for p, v in (("data_dir", self.data_dir), ("hf_dataset", self.hf_dataset),
-                                  ("train_file", self.train_file)) if v]
-        _check(len(sources) == 1, "prepare.data_dir",
-               "give exactly one of prepare.data_dir (a GLUE folder), prepare.hf_dataset or prepare.train_file "
-               f"(your own files){'; got ' + ', '.join(sources) if sources else ''}")
+        # data_dir: a GLUE task folder, or (with train_file) the folder that holds your own files
+        _check(bool(self.data_dir or self.train_file) != bool(self.hf_dataset), "prepare.data_dir",
+               "give exactly one of prepare.data_dir (a GLUE folder, or the folder of prepare.train_file), "
+               "prepare.hf_dataset, or prepare.train_file (your own files)")
         own = ("format", "delimiter", "text_column", "text_pair_column", "label_column", "labels", "metric",
                "dev_file")
         if not self.train_file:

@@ -104,7 +104,7 @@ def test_integer_labels_sort_as_numbers_and_a_fixed_list_must_cover_training(tmp
 @pytest.mark.parametrize("override,expect", [
     ({"dev_file": None}, "param prepare.dev_file: missing"),
     ({"metric": "auc"}, "param prepare.metric: must be one of accuracy, macro_f1, f1, mcc"),
-    ({"data_dir": "x"}, "param prepare.data_dir: give exactly one of"),
+    ({"hf_dataset": "x"}, "param prepare.data_dir: give exactly one of"),
     ({"task": "a/b"}, "param prepare.task \\(your task's name\\): 'a/b' is not a plain name"),
 ])
 def test_own_data_params_are_checked(tmp_path, override, expect):
@@ -142,8 +142,8 @@ def test_six_classes_through_every_stage(tmp_path, tiny_base):
     from tests.conftest import REPO, repo_params
 
     doc = repo_params()
-    doc["prepare"] = {"task": "emotion", "data_dir": None, "train_file": str(EMOTION / "train.txt"),
-                      "dev_file": str(EMOTION / "val.txt"), "delimiter": ";", "text_column": "text",
+    doc["prepare"] = {"task": "emotion", "data_dir": str(EMOTION), "train_file": "train.txt",
+                      "dev_file": "val.txt", "delimiter": ";", "text_column": "text",
                       "label_column": "label_name", "metric": "macro_f1", "max_train": 300, "max_dev": 100,
                       "seed": 0, "duplicates": "majority"}
     doc["teacher"].update(base_model=str(tiny_base), epochs=1, bf16=False, lr=1e-3)

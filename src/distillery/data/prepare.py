@@ -27,7 +27,11 @@ def read_own(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFrame, 
     prepare.labels), the task built from them."""
     from distillery.data.files import label_order, read_split, with_ids
 
-    paths = {s: Path(f) for s, f in (("train", cfg.train_file), ("dev", cfg.dev_file))}
+    folder = Path(cfg.data_dir or "")  # the files are named relative to prepare.data_dir, if given
+    if cfg.data_dir and not folder.is_dir():
+        raise DistilleryError(f"param prepare.data_dir: {folder} is not a folder; point it at the folder that holds "
+                              "prepare.train_file and prepare.dev_file")
+    paths = {s: folder / f for s, f in (("train", cfg.train_file), ("dev", cfg.dev_file))}
     raw = {s: read_split(p, cfg.format, cfg.delimiter, cfg.text_column, cfg.text_pair_column, cfg.label_column)
            for s, p in paths.items()}
     labels = label_order(raw["train"], paths["train"], tuple(str(x) for x in cfg.labels) if cfg.labels else None)
