@@ -1,0 +1,67 @@
+"""Run the root pipeline (`dvc.yaml`, every stage as in the default run) on one of these params files, in a
+scratch copy of the repository, and keep its results here: `<name>/metrics/` (every stage's metrics and the
+evaluate table) and `<name>/times.json` (each stage's wall time, from the commands' own `[... took]` lines).
+
+    python studies/own-data/run.py studies/own-data/emotion.yaml      # Emotion, 6 labels
+    python studies/own-data/run.py studies/own-data/trec.yaml         # TREC, 50 fine labels
+
+The params files are the root `params.yaml` with another `prepare` section (your own files, README "Your
+own data") and fewer students; paths in them are relative to the repository root.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def main(params: Path) -> None:
+    import yaml
+
+    name = params.stem
+    doc = yaml.safe_load(params.read_text(encoding="utf-8"))
+    work = Path(tempfile.mkdtemp(prefix=f"distillery-{name}-", dir=REPO.parent))  # beside the repo: ../shared resolves
+    try:
+        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                               text=True, check=True).stdout.split()
+        for f in files:
+            if f.startswith(("metrics/", "dvclive/", "dvc.lock", "studies/")) or not (REPO / f).is_file():
+                continue
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, work / f)
+        data = doc["prepare"].get("data_dir")
+        if data and not Path(data).is_absolute():  # the copy sits one level deeper than the repo
+            doc["prepare"]["data_dir"] = str((REPO / data).resolve())
+        (work / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=run", "-c", "user.email=run@distillery.invalid", "commit", "-qm", name]):
+            subprocess.run(cmd, cwd=work, check=True)
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=work, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        log = r.stdout + r.stderr
+        (REPO / "studies/own-data" / f"{name}.log").write_text(log[-200_000:], encoding="utf-8")
+        if r.returncode != 0:
+            sys.exit(f"dvc repro failed (log: studies/own-data/{name}.log)")
+        stages = re.findall(r"Running stage '([^']+)'", log)
+        took = [float(x) for x in re.findall(r"\[[a-z-]+ took ([0-9.]+) s\]", log)]
+        out = REPO / "studies/own-data" / name
+        shutil.rmtree(out / "metrics", ignore_errors=True)
+        shutil.copytree(work / "metrics", out / "metrics")
+        times = {"stages": dict(zip(stages, took)), "sum_of_stage_times_min": round(sum(took) / 60, 1),
+                 "wall_min": round(wall / 60, 1)}
+        (out / "times.json").write_text(json.dumps(times, indent=2) + "\n", encoding="utf-8")
+        print((out / "metrics/eval/table.md").read_text(encoding="utf-8"))
+        print(json.dumps(times, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
