@@ -171,3 +171,24 @@ def test_six_classes_through_every_stage(tmp_path, tiny_base):
     assert summary["metric"] == "macro_f1" and {"teacher", "bilstm_kd", "fastbert"} <= set(summary)
     card = (tmp_path / "exports/bilstm_kd/README.md").read_text()
     assert "type: macro_f1" in card and "emotion" in card
+
+
+@pytest.mark.parametrize("task,folder,cols,labels", [
+    ("rte", "RTE", ("sentence1", "sentence2", "label"), ("entailment", "not_entailment")),
+    ("sst2", "SST-2", ("sentence", None, "label"), None),
+])
+def test_a_glue_task_read_as_own_tsv_equals_the_glue_reader(tmp_path, task, folder, cols, labels):
+    """SST-2's and RTE's files read as your own TSV (columns by name; RTE with a second text column) give the
+    GLUE reader's rows: the same ids, texts and label ids. A GLUE task is just a TSV with a header."""
+    from tests.conftest import GLUE
+
+    glue = tmp_path / "glue"
+    prepare(conf(PrepareConfig, task=task, data_dir=str(GLUE / folder), max_train=0, max_dev=0), glue)
+    mine = tmp_path / "mine"
+    prepare(own(task=f"{task}_own", data_dir=str(GLUE / folder), train_file="train.tsv", dev_file="dev.tsv",
+                text_column=cols[0], text_pair_column=cols[1], label_column=cols[2], labels=labels), mine)
+    a, b = load_prepared(glue), load_prepared(mine)
+    assert b.task.is_pair == a.task.is_pair and b.num_labels == a.num_labels
+    for split in ("train", "dev"):
+        x, y = getattr(a, split), getattr(b, split)
+        assert x[["id", "text_a", "text_b", "label"]].equals(y[["id", "text_a", "text_b", "label"]])
