@@ -46,7 +46,7 @@ def main(params: Path) -> None:
         r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=work, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         log = r.stdout + r.stderr
-        (REPO / "studies/own-data" / f"{name}.log").write_text(log[-200_000:], encoding="utf-8")
+        (REPO / "studies/own-data" / f"{name}.log").write_text(log[-200_000:], encoding="utf-8")  # git-ignored
         if r.returncode != 0:
             sys.exit(f"dvc repro failed (log: studies/own-data/{name}.log)")
         stages = re.findall(r"Running stage '([^']+)'", log)
