@@ -74,34 +74,31 @@ class LogitStore:
                 continue
             named = p.stem == f"part-{digest(data)[:PART_HASH]}"
             z = open_npz(data, [*self.columns, ORIGIN]) if named else None
+            made = bytes(z[ORIGIN]).decode("utf-8", "replace") if z is not None else None
             if z is None and named and open_npz(data, self.columns) is not None:
-                print(f"warning: {p}: carries no teacher fingerprint (an older distillery wrote it); removed, its "
-                      "texts will be labelled again", file=sys.stderr)
-                p.unlink(missing_ok=True)
-                self.discarded.append(str(p))
-                continue
-            if z is not None and bytes(z[ORIGIN]).decode("utf-8", "replace") != self.origin:
-                made = bytes(z[ORIGIN]).decode("utf-8", "replace").split("/")[0]
-                print(f"warning: {p}: made by teacher fingerprint {made}, not this store's {self.origin.split('/')[0]}; "
-                      "removed, its texts will be labelled again", file=sys.stderr)
-                p.unlink(missing_ok=True)
-                self.discarded.append(str(p))
-                continue
-            if z is None:
-                print(f"warning: {p}: damaged (its contents do not match its checksum); removed, its texts "
-                      "will be labelled again", file=sys.stderr)
-                p.unlink(missing_ok=True)
-                self.discarded.append(str(p))
-                continue
-            if z["logits"].shape[1] != self.num_labels:
-                raise DistilleryError(f"{p}: {z['logits'].shape[1]} logits per row, expected {self.num_labels}; delete {self.dir}")
-            keys.append(z["keys"])
-            for c in self.columns:
-                cols[c].append(z[c])
+                self._discard(p, "carries no teacher fingerprint (an older distillery wrote it)")
+            elif made is not None and made != self.origin:
+                self._discard(p, f"made by teacher fingerprint {made.split('/')[0]}, not this store's "
+                                 f"{self.origin.split('/')[0]}")
+            elif z is None:
+                self._discard(p, "damaged (its contents do not match its checksum)")
+            else:
+                if z["logits"].shape[1] != self.num_labels:
+                    raise DistilleryError(f"{p}: {z['logits'].shape[1]} logits per row, expected {self.num_labels}; "
+                                          f"delete {self.dir}")
+                keys.append(z["keys"])
+                for c in self.columns:
+                    cols[c].append(z[c])
         self._merge(keys, {c: v for c, v in cols.items() if v})
         self._sorted()
         if "logits" not in self._cols:
             self._cols["logits"] = np.zeros((0, self.num_labels), dtype=np.float16)
+
+    def _discard(self, part: Path, why: str) -> None:
+        """A part that must not be served: named on stderr, removed, its texts labelled again."""
+        print(f"warning: {part}: {why}; removed, its texts will be labelled again", file=sys.stderr)
+        part.unlink(missing_ok=True)
+        self.discarded.append(str(part))
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found mask, positions) of `keys` in the store."""

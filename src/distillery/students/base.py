@@ -101,9 +101,9 @@ def safe_torch_load(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling, zip and EOF errors all mean a file we cannot use
-        from distillery.teacher.models import _first
+        from distillery.teacher.models import first_line
 
-        raise DistilleryError(f"{path}: cannot load ({_first(e)}); re-run `distillery distill` for this "
+        raise DistilleryError(f"{path}: cannot load ({first_line(e)}); re-run `distillery distill` for this "
                               "student") from None
 
 

@@ -49,7 +49,7 @@ def load_tokenizer(path: str | Path, vocab_size: int | None, where: str):
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError, TypeError) as e:
-        raise DistilleryError(f"{where}: cannot load the tokenizer of {path} ({_first(e)})") from None
+        raise DistilleryError(f"{where}: cannot load the tokenizer of {path} ({first_line(e)})") from None
     n = len(tok)
     if vocab_size and (n > vocab_size or n < vocab_size // 2):
         raise DistilleryError(f"{where}: the tokenizer in {path} has {n} tokens but the model's embedding has "
@@ -73,7 +73,7 @@ def load_weights(loader, folder: str | Path, what: str = "teacher", **kw):
     except DistilleryError:
         raise
     except Exception as e:  # noqa: BLE001 - safetensors, pickle and shape errors all mean the same to a user
-        raise DistilleryError(f"{weights_file(folder)}: cannot load the {what}'s weights ({_first(e)}); the file is "
+        raise DistilleryError(f"{weights_file(folder)}: cannot load the {what}'s weights ({first_line(e)}); the file is "
                               f"damaged or not this model's: re-create it (re-run the stage that wrote it)") from None
 
 
@@ -86,7 +86,8 @@ def check_finite(model, where: str | Path, todo: str) -> None:
             raise DistilleryError(f"{where}: weight {name} holds NaN or infinite values; {todo}")
 
 
-def _first(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
+    """An exception as one short line for a user (never PyTorch's advice to unpickle untrusted code)."""
     text = str(e).strip().splitlines()
     msg = text[0] if text else type(e).__name__
     # PyTorch's advice for an unsafe pickle (re-run with weights_only=False) would run its code: never relay it

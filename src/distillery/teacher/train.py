@@ -102,8 +102,7 @@ def quiet_loading():
 def build_teacher(cfg: TeacherConfig, prep):
     """The base model with a new classifier for `prep`'s labels (and the member's own dropout, if set),
     after checking its label count and positions; and its tokenizer."""
-    path = resolve_model(cfg.base_model)
-    require_hub(path, "teacher.base_model")
+    path = resolve_model(cfg.base_model)  # reachable or local: train_teacher checked it before reading any data
     try:
         base_cfg = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
