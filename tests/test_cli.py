@@ -29,14 +29,15 @@ def test_ragged_tsv_is_one_line_error(tmp_path):
     write_params(tmp_path)
     r = run("prepare", "--set", f"data_dir={d}", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"error: {d / 'train.tsv'}:3: expected 2 tab-separated columns, found 1; fix or delete this row"]
+    assert r.stderr.strip().splitlines() == [f"error: {d / 'train.tsv'}:3: 1 field where the header has 2; fix or delete this row "
+                                           "(or set prepare.delimiter)"]
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_task(tmp_path):
     write_params(tmp_path, prepare={**repo_params()["prepare"], "task": "sts", "data_dir": str(GLUE / "SST-2")})
     r = run("prepare", cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.startswith("error: unknown task 'sts' (param prepare.task)")
+    assert r.returncode == 2 and r.stderr.startswith("error: param prepare.task: unknown task 'sts': not a GLUE preset")
 
 
 def test_a_stage_reads_its_section_and_set_overrides_it(tmp_path):
@@ -55,9 +56,9 @@ def test_a_stage_reads_its_section_and_set_overrides_it(tmp_path):
 
 
 def test_distill_bad_loss_name(tmp_path, sst2_prepared, tiny_teacher):
-    write_params(tmp_path, {"s": {"model": "bilstm", "losses": {"mse": 1}, "transfer_set": "train"}})
+    write_params(tmp_path, {"s": {"model": "bilstm", "losses": {"msee": 1}, "transfer_set": "train"}})
     r = run("distill", "--name", "s", "--prepared", str(sst2_prepared), "--teacher", str(tiny_teacher), cwd=tmp_path)
-    assert r.returncode == 2 and "unknown loss 'mse' (param students.s.losses)" in r.stderr
+    assert r.returncode == 2 and "unknown loss 'msee' (param students.s.losses)" in r.stderr
 
 
 def test_distill_merges_family_defaults_and_sets():

@@ -102,55 +102,81 @@ def check_types(cls: type, values: dict, prefix: str) -> None:
 
 @dataclass(frozen=True)
 class PrepareConfig:
+    """Where the data is and how to read it. `task` names a GLUE preset (sst2, cola, mrpc, rte, stsb: its
+    files, columns, labels and metrics filled in, module `data.tasks`) or your own task; a setting you give
+    overrides the preset's."""
+
     task: str
-    data_dir: str | None  # a GLUE-format folder with train.tsv and dev.tsv
+    data_dir: str | None  # the folder of train_file and dev_file (a GLUE task folder for a preset)
     max_train: int  # 0 keeps every training example
     max_dev: int
     seed: int
     duplicates: str  # a training text seen with different labels: majority | first | drop
-    hf_dataset: str | None = None  # or a Hugging Face dataset name (needs a network)
+    hf_dataset: str | None = None  # or a Hugging Face dataset: a name (needs a network) or a local folder
     hf_config: str | None = None
-    # or the user's own data: one file per split (CSV, TSV, JSON Lines, Parquet) and the columns to read
+    train_split: str = "train"  # the dataset's splits (hf_dataset only)
+    dev_split: str = "validation"
+    # your own files: one per split (CSV, TSV, JSON Lines, Parquet) and the columns to read
     train_file: str | None = None
     dev_file: str | None = None
     format: str | None = None  # csv | tsv | jsonl | parquet; None: from the file's suffix (.txt reads as csv)
     delimiter: str | None = None  # csv: "," unless set (e.g. ";")
+    columns: tuple[str, ...] | None = None  # names for the columns of a CSV/TSV file without a header row
     text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
+    text_pair_column: str | None = None  # the second text of a pair task
+    label_column: str | None = None  # a class, or (problem regression) a number
+    problem: str | None = None  # classification (default) | regression (one output, MSE)
     labels: tuple[str | int, ...] | None = None  # fixes the label order; None: the training split's, sorted
-    metric: str | None = None  # the task's main metric (own data): accuracy (default), macro_f1, f1, mcc
+    label_names: tuple[str, ...] | None = None  # display names of `labels`, in their order (default: the labels)
+    metrics: tuple[str, ...] | None = None  # first = main; accuracy macro_f1 f1 mcc | pearson spearman
 
     def __post_init__(self) -> None:
         from distillery.data.files import FORMATS
         from distillery.data.glue import DUPLICATE_RULES
-        from distillery.data.tasks import METRICS, get_task
+        from distillery.data.tasks import PRESETS, PROBLEMS, preset_params
+        from distillery.metrics import METRICS
 
-        # data_dir: a GLUE task folder, or (with train_file) the folder that holds your own files
         _check(bool(self.data_dir or self.train_file) != bool(self.hf_dataset), "prepare.data_dir",
                "give exactly one of prepare.data_dir (a GLUE folder, or the folder of prepare.train_file), "
                "prepare.hf_dataset, or prepare.train_file (your own files)")
-        own = ("format", "delimiter", "text_column", "text_pair_column", "label_column", "labels", "metric",
-               "dev_file")
-        if not self.train_file:
-            get_task(self.task)
-            stray = [k for k in own if getattr(self, k) is not None]
-            _check(not stray, f"prepare.{stray[0] if stray else ''}", "only applies to your own files "
-                   "(prepare.train_file); remove it or set prepare.train_file")
+        source = "hf" if self.hf_dataset else "files"
+        for key, value in (preset_params(self.task, source) or {}).items():  # a preset fills what is unset
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        if not (self.train_file or self.hf_dataset) or not self.text_column or not self.label_column:
+            _check(False, "prepare.task", f"unknown task {self.task!r}: not a GLUE preset "
+                   f"({', '.join(PRESETS)}); for your own data set prepare.train_file (or prepare.hf_dataset), "
+                   "prepare.text_column and prepare.label_column")
+        check_name(self.task, "prepare.task (your task's name)")
+        if self.hf_dataset:
+            stray = [k for k in ("train_file", "dev_file", "format", "delimiter", "columns") if getattr(self, k)]
+            _check(not stray, f"prepare.{stray[0] if stray else ''}", "reads files; with prepare.hf_dataset name "
+                   "the dataset's splits in prepare.train_split / prepare.dev_split instead")
         else:
-            check_name(self.task, "prepare.task (your task's name)")
             _check(bool(self.dev_file), "prepare.dev_file", "missing; name the file of the evaluation split")
-            _check(bool(self.text_column), "prepare.text_column", "missing; name the column that holds the text")
-            _check(bool(self.label_column), "prepare.label_column", "missing; name the column that holds the label")
-            _check(self.format is None or self.format in FORMATS, "prepare.format",
-                   f"must be one of {', '.join(FORMATS)}, got {self.format!r}")
-            _check(self.delimiter is None or len(self.delimiter) == 1, "prepare.delimiter",
-                   f"must be one character, got {self.delimiter!r}")
-            _check(self.metric is None or self.metric in METRICS, "prepare.metric",
-                   f"must be one of {', '.join(METRICS)}, got {self.metric!r}")
-            if self.labels is not None:
-                _check(len(self.labels) >= 2 and len(set(self.labels)) == len(self.labels), "prepare.labels",
-                       "must list at least two distinct labels")
+        _check(self.format is None or self.format in FORMATS, "prepare.format",
+               f"must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        _check(self.delimiter is None or len(self.delimiter) == 1, "prepare.delimiter",
+               f"must be one character, got {self.delimiter!r}")
+        if self.columns is not None:
+            _check(len(self.columns) >= 2 and len(set(self.columns)) == len(self.columns), "prepare.columns",
+                   "must name at least two distinct columns (one for the text, one for the label)")
+        problem = self.problem or "classification"
+        _check(problem in PROBLEMS, "prepare.problem", f"must be one of {', '.join(PROBLEMS)}, got {self.problem!r}")
+        for m in self.metrics or ():
+            _check(METRICS.get(m) == problem, "prepare.metrics", f"{m!r} does not score a {problem} task; use "
+                   + ", ".join(k for k, v in METRICS.items() if v == problem))
+        _check(self.metrics is None or len(self.metrics) >= 1, "prepare.metrics", "must list at least one metric")
+        if problem == "regression":
+            stray = [k for k in ("labels", "label_names") if getattr(self, k) is not None]
+            _check(not stray, f"prepare.{stray[0] if stray else ''}", "a regression task has no label set; remove it")
+        if self.labels is not None:
+            _check(len(self.labels) >= 2 and len(set(map(str, self.labels))) == len(self.labels), "prepare.labels",
+                   "must list at least two distinct labels")
+        if self.label_names is not None:
+            _check(self.labels is not None and len(self.label_names) == len(self.labels)
+                   and len(set(self.label_names)) == len(self.label_names), "prepare.label_names",
+                   "must give one distinct name for each of prepare.labels (set prepare.labels too)")
         _int(self.max_train, "prepare.max_train", 0)
         _int(self.max_dev, "prepare.max_dev", 0)
         _int(self.seed, "prepare.seed", 0)
@@ -397,10 +423,10 @@ class MemberConfig:
     epochs: float
 
     def __post_init__(self) -> None:
-        from distillery.data.tasks import get_task
+        from distillery.data.tasks import check_preset
 
         check_name(self.name, "members (a member's name)")
-        get_task(self.task, param=f"members.{self.name}.task")
+        check_preset(self.task, param=f"members.{self.name}.task")
         _int(self.seed, f"members.{self.name}.seed", 0)
         _num(self.dropout, f"members.{self.name}.dropout", 0, 1, hi_open=True)
         _num(self.epochs, f"members.{self.name}.epochs", 0, lo_open=True)

@@ -2,33 +2,62 @@ import pytest
 
 import pandas as pd
 
-from distillery.data.glue import merge_duplicates, read_glue_tsv
+from pathlib import Path
+
+from distillery.data.files import read_split, with_ids
+from distillery.data.glue import merge_duplicates
 from distillery.data.table import write_table
 from distillery.data.ids import text_id
-from distillery.data.tasks import TASKS, get_task
+from distillery.data.tasks import preset_params
 from distillery.errors import DistilleryError
 from tests.conftest import GLUE, conf
 
 pytestmark = pytest.mark.needs_data
 
 
+def read_glue_tsv(path, task: str):
+    """One split read as `prepare` reads a GLUE preset's file (the preset's params, its fixed labels)."""
+    p = preset_params(task, "files")
+    raw = read_split(Path(path), p["format"], None, p["text_column"], p.get("text_pair_column"), p["label_column"],
+                     p.get("columns"))
+    return with_ids(raw, list(p["labels"]), str(path), fixed=True)
+
+
+@pytest.mark.parametrize("task,folder", [("sst2", "SST-2"), ("cola", "CoLA"), ("mrpc", "MRPC"), ("rte", "RTE")])
+def test_presets_read_what_a_plain_split_on_tabs_reads(task, folder):
+    """The presets are params, not code: each one reads every row of GLUE's file as splitting it on tabs does."""
+    p = preset_params(task, "files")
+    for split in ("train", "dev"):
+        lines = (GLUE / folder / f"{split}.tsv").read_text(encoding="utf-8-sig").splitlines()
+        header = p.get("columns") or lines[0].split("\t")
+        body = lines[0 if p.get("columns") else 1:]
+        col = {c: header.index(c) for c in header}
+        frame = read_glue_tsv(GLUE / folder / f"{split}.tsv", task)
+        assert len(frame) == len(body)
+        fields = [ln.split("\t") for ln in body]
+        assert frame["text_a"].tolist() == [f[col[p["text_column"]]].strip() for f in fields]
+        assert frame["label"].tolist() == [list(p["labels"]).index(f[col[p["label_column"]]].strip()) for f in fields]
+        if p.get("text_pair_column"):
+            assert frame["text_b"].tolist() == [f[col[p["text_pair_column"]]].strip() for f in fields]
+
+
 @pytest.mark.parametrize("task,folder,n_dev", [("sst2", "SST-2", 872), ("cola", "CoLA", 1043),
                                                 ("mrpc", "MRPC", 408), ("rte", "RTE", 277)])
 def test_reads_every_real_dev_split(task, folder, n_dev):
-    frame = read_glue_tsv(GLUE / folder / "dev.tsv", TASKS[task])
+    frame = read_glue_tsv(GLUE / folder / "dev.tsv", task)
     assert len(frame) == n_dev  # every row, repeated texts included
     assert frame["row"].is_unique and frame["row"].is_monotonic_increasing
     assert set(frame["label"]) == {0, 1}
     assert (frame["text_a"].str.len() > 0).all()
-    assert TASKS[task].is_pair == (frame["text_b"] != "").all()
+    assert bool(preset_params(task, "files").get("text_pair_column")) == (frame["text_b"] != "").all()
     row = frame.iloc[0]
     assert row["id"] == text_id(row["text_a"], row["text_b"])
 
 
 def test_rte_labels_are_mapped_by_name():
-    frame = read_glue_tsv(GLUE / "RTE" / "dev.tsv", TASKS["rte"])
+    frame = read_glue_tsv(GLUE / "RTE" / "dev.tsv", "rte")
     first = (GLUE / "RTE" / "dev.tsv").read_text().splitlines()[1].split("\t")
-    assert frame.iloc[0]["label"] == TASKS["rte"].raw_labels.index(first[3])
+    assert frame.iloc[0]["label"] == ["entailment", "not_entailment"].index(first[3])
 
 
 def _write(tmp_path, text):
@@ -39,36 +68,38 @@ def _write(tmp_path, text):
 
 def test_ragged_row_names_file_and_line(tmp_path):
     p = _write(tmp_path, "sentence\tlabel\ngood film\t1\nbad\tfilm\t0\n")
-    with pytest.raises(DistilleryError, match=r"train\.tsv:3: expected 2 tab-separated columns, found 3"):
-        read_glue_tsv(p, TASKS["sst2"])
+    with pytest.raises(DistilleryError, match=r"train\.tsv:3: 3 fields where the header has 2"):
+        read_glue_tsv(p, "sst2")
 
 
 def test_missing_column(tmp_path):
     p = _write(tmp_path, "text\tlabel\ngood film\t1\n")
-    with pytest.raises(DistilleryError, match=r"train\.tsv:1: missing column 'sentence'"):
-        read_glue_tsv(p, TASKS["sst2"])
+    with pytest.raises(DistilleryError, match=r"train\.tsv: no column 'sentence' \(param prepare.text_column\); it has: text, label"):
+        read_glue_tsv(p, "sst2")
 
 
 def test_empty_text(tmp_path):
     p = _write(tmp_path, "sentence\tlabel\ngood film\t1\n  \t0\n")
     with pytest.raises(DistilleryError, match=r"train\.tsv:3: empty text"):
-        read_glue_tsv(p, TASKS["sst2"])
+        read_glue_tsv(p, "sst2")
 
 
 def test_label_outside_label_set(tmp_path):
     p = _write(tmp_path, "sentence\tlabel\ngood film\t1\nmeh\t2\n")
-    with pytest.raises(DistilleryError, match=r"train\.tsv:3: label '2' is not one of task sst2's labels"):
-        read_glue_tsv(p, TASKS["sst2"])
+    with pytest.raises(DistilleryError, match=r"train\.tsv:3: label '2' is not in prepare.labels \(0, 1\)"):
+        read_glue_tsv(p, "sst2")
 
 
 def test_unknown_task():
-    with pytest.raises(DistilleryError, match=r"unknown task 'qqqp' \(param prepare.task\)"):
-        get_task("qqqp")
+    from distillery.config import PrepareConfig
+
+    with pytest.raises(DistilleryError, match=r"param prepare.task: unknown task 'qqqp': not a GLUE preset"):
+        conf(PrepareConfig, task="qqqp")
 
 
 def test_reader_keeps_every_row_in_order(tmp_path):
     p = _write(tmp_path, "sentence\tlabel\ngood film\t1\ngood film\t0\nbad\t0")  # no final newline
-    frame = read_glue_tsv(p, TASKS["sst2"])
+    frame = read_glue_tsv(p, "sst2")
     assert frame["text_a"].tolist() == ["good film", "good film", "bad"] and frame["row"].tolist() == [2, 3, 4]
 
 
@@ -77,7 +108,7 @@ def test_reader_keeps_every_row_in_order(tmp_path):
 def test_merge_duplicates_rules(tmp_path, rule, labels, kept):
     # "good film": 0, 1, 1 (majority 1, first 0); "bad": 0 twice (an exact repeat, merged under every rule)
     p = _write(tmp_path, "sentence\tlabel\ngood film\t0\nbad\t0\ngood film\t1\nbad\t0\ngood film\t1\n")
-    frame, report = merge_duplicates(read_glue_tsv(p, TASKS["sst2"]), rule)
+    frame, report = merge_duplicates(read_glue_tsv(p, "sst2"), rule)
     assert frame["label"].tolist() == labels
     assert frame["text_a"].tolist() == (["good film", "bad"] if rule != "drop" else ["bad"])
     assert report == {"rows_read": 5, "rows_kept": len(labels), "exact_duplicates_merged": 1, "conflicting_texts": 1,
@@ -87,14 +118,14 @@ def test_merge_duplicates_rules(tmp_path, rule, labels, kept):
 def test_bare_cr_line_endings_are_named(tmp_path):
     p = _write(tmp_path, "sentence\tlabel\rgood film\t1\rbad\t0\r")
     with pytest.raises(DistilleryError, match=r"train\.tsv: lines end in a bare CR"):
-        read_glue_tsv(p, TASKS["sst2"])
+        read_glue_tsv(p, "sst2")
 
 
 def test_invalid_utf8_names_line_and_byte(tmp_path):
     p = tmp_path / "train.tsv"
     p.write_bytes(b"sentence\tlabel\ngood film\t1\nbad \xff film\t0\n")
     with pytest.raises(DistilleryError, match=r"train\.tsv:3: byte 31 \(0xff\) is not valid UTF-8"):
-        read_glue_tsv(p, TASKS["sst2"])
+        read_glue_tsv(p, "sst2")
 
 
 AWKWARD = [

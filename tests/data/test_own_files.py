@@ -26,7 +26,7 @@ def own(**kw) -> PrepareConfig:
 
 def test_emotion_semicolon_file_with_its_six_labels(tmp_path):
     cfg = own(task="emotion", train_file=str(EMOTION / "train.txt"), dev_file=str(EMOTION / "val.txt"), delimiter=";",
-              text_column="text", label_column="label_name", metric="macro_f1")
+              text_column="text", label_column="label_name", metrics=("macro_f1",))
     info = prepare(cfg, tmp_path / "p")
     assert info["label_names"] == ["anger", "fear", "joy", "love", "sadness", "surprise"]  # sorted, as task.json says
     prep = load_prepared(tmp_path / "p")
@@ -80,7 +80,7 @@ def _files(tmp_path, train: str, dev: str = "text,label\nfine,a\n"):
 
 @pytest.mark.parametrize("train,dev,expect", [
     ("txt,label\na,x\nb,y\n", "text,label\nfine,x\n", r"train\.csv: no column 'text' \(param prepare\.text_column\); "
-     r"the file has: txt, label"),
+     r"it has: txt, label"),
     ("text,label\na,x\nb,y,z\n", "text,label\nfine,x\n", r"train\.csv:3: 3 fields where the header has 2"),
     ("text,label\na,x\nb,x\n", "text,label\nfine,x\n", r"train\.csv: the label column has one class \('x'\)"),
     ("text,label\na,x\nb,\n", "text,label\nfine,x\n", r"train\.csv:3: empty label in column 'label'"),
@@ -103,7 +103,15 @@ def test_integer_labels_sort_as_numbers_and_a_fixed_list_must_cover_training(tmp
 
 @pytest.mark.parametrize("override,expect", [
     ({"dev_file": None}, "param prepare.dev_file: missing"),
-    ({"metric": "auc"}, "param prepare.metric: must be one of accuracy, macro_f1, f1, mcc"),
+    ({"metrics": ("auc",)}, "param prepare.metrics: 'auc' does not score a classification task; use accuracy, "
+                            "macro_f1, f1, mcc"),
+    ({"metrics": ("pearson",)}, "param prepare.metrics: 'pearson' does not score a classification task"),
+    ({"problem": "regression", "metrics": ("accuracy",)}, "'accuracy' does not score a regression task; use "
+                                                           "pearson, spearman"),
+    ({"problem": "regression", "labels": ("a", "b")}, "param prepare.labels: a regression task has no label set"),
+    ({"problem": "ranking"}, "param prepare.problem: must be one of classification, regression"),
+    ({"label_names": ("x", "y")}, "param prepare.label_names: must give one distinct name for each of prepare.labels"),
+    ({"columns": ("text",)}, "param prepare.columns: must name at least two distinct columns"),
     ({"hf_dataset": "x"}, "param prepare.data_dir: give exactly one of"),
     ({"task": "a/b"}, "param prepare.task \\(your task's name\\): 'a/b' is not a plain name"),
 ])
@@ -113,9 +121,13 @@ def test_own_data_params_are_checked(tmp_path, override, expect):
         own(**{**base, **override})
 
 
-def test_glue_params_refuse_own_data_settings():
-    with pytest.raises(DistilleryError, match=r"param prepare\.text_column: only applies to your own files"):
-        conf(PrepareConfig, text_column="text")
+def test_a_preset_fills_only_what_is_unset_and_a_dataset_refuses_file_settings():
+    cfg = conf(PrepareConfig, task="mrpc", data_dir="x", metrics=("accuracy",))
+    assert cfg.metrics == ("accuracy",) and cfg.text_column == "#1 String" and cfg.labels == ("0", "1")
+    hub = conf(PrepareConfig, task="rte", data_dir=None, hf_dataset="nyu-mll/glue")
+    assert (hub.hf_config, hub.text_pair_column, hub.labels, hub.train_file) == ("rte", "sentence2", ("0", "1"), None)
+    with pytest.raises(DistilleryError, match=r"param prepare\.format: reads files; with prepare\.hf_dataset"):
+        conf(PrepareConfig, data_dir=None, hf_dataset="x", format="csv")
 
 
 def test_macro_f1_against_hand_values():
@@ -144,7 +156,7 @@ def test_six_classes_through_every_stage(tmp_path, tiny_base):
     doc = repo_params()
     doc["prepare"] = {"task": "emotion", "data_dir": str(EMOTION), "train_file": "train.txt",
                       "dev_file": "val.txt", "delimiter": ";", "text_column": "text",
-                      "label_column": "label_name", "metric": "macro_f1", "max_train": 300, "max_dev": 100,
+                      "label_column": "label_name", "metrics": ["macro_f1"], "max_train": 300, "max_dev": 100,
                       "seed": 0, "duplicates": "majority"}
     doc["teacher"].update(base_model=str(tiny_base), epochs=1, bf16=False, lr=1e-3)
     doc["soft_labels"]["features"] = []
@@ -192,3 +204,23 @@ def test_a_glue_task_read_as_own_tsv_equals_the_glue_reader(tmp_path, task, fold
     for split in ("train", "dev"):
         x, y = getattr(a, split), getattr(b, split)
         assert x[["id", "text_a", "text_b", "label"]].equals(y[["id", "text_a", "text_b", "label"]])
+
+
+def test_a_local_hugging_face_dataset_folder_with_named_columns(tmp_path):
+    """prepare.hf_dataset takes a folder of data files (what `datasets.load_dataset` reads offline) with the same
+    column params as files; its splits are named by prepare.train_split / prepare.dev_split."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    frame = pd.read_csv(TREC / "train.csv").head(80)
+    frame.head(60).to_csv(folder / "train.csv", index=False)
+    frame.tail(20).to_csv(folder / "validation.csv", index=False)
+    cfg = own(data_dir=None, hf_dataset=str(folder), text_column="text", label_column="coarse_label")
+    info = prepare(cfg, tmp_path / "p")
+    prep = load_prepared(tmp_path / "p")
+    assert info["source"] == f"hf:{folder}" and len(prep.train) == len(frame.head(60).drop_duplicates("text"))
+    assert prep.dev["text_a"].tolist() == [" ".join(t.split()) for t in frame.tail(20)["text"]]
+    assert prep.label_names == sorted(set(frame.head(60)["coarse_label"]))
+    with pytest.raises(DistilleryError, match=r"dataset .* split train: no column 'question' \(param "
+                                              r"prepare\.text_column\); it has: text, coarse_label, fine_label"):
+        prepare(own(data_dir=None, hf_dataset=str(folder), text_column="question", label_column="coarse_label"),
+                tmp_path / "q")

@@ -39,8 +39,8 @@ def experiment_metrics(shown: list) -> tuple[dict, dict]:
     return flat(base["data"], "metrics"), exps
 
 
-def test_dvc_repro_tiny(tmp_path):
-    repo = tmp_path / "repo"
+def copy_repo(repo):
+    """The project's files (tracked and new, not ignored) without the default run's results, in `repo`."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     results = ("metrics/", "dvclive/", "dvc.lock")  # the default run's, committed; this repo makes its own
@@ -48,6 +48,20 @@ def test_dvc_repro_tiny(tmp_path):
         if (REPO / f).is_file():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
+
+
+def git_commit(repo, message: str) -> None:
+    if not (repo / ".git").exists():
+        sh(["git", "init", "-q"], repo)
+        sh(["git", "config", "user.name", "distillery test"], repo)  # dvc exp commits; a fresh machine has no identity
+        sh(["git", "config", "user.email", "test@distillery.invalid"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", message], repo)
+
+
+def test_dvc_repro_tiny(tmp_path):
+    repo = tmp_path / "repo"
+    copy_repo(repo)
     teacher = make_tiny_teacher(tmp_path / "tiny_teacher", layers=4)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["prepare"].update(data_dir=str(GLUE / "SST-2"), max_train=300, max_dev=100)
@@ -70,11 +84,7 @@ def test_dvc_repro_tiny(tmp_path):
     params["students"]["bilstm_kd"]["max_examples"] = 0  # every augmented text; the sweep below caps it
     params["evaluate"].update(repeats=3, warmup=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "init", "-q"], repo)
-    sh(["git", "config", "user.name", "distillery test"], repo)  # dvc exp commits; a fresh machine has no identity
-    sh(["git", "config", "user.email", "test@distillery.invalid"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "tiny"], repo)
+    git_commit(repo, "tiny")
 
     out = sh([sys.executable, "-m", "dvc", "repro"], repo)
     assert "| model | family | params (M) | accuracy | retention |" in out  # the table is printed at the end
@@ -103,8 +113,7 @@ def test_dvc_repro_tiny(tmp_path):
     prep = json.loads((repo / "metrics/prepare.json").read_text())
     assert prep["dev"] == {"rows_read": 872, "rows_kept": 100, "distinct_texts": 100}
 
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "lock"], repo)
+    git_commit(repo, "lock")
     tracked = sh(["git", "ls-files", "metrics", "dvclive"], repo)  # results are kept by git, per commit
     assert "metrics/eval/summary.json" in tracked and "dvclive/students/bilstm_kd/plots/metrics/dev/accuracy.tsv" in tracked
 

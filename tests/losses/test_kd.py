@@ -64,8 +64,8 @@ def test_kl_is_soft_ce_minus_teacher_entropy_and_zero_at_match():
 def test_unknown_loss_names_param():
     from distillery.errors import DistilleryError
 
-    with pytest.raises(DistilleryError, match="unknown loss 'mse' \\(param students.x.losses\\)"):
-        LOSSES.get("mse", param="students.x.losses")
+    with pytest.raises(DistilleryError, match="unknown loss 'msee' \\(param students.x.losses\\)"):
+        LOSSES.get("msee", param="students.x.losses")
 
 
 def test_every_loss_declares_what_it_reads():

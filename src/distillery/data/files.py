@@ -1,15 +1,22 @@
-"""The user's own classification data: one file per split, in CSV (any delimiter), TSV, JSON Lines or
-Parquet, with the text (and optional second text) and label columns named by params. Read with pandas:
-it reads all four formats offline, keeps every value as the text the file holds (`dtype=str`, no NA
-guessing) and reports ragged rows with their line, which `prepare` turns into one line naming the file.
+"""Examples from files or a Hugging Face dataset: one file per split in CSV (any delimiter), TSV, JSON Lines
+or Parquet, or a dataset's splits, with the text (and optional second text) and label columns named by
+params. The GLUE tasks are presets of these params (`data.tasks.PRESETS`).
+
+CSV is read with Python's `csv` module, record by record: it knows the line each record starts on (a
+quoted field may span lines), so a ragged row, short or long, is named by its line, where pandas' C
+reader silently pads a short row with empty fields. TSV is read a line at a time without quote handling
+(GLUE's texts hold bare `"`; a stray CR inside a text becomes a space). JSON Lines and Parquet are read with pandas. `bench/readers.py` compares these readers
+with `datasets.load_dataset`.
 
 Labels are the training split's (sorted: numerically when every label is an integer), or the order a
 param fixes; a dev label that training lacks, an empty label or a label column with one class stops
-`prepare` naming the file, the line and the label.
+`prepare` naming the file, the line and the label. A regression label must be a finite number.
 """
 
 import csv
+import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +26,7 @@ from distillery.data.ids import text_id
 from distillery.errors import DistilleryError
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
+csv.field_size_limit(2**31 - 1)  # a long text is a text, not an error
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
@@ -30,69 +38,144 @@ def file_format(path: Path, given: str | None) -> str:
     return fmt
 
 
-def read_frame(path: Path, fmt: str, delimiter: str | None) -> tuple[pd.DataFrame, int]:
-    """The file as a frame of strings, and the line of its first data row (header + 1; 1 for JSON Lines)."""
+def decode(path: Path) -> str:
+    """The file's text (UTF-8, a byte-order mark dropped); an invalid byte is named by its line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DistilleryError(f"{path}:{line}: byte {e.start} (0x{raw[e.start]:02x}) is not valid UTF-8; "
+                              "save the file as UTF-8") from None
+
+
+def split_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of a file read without quote handling: lines end in LF or CRLF; a CR inside a line
+    is kept (text cleaning makes it a space); a file whose lines end in a bare CR is refused."""
+    text = decode(path)
+    if "\r" in text and "\n" not in text:
+        raise DistilleryError(f"{path}: lines end in a bare CR (old Mac line endings); convert the file to LF "
+                              "or CRLF line endings (e.g. `tr '\\r' '\\n'`)")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [(i, ln[:-1] if ln.endswith("\r") else ln) for i, ln in enumerate(lines, start=1)]
+
+
+def records(path: Path, sep: str, quoted: bool):
+    """(line the record starts on, fields) of every non-blank record. Quoted (CSV): Python's `csv` module, so a
+    quoted field may span lines; unquoted (TSV): one record a line, split on `sep`."""
+    if not quoted:
+        yield from ((i, ln.split(sep)) for i, ln in split_lines(path) if ln != "")
+        return
+    decode(path)  # an invalid byte named by its line before the csv module meets it
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        end = 0
+        try:
+            for record in reader:
+                line, end = end + 1, reader.line_num
+                if record:
+                    yield line, record
+        except csv.Error as e:
+            raise DistilleryError(f"{path}:{end + 1}: not readable as delimited text ({e})") from None
+
+
+def read_delimited(path: Path, sep: str, quoted: bool, columns: tuple[str, ...] | None
+                   ) -> tuple[pd.DataFrame, list[int]]:
+    """A CSV/TSV file as strings, and the line each record starts on; a ragged record, short or long, is
+    refused by its line. `columns` names the fields of a file without a header row."""
+    it = records(path, sep, quoted)
+    header = list(columns) if columns else next(it, (0, None))[1]
+    if header is None:
+        raise DistilleryError(f"{path}: file is empty")
+    rows, lines = [], []
+    for line, record in it:
+        if len(record) != len(header):
+            raise DistilleryError(f"{path}:{line}: {len(record)} field{'s' if len(record) != 1 else ''} where the "
+                                  f"{'header has' if not columns else 'param prepare.columns names'} "
+                                  f"{len(header)}; fix or delete this row (or set prepare.delimiter)")
+        rows.append(record)
+        lines.append(line)
+    return pd.DataFrame(rows, columns=[h.strip() for h in header], dtype=object), lines
+
+
+def read_frame(path: Path, fmt: str, delimiter: str | None, columns: tuple[str, ...] | None = None
+               ) -> tuple[pd.DataFrame, list[int]]:
+    """The file as a frame of strings, and each row's line (JSON Lines; Parquet: its row, from 1)."""
     if not path.is_file():
-        raise DistilleryError(f"{path}: no such file; check prepare.train_file / prepare.dev_file")
+        raise DistilleryError(f"{path}: no such file; check prepare.data_dir, prepare.train_file / prepare.dev_file")
     try:
         if fmt in ("csv", "tsv"):
             sep = delimiter or ("\t" if fmt == "tsv" else ",")
-            quoting = csv.QUOTE_NONE if fmt == "tsv" and not delimiter else csv.QUOTE_MINIMAL
-            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=quoting,
-                                encoding="utf-8", engine="c")
-            return frame, 2
+            return read_delimited(path, sep, quoted=not (fmt == "tsv" and not delimiter), columns=columns)
         if fmt == "jsonl":
             frame = pd.read_json(path, lines=True, dtype=False)
-            return frame.astype(str).where(frame.notna(), ""), 1
-        return pd.read_parquet(path).astype(str), 1  # rows, not lines: the first row is 1
-    except pd.errors.ParserError as e:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-        if m:
-            raise DistilleryError(f"{path}:{m.group(2)}: {m.group(3)} fields where the header has {m.group(1)}; "
-                                  "fix or delete this row (or set prepare.delimiter)") from None
-        raise DistilleryError(f"{path}: not readable as {fmt} ({str(e).splitlines()[0][:160]})") from None
+            frame = frame.astype(str).where(frame.notna(), "")
+        else:
+            frame = pd.read_parquet(path)
+            frame = frame.astype(str).where(frame.notna(), "")
+        return frame, list(range(1, len(frame) + 1))
     except UnicodeDecodeError as e:
         raise DistilleryError(f"{path}: not valid UTF-8 (byte {e.start}); save the file as UTF-8") from None
     except (ValueError, OSError) as e:
         raise DistilleryError(f"{path}: not readable as {fmt} ({str(e).splitlines()[0][:160]})") from None
-    except pd.errors.EmptyDataError:
-        raise DistilleryError(f"{path}: file is empty") from None
 
 
-def read_split(path: Path, fmt: str | None, delimiter: str | None, text: str, pair: str | None,
-               label: str) -> pd.DataFrame:
-    """One split: columns text_a, text_b, label_raw, row (the file's line), every row validated."""
-    fmt = file_format(path, fmt)
-    frame, first_line = read_frame(path, fmt, delimiter)
+def examples(frame: pd.DataFrame, rows: list, where: Callable[[int], str], text: str, pair: str | None,
+             label: str, source: str) -> pd.DataFrame:
+    """The split's examples: columns text_a, text_b, label_raw, row; every row validated (`where(i)` says
+    where row i is: `file:line`)."""
     cols = [str(c) for c in frame.columns]
     for param, name in (("text_column", text), ("text_pair_column", pair), ("label_column", label)):
         if name is not None and name not in cols:
-            raise DistilleryError(f"{path}: no column {name!r} (param prepare.{param}); the file has: "
-                                  f"{', '.join(cols)}")
+            raise DistilleryError(f"{source}: no column {name!r} (param prepare.{param}); it has: {', '.join(cols)}")
     if not len(frame):
-        raise DistilleryError(f"{path}: no rows after the header; the split is empty")
-    a = [clean_text(t) for t in frame[text].tolist()]
-    b = [clean_text(t) for t in frame[pair].tolist()] if pair else [""] * len(frame)
+        raise DistilleryError(f"{source}: no rows after the header; the split is empty")
+    a = [clean_text(str(t)) for t in frame[text].tolist()]
+    b = [clean_text(str(t)) for t in frame[pair].tolist()] if pair else [""] * len(frame)
     raw = [str(v).strip() for v in frame[label].tolist()]
-    rows = [first_line + i for i in range(len(frame))]
     for i in range(len(frame)):
         if is_blank(a[i]) or (pair and is_blank(b[i])):
-            raise DistilleryError(f"{path}:{rows[i]}: empty text (nothing visible); fix or delete this row")
+            raise DistilleryError(f"{where(i)}: empty text (nothing visible); fix or delete this row")
         if raw[i] == "":
-            raise DistilleryError(f"{path}:{rows[i]}: empty label in column {label!r}; fill it in or delete the row")
+            raise DistilleryError(f"{where(i)}: empty label in column {label!r}; fill it in or delete the row")
     return pd.DataFrame({"text_a": a, "text_b": b, "label_raw": raw, "row": rows})
 
 
-def label_order(train: pd.DataFrame, path: Path, fixed: tuple[str, ...] | None) -> list[str]:
+def read_split(path: Path, fmt: str | None, delimiter: str | None, text: str, pair: str | None, label: str,
+               columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One split file: columns text_a, text_b, label_raw, row (the file's line), every row validated."""
+    frame, lines = read_frame(path, file_format(path, fmt), delimiter, columns)
+    return examples(frame, lines, lambda i: f"{path}:{lines[i]}", text, pair, label, str(path))
+
+
+def read_hf(dataset: str, config: str | None, split: str, text: str, pair: str | None, label: str) -> pd.DataFrame:
+    """One split of a Hugging Face dataset (a name: needs a network or the local Hub cache; or a local folder
+    of data files), its columns named as for files; a class label is read as its integer id."""
+    from datasets import load_dataset
+
+    from distillery.hub import require_hub
+
+    if not Path(dataset).exists():
+        require_hub(dataset, "prepare.hf_dataset", what="dataset")
+    try:
+        ds = load_dataset(dataset, config, split=split)
+    except (OSError, ValueError, ConnectionError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DistilleryError(f"param prepare.hf_dataset: cannot load {dataset!r} (config {config}, split {split}): "
+                              f"{first}") from None
+    frame = ds.to_pandas()
+    frame = frame.astype(str).where(frame.notna(), "")
+    src = f"dataset {dataset} split {split}"
+    return examples(frame, list(range(len(frame))), lambda i: f"{src} row {i}", text, pair, label, src)
+
+
+def label_order(train: pd.DataFrame, path: str, fixed: tuple[str, ...] | None) -> list[str]:
     """The label set: `fixed` in its order, else the training split's, sorted (numerically if all integers)."""
     seen = list(dict.fromkeys(train["label_raw"]))
     if fixed:
-        known = set(fixed)
-        bad = train.index[~train["label_raw"].isin(known)]
-        if len(bad):
-            r = train.loc[bad[0]]
-            raise DistilleryError(f"{path}:{r['row']}: label {r['label_raw']!r} is not in prepare.labels "
-                                  f"({', '.join(fixed)}); add it there or fix the row")
+        check_labels(train, list(fixed), path, fixed=True)
         return list(fixed)
     if len(seen) < 2:
         raise DistilleryError(f"{path}: the label column has one class ({seen[0]!r}); a classifier needs at least "
@@ -102,18 +185,45 @@ def label_order(train: pd.DataFrame, path: Path, fixed: tuple[str, ...] | None) 
     return sorted(seen)
 
 
-def with_ids(split: pd.DataFrame, labels: list[str], path: Path) -> pd.DataFrame:
-    """Map label strings to ids (refusing one the label set lacks, naming file and line) and add text ids."""
-    index = {n: i for i, n in enumerate(labels)}
-    bad = split.index[~split["label_raw"].isin(index)]
+def check_labels(split: pd.DataFrame, labels: list[str], path: str, fixed: bool) -> None:
+    bad = split.index[~split["label_raw"].isin(set(labels))]
     if len(bad):
         r = split.loc[bad[0]]
-        raise DistilleryError(f"{path}:{r['row']}: label {r['label_raw']!r} does not occur in the training split "
-                              f"(labels: {', '.join(labels[:10])}{' ...' if len(labels) > 10 else ''}); fix the "
-                              "row, or name every label in prepare.labels")
+        where = f"{path}:{r['row']}" if not path.startswith("dataset ") else f"{path} row {r['row']}"
+        listed = f"{', '.join(labels[:10])}{' ...' if len(labels) > 10 else ''}"
+        if fixed:
+            raise DistilleryError(f"{where}: label {r['label_raw']!r} is not in prepare.labels ({listed}); add it "
+                                  "there or fix the row")
+        raise DistilleryError(f"{where}: label {r['label_raw']!r} does not occur in the training split (labels: "
+                              f"{listed}); fix the row, or name every label in prepare.labels")
+
+
+def scores(split: pd.DataFrame, path: str) -> list[float]:
+    """A regression split's labels as numbers; one that is not a finite number is refused by its line."""
+    out = []
+    for raw, row in zip(split["label_raw"], split["row"]):
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            where = f"{path}:{row}" if not path.startswith("dataset ") else f"{path} row {row}"
+            raise DistilleryError(f"{where}: label {raw!r} is not a finite number, and prepare.problem is regression; "
+                                  "fix the row, or check prepare.label_column")
+        out.append(value)
+    return out
+
+
+def with_ids(split: pd.DataFrame, labels: list[str] | None, path: str, fixed: bool = False) -> pd.DataFrame:
+    """Map label strings to ids (or, `labels` None, regression scores to floats), refusing one the label set
+    lacks (naming file and line), and add text ids."""
+    if labels is None:
+        target = pd.Series(scores(split, path), index=split.index, dtype=float)
+    else:
+        check_labels(split, labels, path, fixed)
+        target = split["label_raw"].map({n: i for i, n in enumerate(labels)}).astype(int)
     out = pd.DataFrame({
         "id": [text_id(a, b) for a, b in zip(split["text_a"], split["text_b"])],
-        "text_a": split["text_a"], "text_b": split["text_b"],
-        "label": split["label_raw"].map(index).astype(int), "row": split["row"],
+        "text_a": split["text_a"], "text_b": split["text_b"], "label": target, "row": split["row"],
     })
     return out[COLUMNS]

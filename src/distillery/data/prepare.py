@@ -1,4 +1,4 @@
-"""The `prepare` stage: a GLUE folder or HF dataset -> data/prepared/{train,dev}.tsv + task.json."""
+"""The `prepare` stage: files (a GLUE preset's or your own) or a HF dataset -> data/prepared/{train,dev}.tsv + task.json."""
 
 import sys
 from dataclasses import dataclass
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from distillery.config import PrepareConfig
-from distillery.data.glue import merge_duplicates, read_glue_tsv, read_hf_split
+from distillery.data.glue import merge_duplicates
 from distillery.data.table import read_table, write_table
-from distillery.data.tasks import TaskSpec, get_task, own_task
+from distillery.data.tasks import DEFAULT_METRICS, TaskSpec, check_preset, preset_params
 from distillery.errors import DistilleryError
 from distillery.io import atomic_dir, read_json, write_json
 
@@ -22,22 +22,40 @@ def _subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return frame.iloc[keep].reset_index(drop=True)
 
 
-def read_own(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFrame, str]:
-    """The user's own files (module `files`): both splits read and validated, labels from training (or
-    prepare.labels), the task built from them."""
-    from distillery.data.files import label_order, read_split, with_ids
+def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFrame, str]:
+    """Both splits read and validated (files under prepare.data_dir, or a dataset's splits), the labels from
+    training (or prepare.labels), the task built from them."""
+    from distillery.data.files import label_order, read_hf, read_split, with_ids
 
-    folder = Path(cfg.data_dir or "")  # the files are named relative to prepare.data_dir, if given
-    if cfg.data_dir and not folder.is_dir():
-        raise DistilleryError(f"param prepare.data_dir: {folder} is not a folder; point it at the folder that holds "
-                              "prepare.train_file and prepare.dev_file")
-    paths = {s: folder / f for s, f in (("train", cfg.train_file), ("dev", cfg.dev_file))}
-    raw = {s: read_split(p, cfg.format, cfg.delimiter, cfg.text_column, cfg.text_pair_column, cfg.label_column)
-           for s, p in paths.items()}
-    labels = label_order(raw["train"], paths["train"], tuple(str(x) for x in cfg.labels) if cfg.labels else None)
-    task = own_task(cfg.task, labels, bool(cfg.text_pair_column), cfg.metric or "accuracy")
-    frames = {s: with_ids(raw[s], labels, paths[s]) for s in raw}
-    return task, frames["train"], frames["dev"], f"file:{paths['train']}"
+    cols = (cfg.text_column, cfg.text_pair_column, cfg.label_column)
+    if cfg.hf_dataset:
+        where = {s: f"dataset {cfg.hf_dataset} split {s}" for s in (cfg.train_split, cfg.dev_split)}
+        raw = {role: read_hf(cfg.hf_dataset, cfg.hf_config, s, *cols)
+               for role, s in (("train", cfg.train_split), ("dev", cfg.dev_split))}
+        where = {"train": where[cfg.train_split], "dev": where[cfg.dev_split]}
+        source = f"hf:{cfg.hf_dataset}" + (f"/{cfg.hf_config}" if cfg.hf_config else "")
+    else:
+        folder = Path(cfg.data_dir or "")  # the files are named relative to prepare.data_dir, if given
+        if cfg.data_dir and not folder.is_dir():
+            raise DistilleryError(f"param prepare.data_dir: {folder} is not a folder; point it at the folder that "
+                                  "holds prepare.train_file and prepare.dev_file (a GLUE task folder for a preset)")
+        paths = {s: folder / f for s, f in (("train", cfg.train_file), ("dev", cfg.dev_file))}
+        raw = {s: read_split(p, cfg.format, cfg.delimiter, *cols, columns=cfg.columns) for s, p in paths.items()}
+        where = {s: str(p) for s, p in paths.items()}
+        source = str(folder) if preset_params(cfg.task, "files") and cfg.data_dir else f"file:{paths['train']}"
+    fixed = tuple(str(x) for x in cfg.labels) if cfg.labels else None
+    regression = cfg.problem == "regression"
+    labels = None if regression else label_order(raw["train"], where["train"], fixed)
+    frames = {s: with_ids(raw[s], labels, where[s], fixed=bool(fixed)) for s in raw}
+    if regression and frames["train"]["label"].nunique() < 2:
+        raise DistilleryError(f"{where['train']}: every score in column {cfg.label_column!r} is the same; "
+                              "a regression needs them to vary")
+    names = (cfg.label_column,) if regression else tuple(cfg.label_names or labels)
+    name = check_preset(cfg.task) if preset_params(cfg.task, "files") else cfg.task
+    task = TaskSpec(name, names, bool(cfg.text_pair_column), tuple(cfg.metrics or DEFAULT_METRICS[cfg.problem or
+                                                                                                 "classification"]),
+                    cfg.problem or "classification")
+    return task, frames["train"], frames["dev"], source
 
 
 def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | None = None) -> dict:
@@ -46,22 +64,7 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
     Dev keeps every row in file order (it is scored whole, as GLUE scores it); train has one row per
     distinct text, with conflicting labels settled by `cfg.duplicates`. Counts go to `metrics_path`
     and, for conflicts, to stderr."""
-    if cfg.train_file:
-        task, train, dev, source = read_own(cfg)
-    elif cfg.data_dir:
-        task = get_task(cfg.task)
-        src = Path(cfg.data_dir)
-        if not src.is_dir():
-            raise DistilleryError(f"param prepare.data_dir: {src} is not a folder; point it at a GLUE task folder")
-        train = read_glue_tsv(src / "train.tsv", task)
-        dev = read_glue_tsv(src / "dev.tsv", task)
-        source = str(src)
-    else:
-        task = get_task(cfg.task)
-        name = cfg.hf_dataset
-        train = read_hf_split(name, cfg.hf_config or task.hf_config, "train", task)
-        dev = read_hf_split(name, cfg.hf_config or task.hf_config, "validation", task)
-        source = f"hf:{name}/{cfg.hf_config or task.hf_config}"
+    task, train, dev, source = read_splits(cfg)
     n_read = {"train": len(train), "dev": len(dev)}
     train, merged = merge_duplicates(train, cfg.duplicates)
     if merged["conflicting_texts"]:
@@ -75,12 +78,14 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         "dev": {"rows_read": n_read["dev"], "rows_kept": len(dev), "distinct_texts": int(dev["id"].nunique())},
     }
     info = {
-        **({"own": {"pair": task.is_pair, "columns": [cfg.text_column, cfg.text_pair_column, cfg.label_column],
-                    "labels_from": "prepare.labels" if cfg.labels else "the training split (sorted)"}}
-           if cfg.train_file else {}),
         "task": task.name,
+        "problem": task.problem,
         "label_names": list(task.label_names),
+        "labels_from": ("a regression: one output" if task.regression else
+                        "prepare.labels" if cfg.labels else "the training split (sorted)"),
+        "columns": {"text": cfg.text_column, "text_pair": cfg.text_pair_column, "label": cfg.label_column},
         "metric": task.metric,
+        "metrics": list(task.metrics),
         "pair": task.is_pair,
         "n_train": len(train),
         "n_dev": len(dev),
@@ -123,16 +128,17 @@ def load_prepared(prepared_dir: str | Path) -> Prepared:
     if not info_path.is_file():
         raise DistilleryError(f"{info_path}: missing; run `distillery prepare` (or dvc repro) first")
     info = read_json(info_path)
-    if "own" in info:  # the user's own data: the task is what task.json says
-        task = own_task(info["task"], list(info["label_names"]), bool(info["own"]["pair"]), info["metric"])
-    else:
-        task = get_task(info["task"], param=f"{info_path}:task")
-    train, dev = read_table(d / "train.tsv"), read_table(d / "dev.tsv")
+    try:
+        task = TaskSpec(str(info["task"]), tuple(info["label_names"]), bool(info["pair"]),
+                        tuple(info.get("metrics") or [info["metric"]]), info.get("problem", "classification"))
+    except (KeyError, TypeError, ValueError, DistilleryError) as e:
+        raise DistilleryError(f"{info_path}: not a task.json this version wrote ({e}); re-run prepare") from None
+    train, dev = read_table(d / "train.tsv", score=task.regression), read_table(d / "dev.tsv", score=task.regression)
     n = len(task.label_names)
     for split, frame in (("train", train), ("dev", dev)):
-        bad = frame.index[(frame["label"] < 0) | (frame["label"] >= n)]
+        bad = frame.index[~np.isfinite(frame["label"])] if task.regression else \
+            frame.index[(frame["label"] < 0) | (frame["label"] >= n)]
         if len(bad):
-            raise DistilleryError(
-                f"{d / (split + '.tsv')}:{bad[0] + 2}: label {frame['label'][bad[0]]} outside 0..{n - 1}; re-run prepare"
-            )
+            raise DistilleryError(f"{d / (split + '.tsv')}:{bad[0] + 2}: label {frame['label'][bad[0]]} "
+                                  f"{'is not finite' if task.regression else f'outside 0..{n - 1}'}; re-run prepare")
     return Prepared(task, train, dev, str(info.get("source", "")), info.get("counts", {}))

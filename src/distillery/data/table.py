@@ -26,7 +26,9 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
             fh.write("\t".join(map(str, row)) + "\n")
 
 
-def read_table(path: str | Path, required: tuple[str, ...] = ("id", "text_a", "text_b", "label")) -> pd.DataFrame:
+def read_table(path: str | Path, required: tuple[str, ...] = ("id", "text_a", "text_b", "label"),
+               score: bool = False) -> pd.DataFrame:
+    """A table this project wrote; `label` an integer (a class id), or with `score` a number (regression)."""
     path = Path(path)
     if not path.is_file():
         raise DistilleryError(f"{path}: no such file; run the stage that makes it first (dvc repro)")
@@ -51,10 +53,12 @@ def read_table(path: str | Path, required: tuple[str, ...] = ("id", "text_a", "t
     frame = pd.DataFrame(rows, columns=header, dtype=object)
     for col in ("label", "row"):
         if col in frame.columns:
-            ok = frame[col].str.fullmatch(r"-?[0-9]+").to_numpy(dtype=bool)
+            number = score and col == "label"
+            pattern = r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?" if number else r"-?[0-9]+"
+            ok = frame[col].str.fullmatch(pattern).to_numpy(dtype=bool)
             if not ok.all():
                 i = int((~ok).argmax())
-                raise DistilleryError(f"{path}:{i + 2}: {col} {frame[col][i]!r} is not an integer; "
-                                      "re-run the stage that writes it")
-            frame[col] = frame[col].astype(int)
+                raise DistilleryError(f"{path}:{i + 2}: {col} {frame[col][i]!r} is not "
+                                      f"{'a number' if number else 'an integer'}; re-run the stage that writes it")
+            frame[col] = frame[col].astype(float if number else int)
     return frame

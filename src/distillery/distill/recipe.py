@@ -35,7 +35,6 @@ from distillery.hardware import bf16_supported
 from distillery.io import staged_live, write_json
 from distillery.losses import LOSSES, Loss, LossContext
 from distillery.losses.base import STUDENT_PARTS
-from distillery.metrics import task_metric
 from distillery.students import STUDENTS, save_student
 from distillery.students.base import Student
 from distillery.teacher.train import check_seq_len, load_teacher
@@ -111,17 +110,20 @@ def student_config(name: str, block: dict, defaults: dict) -> StudentConfig:
     return cfg
 
 
-def transfer_set(step: StepConfig, train: pd.DataFrame, augmented: Path | None, rng: np.random.Generator):
-    """(frame, labels) of a step's transfer set; generated texts get label -100 (no gold label)."""
+def transfer_set(step: StepConfig, train: pd.DataFrame, augmented: Path | None, rng: np.random.Generator,
+                 regression: bool = False):
+    """(frame, labels) of a step's transfer set; generated texts have no gold label: -100 for a class
+    (cross-entropy's ignore index), NaN for a regression score."""
+    none = np.nan if regression else -100
     if step.transfer_set == "augmented":
-        data = read_table(Path(augmented) / "augmented.tsv")
-        labels = np.where(data["rules"].to_numpy() == "original", data["label"].to_numpy(), -100)
+        data = read_table(Path(augmented) / "augmented.tsv", score=regression)
+        labels = np.where(data["rules"].to_numpy() == "original", data["label"].to_numpy(), none)
     else:
         data, labels = train, train["label"].to_numpy()
     if step.max_examples and step.max_examples < len(data):
         keep = np.sort(rng.choice(len(data), size=step.max_examples, replace=False))
         data, labels = data.iloc[keep].reset_index(drop=True), labels[keep]
-    return data, torch.tensor(np.asarray(labels), dtype=torch.long)
+    return data, torch.tensor(np.asarray(labels), dtype=torch.float32 if regression else torch.long)
 
 
 def lr_schedule(opt, cfg: StudentConfig, total_steps: int):
@@ -172,6 +174,9 @@ class Recipe:
 
         self.teacher_config = AutoConfig.from_pretrained(self.paths.teacher)
         check_seq_len(self.teacher_config, cfg.max_seq_len, f"students.{cfg.name}.max_seq_len")
+        if self.prep.task.regression and not cls.regression:
+            raise DistilleryError(f"param students.{cfg.name}.model: the {cls.family} student cannot learn a regression "
+                                  f"(task {self.prep.task.name}): {cls.regression_refusal}; leave it out for this task")
         self.model = self.setup_student(cls).to(self.device)
         self.steps = [self.setup_losses(step) for step in cfg.steps()]
         for step in self.steps:
@@ -204,6 +209,10 @@ class Recipe:
             loss_cls = LOSSES.get(name, param=f"{step.param}.losses")
             if weight <= 0:
                 continue
+            if loss_cls.probabilities and self.prep.task.regression:
+                fits = sorted(n for n in LOSSES if not LOSSES.get(n).probabilities)
+                raise DistilleryError(f"param {step.param}.losses.{name}: needs class probabilities, and task "
+                                      f"{self.prep.task.name} is a regression (one output); use {', '.join(fits)}")
             lacking = (loss_cls.needs & STUDENT_PARTS) - self.model.provides
             if "cls" in loss_cls.needs and "hidden" not in self.model.provides:
                 lacking.add("hidden")
@@ -223,7 +232,8 @@ class Recipe:
 
     def setup_data(self, step: Step) -> None:
         """The transfer set, and what the teacher gives for it (stored, or alongside)."""
-        step.data, step.labels = transfer_set(step.cfg, self.prep.train, self.paths.augmented, self.rng)
+        step.data, step.labels = transfer_set(step.cfg, self.prep.train, self.paths.augmented, self.rng,
+                                              self.prep.task.regression)
         what = f"the {step.cfg.transfer_set} transfer set"
         cls_layers = list(getattr(self.model.config, "patient_layers", None) or [])
         step.stored = self.teacher.stored(step.needs, step.data["id"].tolist(), what, cls_layers)
@@ -296,18 +306,18 @@ class Recipe:
                 raise DistilleryError(f"param {step.cfg.param}.lr: training diverged (loss {loss}); lower it")
             entry = {"step": tag, "epoch": epoch, "loss": loss}
             if step.last and self.world.is_main:
-                entry[f"dev_{self.prep.task.metric}"] = self.evaluate()
+                entry |= {f"dev_{m}": v for m, v in self.evaluate().items()}
             self.log(live, entry)
 
     # ------------------------------------------------------------------ evaluate, log, save
-    def evaluate(self) -> float:
-        """Dev metric in fp32 on the CPU, where the exported model will run (the model goes back after)."""
+    def evaluate(self) -> dict[str, float]:
+        """Dev metrics in fp32 on the CPU, where the exported model will run (the model goes back after)."""
         self.model.to("cpu")
         try:
             logits = predict_logits(self.model, self.tokenizer, self.prep.dev, self.cfg.max_seq_len)
         finally:
             self.model.to(self.device)
-        return task_metric(self.prep.task.metric, self.prep.dev["label"].to_numpy(), logits.argmax(-1))
+        return self.prep.task.score(self.prep.dev["label"].to_numpy(), logits)
 
     def log(self, live, entry: dict) -> None:
         self.history.append(entry)
@@ -325,13 +335,15 @@ class Recipe:
 
     def save(self, seconds: float) -> dict:
         cfg, task, last = self.cfg, self.prep.task, self.steps[-1]
-        metrics = {"student": cfg.name, "model": cfg.model, f"dev_{task.metric}": self.history[-1][f"dev_{task.metric}"],
+        metrics = {"student": cfg.name, "model": cfg.model,
+                   **{f"dev_{m}": self.history[-1][f"dev_{m}"] for m in task.metrics},
                    "train_seconds": round(seconds, 1), "transfer_examples": len(last.data),
                    "teacher_forward_texts": self.teacher.forward_texts, "processes": self.world.size,
                    "params": sum(p.numel() for p in self.model.parameters())}
         self.model.to("cpu")  # saved as CPU tensors: loads anywhere
         save_student(self.model, self.tokenizer, self.paths.out, {
-            "name": cfg.name, "task": task.name, "metric": task.metric, "label_names": self.prep.label_names,
+            "name": cfg.name, "task": task.name, "problem": task.problem, "metric": task.metric,
+            "metrics": list(task.metrics), "label_names": self.prep.label_names,
             "max_seq_len": cfg.max_seq_len, "teacher_fingerprint": self.teacher.fingerprint,
             "teacher_dev_metric": self.teacher_info.get(f"dev_{task.metric}"),
             "training": dataclasses.asdict(cfg), "history": self.history})

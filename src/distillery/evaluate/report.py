@@ -23,7 +23,6 @@ from distillery.config import EvaluateConfig
 from distillery.data.prepare import load_prepared
 from distillery.evaluate.predict import predict
 from distillery.io import atomic_file, scratch_dir, write_json
-from distillery.metrics import task_metric
 from distillery.students import load_student
 from distillery.teacher.train import load_teacher
 
@@ -140,7 +139,7 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
                             exported, cfg)
         if model.export_format == "exits":
             with_exits.append((name, model, stok, int(sinfo["max_seq_len"])))
-    rows = _score(runners, dev, labels, task.metric, n_labels, pair)
+    rows = _score(runners, dev, labels, task, n_labels, pair)
     for bs in cfg.batch_sizes:
         print(f"timing {len(runners)} model/runtime pairs at batch {bs}, interleaved ({cfg.repeats} repeats)")
         for row, ms in zip(rows, latencies_ms(runners, dev, bs, cfg, pair)):
@@ -148,7 +147,8 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
     table = _compare(pd.DataFrame(rows), task.metric, cfg)
     where = {"set": f"{Path(prepared_dir) / 'dev.tsv'}", "task": task.name, "rows": len(dev),
              "source": prep.source}
-    report = write_report(table, task.metric, cfg, where, Path(out_dir))
+    where["regression"] = task.regression
+    report = write_report(table, task.metric, cfg, where, Path(out_dir), others=list(task.metrics[1:]))
     from distillery.evaluate.exits import exit_curves
 
     curves = exit_curves(with_exits, dev, task.metric, pair, cfg, Path(out_dir))
@@ -157,18 +157,21 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
     return report
 
 
-def _score(runners: list[Runner], dev: pd.DataFrame, labels: np.ndarray, metric: str, n_labels: int,
+def _score(runners: list[Runner], dev: pd.DataFrame, labels: np.ndarray, task, n_labels: int,
            pair: bool) -> list[dict]:
-    """Each runner's metric on the set, and how often it agrees with the same model in PyTorch."""
+    """Each runner's metrics on the set (`score`: the main one; a column for each other), and how closely it
+    agrees with the same model in PyTorch (`TaskSpec.agreement`)."""
     rows, reference = [], {}
     for runner in tqdm(runners, desc="scoring", unit="model", mininterval=2):
-        pred = predict(runner.collate, runner.run, dev, n_labels, pair).argmax(-1)
-        reference.setdefault(runner.model, pred)  # the PyTorch runner comes first
+        logits = predict(runner.collate, runner.run, dev, n_labels, pair)
+        reference.setdefault(runner.model, logits)  # the PyTorch runner comes first
+        scores = task.score(labels, logits)
         rows.append({"model": runner.model, "family": runner.family, "runtime": runner.runtime,
-                     "score": task_metric(metric, labels, pred),
-                     "agreement": float((pred == reference[runner.model]).mean()),
+                     "score": scores[task.metric], **{m: v for m, v in scores.items() if m != task.metric},
+                     "agreement": task.agreement(reference[runner.model], logits),
                      "params_m": runner.params_m, "disk_mb": runner.disk_mb})
-        tqdm.write(f"evaluated {runner.model} ({RUNTIME_LABELS[runner.runtime]}): {metric} {rows[-1]['score']:.4f}")
+        tqdm.write(f"evaluated {runner.model} ({RUNTIME_LABELS[runner.runtime]}): "
+                   + ", ".join(f"{m} {v:.4f}" for m, v in scores.items()))
     return rows
 
 
@@ -185,31 +188,37 @@ def _compare(table: pd.DataFrame, metric: str, cfg: EvaluateConfig) -> pd.DataFr
     return table
 
 
-def write_report(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: dict, out: Path) -> dict:
+def write_report(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: dict, out: Path,
+                 others: list[str] | None = None) -> dict:
     """summary.json (the few figures `dvc exp show` compares), tradeoff.csv (every figure, one row per
-    model and runtime), table.md and tradeoff.png."""
+    model and runtime), table.md and tradeoff.png. `metric` is the main metric (column `score`), `others`
+    the task's further metrics (a column each)."""
     first = f"latency_bs{cfg.batch_sizes[0]}_ms"
+    others = others or []
     summary = {"task": where["task"], "metric": metric, "rows": where["rows"]}
-    for r in table[table.runtime == "pytorch"].itertuples(index=False):
-        summary[r.model] = {metric: round(r.score, 4), "retention": round(r.retention, 4),
-                            first: round(getattr(r, first), 3)}
+    for r in table[table.runtime == "pytorch"].to_dict("records"):
+        summary[r["model"]] = {metric: round(r["score"], 4), **{m: round(r[m], 4) for m in others},
+                               "retention": round(r["retention"], 4), first: round(r[first], 3)}
     write_json(out / "summary.json", summary)
     with atomic_file(out / "tradeoff.csv") as fh:
         table.to_csv(fh, index=False, float_format="%.4f")
-    md = render_table(table, metric, cfg, where)
+    md = render_table(table, metric, cfg, where, others)
     with atomic_file(out / "table.md") as fh:
         fh.write(md)
     plot_tradeoff(table, metric, first, out / "tradeoff.png")
     return {"summary": summary, "markdown": md, "table": table}
 
 
-def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: dict) -> str:
+def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: dict,
+                 others: list[str] | None = None) -> str:
     """Two markdown tables: what each model keeps (per runtime), and how fast it is (per runtime)."""
+    others = others or []
     wide = table.pivot(index="model", columns="runtime")
     order = list(dict.fromkeys(table["model"]))
     runtimes = [r for r in RUNTIME_LABELS if r in set(table["runtime"])]
-    head = ["model", "family", "params (M)", f"{metric}", "retention"]
-    head += [f"{RUNTIME_LABELS[r]} {metric} (agreement)" for r in runtimes if r != "pytorch"]
+    head = ["model", "family", "params (M)", f"{metric}", "retention", *others]
+    agree = "Pearson r with PyTorch" if where.get("regression") else "agreement"
+    head += [f"{RUNTIME_LABELS[r]} {metric} ({agree})" for r in runtimes if r != "pytorch"]
     head += ["disk MB (" + " / ".join(RUNTIME_LABELS[r] for r in runtimes) + ")"]
     lines = [f"Evaluated on `{where['set']}`: {where['task']}, {where['rows']} rows"
              + (f" (from {where['source']})" if where.get("source") else "")
@@ -222,9 +231,10 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
 
     for m in order:
         cells = [m, wide.loc[m, ("family", "pytorch")], cell(m, "params_m", "pytorch", ".2f"),
-                 cell(m, "score", "pytorch", ".4f"), cell(m, "retention", "pytorch", ".1%")]
+                 cell(m, "score", "pytorch", ".4f"), cell(m, "retention", "pytorch", ".1%"),
+                 *(cell(m, o, "pytorch", ".4f") for o in others)]
         for r in runtimes[1:]:
-            s, a = cell(m, "score", r, ".4f"), cell(m, "agreement", r, ".2%")
+            s, a = cell(m, "score", r, ".4f"), cell(m, "agreement", r, ".4f" if where.get("regression") else ".2%")
             cells.append("-" if s == "-" else f"{s} ({a})")
         cells.append(" / ".join(cell(m, "disk_mb", r, ".1f") for r in runtimes))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

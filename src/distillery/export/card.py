@@ -69,12 +69,11 @@ def _dataset(prep: Prepared) -> dict:
 
 
 def header(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: str) -> dict:
-    metric = prep.task.metric
     family = sinfo["family"]
-    runtimes = [("PyTorch", f"dev_{metric}"), ("ONNX Runtime", f"onnx_dev_{metric}"),
-                ("ONNX Runtime int8", f"int8_dev_{metric}")]
-    metrics = [{"type": metric, "value": round(float(export[k]), 4), "name": f"{metric} ({label})"}
-               for label, k in runtimes if k in export]
+    metrics = [{"type": m, "value": round(float(export[prefix + m]), 4), "name": f"{m} ({label})"}
+               for m in prep.task.metrics
+               for label, prefix in (("PyTorch", "dev_"), ("ONNX Runtime", "onnx_dev_"), ("ONNX Runtime int8", "int8_dev_"))
+               if prefix + m in export]
     data = _dataset(prep)
     head = {
         "library_name": "transformers" if family in TRANSFORMERS_FAMILIES else "onnx",
@@ -82,7 +81,7 @@ def header(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: str)
         "license": license,
         "language": ["en"],
         "datasets": [data["type"]],
-        "metrics": [metric],
+        "metrics": list(prep.task.metrics),
         "tags": ["knowledge-distillation", "distillery", family, "onnx", *sorted(_losses(sinfo))],
         "model-index": [{"name": sinfo["name"], "results": [{
             "task": {"type": "text-classification", "name": "Text Classification"},
@@ -182,7 +181,9 @@ def model_card(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: 
         f"# {sinfo['name']}",
         "",
         f"A {sinfo['family']} student distilled by distillery from a `{base}` teacher fine-tuned on "
-        f"{_task_name(prep)} (labels: {', '.join(prep.label_names)})."
+        f"{_task_name(prep)} "
+        + (f"(a regression: one output, the predicted {prep.label_names[0]})." if prep.task.regression
+           else f"(labels: {', '.join(prep.label_names)}).")
         + (f" Teacher fingerprint `{sinfo['teacher_fingerprint']}`." if sinfo.get("teacher_fingerprint") else ""),
         "",
         "## What it is",
@@ -196,7 +197,7 @@ def model_card(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: 
         "",
         f"Seed {sinfo.get('training', {}).get('seed')}. The whole configuration is in `student.json`.",
         "",
-        *_results(sinfo, prep.task.metric, export),
+        *_results(sinfo, prep.task.metric, export, prep.task.regression),
         "",
         *(_use_exits(sinfo) if sinfo["family"] == "fastbert"
           else _usage(sinfo["family"], export["inputs"], int(sinfo.get("max_seq_len") or 128))),
@@ -205,13 +206,17 @@ def model_card(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: 
     return "\n".join(lines) + "\n"
 
 
-def _results(sinfo: dict, metric: str, export: dict) -> list[str]:
+def _results(sinfo: dict, metric: str, export: dict, regression: bool = False) -> list[str]:
     """The student's figures in each runtime, beside the teacher's."""
     teacher_metric = sinfo.get("teacher_dev_metric")
+
+    def agrees(a: float) -> str:
+        return f"Pearson r {a:.4f} with PyTorch's scores" if regression else f"agrees with PyTorch on {a:.2%}"
+
     rows = [("PyTorch", export.get(f"dev_{metric}"), "")]
-    rows.append(("ONNX Runtime", export.get(f"onnx_dev_{metric}"), f"agrees with PyTorch on {export['onnx_agreement']:.2%}"))
+    rows.append(("ONNX Runtime", export.get(f"onnx_dev_{metric}"), agrees(export["onnx_agreement"])))
     if f"int8_dev_{metric}" in export:
-        rows.append(("ONNX Runtime int8", export[f"int8_dev_{metric}"], f"agrees with PyTorch on {export['int8_agreement']:.2%}"))
+        rows.append(("ONNX Runtime int8", export[f"int8_dev_{metric}"], agrees(export["int8_agreement"])))
     n = export.get("n_dev")
     lines = [f"## Results on the validation set{f' ({n} rows)' if n else ''}", "",
              f"| model | runtime | {metric} | |", "|---|---|---|---|"]

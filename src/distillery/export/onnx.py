@@ -18,7 +18,6 @@ from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict_logits
 from distillery.export.card import model_card
 from distillery.io import atomic_dir, read_json, write_json
-from distillery.metrics import task_metric
 from distillery.students import load_student
 from distillery.teacher.train import TEACHER_INFO
 
@@ -151,23 +150,24 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
         torch_logits = predict_logits(model, tokenizer, dev, max_len)
         runtimes = _export_graphs(model, example, names, tmp, cfg)
         onnx_out = predict_logits(model, tokenizer, dev, max_len, run=runtimes["onnx"])
-        agreement = float((torch_logits.argmax(-1) == onnx_out.argmax(-1)).mean())
+        agreement = task.agreement(torch_logits, onnx_out)  # same class; regression: Pearson r of the scores
         result = {
             "student": sinfo["name"],
             "onnx_agreement": agreement,
             "onnx_max_abs_diff": float(np.abs(torch_logits - onnx_out).max()),
-            f"dev_{task.metric}": task_metric(task.metric, labels, torch_logits.argmax(-1)),
-            f"onnx_dev_{task.metric}": task_metric(task.metric, labels, onnx_out.argmax(-1)),
+            **{f"dev_{m}": v for m, v in task.score(labels, torch_logits).items()},
+            **{f"onnx_dev_{m}": v for m, v in task.score(labels, onnx_out).items()},
         }
         if agreement < cfg.min_agreement:
+            what = "correlate at r =" if task.regression else "agree on"
             raise DistilleryError(
-                f"export {sinfo['name']}: ONNX and PyTorch agree on {agreement:.4%} of dev, below "
+                f"export {sinfo['name']}: ONNX and PyTorch {what} {agreement:.4%} of dev, below "
                 f"param export.min_agreement={cfg.min_agreement}; the export is not faithful (nothing written)"
             )
         if "int8" in runtimes:
             q_out = predict_logits(model, tokenizer, dev, max_len, run=runtimes["int8"])
-            result["int8_agreement"] = float((torch_logits.argmax(-1) == q_out.argmax(-1)).mean())
-            result[f"int8_dev_{task.metric}"] = task_metric(task.metric, labels, q_out.argmax(-1))
+            result["int8_agreement"] = task.agreement(torch_logits, q_out)
+            result |= {f"int8_dev_{m}": v for m, v in task.score(labels, q_out).items()}
             result["int8_mb"] = onnx_mb(tmp, "int8")
         result["onnx_mb"] = onnx_mb(tmp, "onnx")
         result["params"] = sum(p.numel() for p in model.parameters())

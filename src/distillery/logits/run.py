@@ -34,7 +34,7 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     model.to(world.device)  # a GPU where there is one (bf16 autocast where it supports it)
     frames = [train, dev]
     if augmented_dir is not None:
-        frames.append(read_table(Path(augmented_dir) / "augmented.tsv"))
+        frames.append(read_table(Path(augmented_dir) / "augmented.tsv", score=prep.task.regression))
     texts = pd.concat([f[["id", "text_a", "text_b"]] for f in frames]).drop_duplicates("id")
     check_seq_len(model.config, cfg.max_seq_len, "soft_labels.max_seq_len")
     fp = teacher_fingerprint(teacher_dir, cfg.max_seq_len)

@@ -43,6 +43,7 @@ class Loss(nn.Module):
     """Base of every registered loss: `forward(student, teacher, batch) -> scalar`."""
 
     needs: frozenset[str] = frozenset()
+    probabilities = False  # reads class probabilities (softmax): refused for a regression task
 
     def __init__(self, ctx: LossContext) -> None:
         super().__init__()

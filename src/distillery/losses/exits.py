@@ -41,8 +41,8 @@ def _exits(out) -> list[torch.Tensor]:
 @LOSSES.register("self_distill")
 class SelfDistill(Loss):
     """Each exit learns the student's own last classifier (FastBERT step 2; needs no labels)."""
-
     needs = frozenset({"exits"})
+    probabilities = True  # the exits learn class distributions (FastBERT)
 
     def forward(self, student, teacher, batch):
         return exit_kl(_exits(student), student.main, self.ctx.temperature)
@@ -52,8 +52,8 @@ class SelfDistill(Loss):
 class ExitKD(Loss):
     """Each exit learns the stored teacher logits instead of the last classifier (beyond the paper:
     the same target when the backbone is the teacher, up to fp16 storage; another teacher's otherwise)."""
-
     needs = frozenset({"exits", "logits"})
+    probabilities = True
 
     def forward(self, student, teacher, batch):
         return exit_kl(_exits(student), teacher.main, self.ctx.temperature)
@@ -63,6 +63,7 @@ class ExitKD(Loss):
 class ExitCE(Loss):
     __doc__ = exit_ce.__doc__
     needs = frozenset({"exits", "labels"})
+    probabilities = True
 
     def forward(self, student, teacher, batch):
         return exit_ce(_exits(student), batch["labels"])

@@ -1,8 +1,10 @@
 """Output-layer losses. The formulas take (student_logits, teacher_logits, labels) tensors, as
 torchtune's KD losses do; the registered classes read them from the models' outputs.
 
-`labels` holds -100 for rows without a gold label (generated texts); hard-label losses skip them.
-Shapes: logits (bs, n_labels), labels (bs,).
+`labels` holds -100 for rows without a gold label (generated texts; NaN for a regression score);
+hard-label losses skip them. Shapes: logits (bs, n_labels), labels (bs,). A regression task has one output
+(n_labels 1): `mse_logits` and the hard-target `mse` fit it; the losses on class probabilities
+(`probabilities = True`) are refused for it.
 """
 
 import torch
@@ -19,6 +21,20 @@ def hard_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if (labels != -100).sum() == 0:
         return student_logits.sum() * 0.0
     return F.cross_entropy(student_logits, labels, ignore_index=-100)
+
+
+def hard_mse(student_pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Regression with the gold scores (the teacher's own fine-tuning loss for STS-B, Devlin et al. 2019):
+
+        L = mean over labelled rows of (z_s,i - y_i)^2     (z_s: the student's one output)
+
+    Rows whose target is NaN (generated texts) are ignored; a batch with none labelled gives 0.
+    """
+    pred = student_pred.reshape(len(targets), -1)[:, 0]
+    keep = ~torch.isnan(targets)
+    if not keep.any():
+        return pred.sum() * 0.0
+    return F.mse_loss(pred[keep].float(), targets[keep].float())
 
 
 def soft_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -55,9 +71,19 @@ def mse_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
 class HardCE(Loss):
     __doc__ = hard_ce.__doc__
     needs = frozenset({"labels"})
+    probabilities = True
 
     def forward(self, student, teacher, batch):
         return hard_ce(student.main, batch["labels"])
+
+
+@LOSSES.register("mse")
+class HardMSE(Loss):
+    __doc__ = hard_mse.__doc__
+    needs = frozenset({"labels"})
+
+    def forward(self, student, teacher, batch):
+        return hard_mse(student.main, batch["labels"])
 
 
 class LogitLoss(Loss):
@@ -70,5 +96,6 @@ class LogitLoss(Loss):
         return self.formula(student.main, teacher.main, self.ctx.temperature)
 
 
-for _name, _fn in (("soft_ce", soft_ce), ("kl", kl_div), ("mse_logits", mse_logits)):
-    LOSSES.register(_name)(type(_fn.__name__, (LogitLoss,), {"__doc__": _fn.__doc__, "formula": staticmethod(_fn)}))
+for _name, _fn, _probs in (("soft_ce", soft_ce, True), ("kl", kl_div, True), ("mse_logits", mse_logits, False)):
+    LOSSES.register(_name)(type(_fn.__name__, (LogitLoss,), {"__doc__": _fn.__doc__, "formula": staticmethod(_fn),
+                                                              "probabilities": _probs}))

@@ -31,6 +31,8 @@ class Student(nn.Module):
     provides: frozenset[str] = frozenset()
     trained_by: frozenset[str] = frozenset()  # if set, every step needs a loss that reads one of these (parts it trains)
     export_format = "single"  # "single": one model.onnx; "exits": one graph per layer (FastBERT)
+    regression = True  # learns a one-output regression (GLUE STS-B); if not, why (one line) in regression_refusal
+    regression_refusal = ""
     export_head: str | None = None  # set by `for_export`: forward then returns that head's logits tensor
 
     @property

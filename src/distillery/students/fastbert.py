@@ -91,6 +91,9 @@ class FastBertStudent(Student):
     provides = frozenset({"exits"})
     trained_by = frozenset({"exits"})  # the backbone is frozen: a step must train the exits
     export_format = "exits"
+    regression = False  # the paper's exits stop on the entropy of class probabilities; a score has none
+    regression_refusal = ("its exits stop on the normalised entropy of the class probabilities (Liu et al. 2020), "
+                          "which a one-output score does not have")
 
     def __init__(self, config: FastBertConfig, hf_model: nn.Module | None = None) -> None:
         super().__init__()

@@ -380,4 +380,5 @@ class MobileBertStudent(TransformerStudent):
             "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.1, "num_labels": c.num_labels,
             "id2label": {i: t.id2label.get(i, f"LABEL_{i}") for i in range(c.num_labels)},
             "label2id": {t.id2label.get(i, f"LABEL_{i}"): i for i in range(c.num_labels)},
+            "problem_type": getattr(t, "problem_type", None),  # regression: one output, MSE in transformers
         }

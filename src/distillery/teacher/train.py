@@ -21,7 +21,6 @@ from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
 from distillery.io import atomic_dir, read_json, scratch_dir, staged_live, write_json
-from distillery.metrics import task_metric
 from distillery.hub import require_hub
 from distillery.teacher.models import (
     check_finite,
@@ -125,6 +124,7 @@ def build_teacher(cfg: TeacherConfig, prep):
             AutoModelForSequenceClassification, path, f"base model ({cfg.base_model})",
             **drop,
             num_labels=prep.num_labels,
+            problem_type="regression" if prep.task.regression else "single_label_classification",  # MSE or CE
             id2label=dict(enumerate(prep.label_names)),
             label2id={n: i for i, n in enumerate(prep.label_names)},
         )
@@ -138,6 +138,7 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
     task, train, dev = prep.task, prep.train, prep.dev
     model, tokenizer = build_teacher(cfg, prep)
     train_enc = tokenize_frame(tokenizer, train, cfg.max_seq_len)
+    # regression: float targets (the model's one output is trained with MSE); classification: class ids
     train_ds = Dataset.from_dict({**train_enc, "labels": train["label"].tolist(),
                                   "length": [len(x) for x in train_enc["input_ids"]]})
     dev_ds = Dataset.from_dict({**tokenize_frame(tokenizer, dev, cfg.max_seq_len), "labels": dev["label"].tolist()})
@@ -145,14 +146,13 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
     use_bf16 = cfg.bf16 and bf16_supported("cuda" if torch.cuda.is_available() else "cpu")
     with staged_live(live_dir) as (live_tmp, publish):  # the curves change together with the model, or not at all
         with scratch_dir(out_dir, "trainer") as scratch:  # the Trainer's output_dir: beside ours, removed after
-            dev_metric, n_scored = _fit(cfg, model, tokenizer, train_ds, dev_ds, scratch, live_tmp, task.metric,
-                                        use_bf16)
-        _save_teacher(cfg, prep, model, tokenizer, out_dir, dev_metric)
+            scores, n_scored = _fit(cfg, model, tokenizer, train_ds, dev_ds, scratch, live_tmp, task, use_bf16)
+        _save_teacher(cfg, prep, model, tokenizer, out_dir, scores)
         publish()
     metrics = {
         "task": task.name,
         "metric": task.metric,
-        f"dev_{task.metric}": dev_metric,
+        **{f"dev_{m}": v for m, v in scores.items()},
         "n_train": len(train),
         "n_dev": n_scored,  # predictions scored: every dev row
         "bf16": use_bf16,
@@ -161,7 +161,7 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
     return metrics
 
 
-def _save_teacher(cfg: TeacherConfig, prep, model, tokenizer, out_dir: str | Path, dev_metric: float) -> None:
+def _save_teacher(cfg: TeacherConfig, prep, model, tokenizer, out_dir: str | Path, scores: dict[str, float]) -> None:
     task = prep.task
     check_finite(model, f"the trained teacher for {out_dir}", "lower teacher.lr or check the data")
     with atomic_dir(out_dir, "teacher") as tmp:
@@ -169,25 +169,30 @@ def _save_teacher(cfg: TeacherConfig, prep, model, tokenizer, out_dir: str | Pat
         tokenizer.save_pretrained(tmp)
         write_json(tmp / TEACHER_INFO, {
             "task": task.name,
+            "problem": task.problem,
             "label_names": prep.label_names,
             "metric": task.metric,
+            "metrics": list(task.metrics),
             "pair": task.is_pair,
             "max_seq_len": cfg.max_seq_len,
             "base_model": cfg.base_model,
             "seed": cfg.seed,
             "dropout": cfg.dropout,
-            f"dev_{task.metric}": dev_metric,
+            **{f"dev_{m}": v for m, v in scores.items()},
         })
 
 
-def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, live_dir: str | Path, metric: str,
-         use_bf16: bool) -> tuple[float, int]:
-    """Fine-tune with the Trainer (nothing when epochs is 0), then score every dev row: (metric, rows scored)."""
+def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, live_dir: str | Path, task,
+         use_bf16: bool) -> tuple[dict[str, float], int]:
+    """Fine-tune with the Trainer (nothing when epochs is 0), then score every dev row: (the task's metrics,
+    rows scored)."""
     from dvclive import Live
 
+    metric = task.metric
+
     def compute_metrics(p) -> dict:
-        preds = np.argmax(p.predictions, axis=-1)
-        return {metric: task_metric(metric, p.label_ids, preds), "scored": len(preds)}
+        preds = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        return {**task.score(p.label_ids, np.asarray(preds).reshape(len(p.label_ids), -1)), "scored": len(preds)}
 
     args = TrainingArguments(
         output_dir=str(scratch),
@@ -226,7 +231,7 @@ def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, 
             final = callback.last_eval[1]  # the last epoch's evaluation saw the final weights: not again
         else:
             final = trainer.evaluate()
-    return float(final[f"eval_{metric}"]), int(final["eval_scored"])
+    return {m: float(final[f"eval_{m}"]) for m in task.metrics}, int(final["eval_scored"])
 
 
 def load_teacher(teacher_dir: str | Path, n_labels: int | None = None):

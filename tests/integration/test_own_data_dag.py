@@ -1,0 +1,83 @@
+"""Issue 31: the user's own data through the real DAG (`dvc repro` on tiny params, in a copy of the repo): a
+tiny 5-class CSV (TREC's coarse questions without ABBR) and a tiny regression TSV (STS-B pairs and scores under
+column names of our own), each with a BiLSTM, a PKD student and (classification) FastBERT."""
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import GLUE, SHARED_DATA, make_tiny_teacher
+from tests.export.test_onnx import check_card
+from tests.integration.test_dvc_repro import copy_repo, git_commit, sh
+
+pytestmark = pytest.mark.integration
+
+
+def five_class_csv(folder):
+    trec = SHARED_DATA / "text-classification" / "trec"
+    for split, src, n in (("train", "train.csv", 240), ("dev", "test.csv", 80)):
+        frame = pd.read_csv(trec / src)
+        frame = frame[frame["coarse_label"] != "ABBR"].head(n)
+        frame.rename(columns={"text": "question", "coarse_label": "kind"})[["question", "kind"]].to_csv(
+            folder / f"{split}.csv", index=False)  # pandas quotes what needs quoting
+    return {"task": "questions", "data_dir": str(folder), "train_file": "train.csv", "dev_file": "dev.csv",
+            "text_column": "question", "label_column": "kind", "metrics": ["macro_f1", "accuracy"]}
+
+
+def regression_tsv(folder):
+    for split, n in (("train", 240), ("dev", 80)):
+        frame = pd.read_csv(GLUE / "STS-B" / f"{split}.tsv", sep="\t", quoting=3).head(n)
+        frame.rename(columns={"sentence1": "left", "sentence2": "right", "score": "similarity"})[
+            ["left", "right", "similarity"]].to_csv(folder / f"{split}.tsv", sep="\t", index=False, quoting=3)
+    return {"task": "similarity", "data_dir": str(folder), "train_file": "train.tsv", "dev_file": "dev.tsv",
+            "text_column": "left", "text_pair_column": "right", "label_column": "similarity",
+            "problem": "regression"}
+
+
+@pytest.mark.parametrize("make,n_classes,metric", [(five_class_csv, 5, "macro_f1"), (regression_tsv, 1, "pearson")])
+def test_own_data_through_dvc_repro(tmp_path, make, n_classes, metric):
+    repo = tmp_path / "repo"
+    copy_repo(repo)
+    (tmp_path / "data").mkdir()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["prepare"] = {**make(tmp_path / "data"), "max_train": 0, "max_dev": 0, "seed": 0, "duplicates": "majority"}
+    params["teacher"].update(base_model=str(make_tiny_teacher(tmp_path / "tiny_teacher", layers=4)), bf16=False,
+                             lr=1e-3, logging_steps=5)
+    params["augment"].update(n_iter=2)
+    params["soft_labels"].update(features=["cls@2"])
+    regression = n_classes == 1
+    kd = {"mse_logits": 0.5, "mse": 0.5} if regression else {"soft_ce": 0.5, "ce": 0.5}
+    params["students"] = {
+        "bilstm_kd": {"model": "bilstm", "losses": {"mse_logits": 1.0}, "epochs": 1,
+                      "model_args": {"hidden_size": 16, "mlp_size": 16}},
+        "pkd_skip": {"model": "pkd_skip", "transfer_set": "train", "losses": {**kd, "pkd": 10.0},
+                     "model_args": {"num_layers": 2}},
+        **({} if regression else {"fastbert": {"model": "fastbert", "losses": {"self_distill": 1.0}}}),
+    }
+    params["evaluate"].update(repeats=2, warmup=1, exit_speeds=[0.5], exit_repeats=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git_commit(repo, "own data")
+
+    out = sh([sys.executable, "-m", "dvc", "repro"], repo)
+    assert f"| model | family | params (M) | {metric} | retention |" in out
+    task = json.loads((repo / "data/prepared/task.json").read_text())
+    assert len(task["label_names"]) == n_classes and task["problem"] == ("regression" if regression else "classification")
+    summary = json.loads((repo / "metrics/eval/summary.json").read_text())
+    assert summary["metric"] == metric and set(summary) - {"task", "metric", "rows"} == {"teacher"} | set(params["students"])
+    for name in params["students"]:
+        assert -1 <= summary[name][metric] <= 1 and summary[name]["latency_bs1_ms"] > 0
+        export = json.loads((repo / "exports" / name / "export.json").read_text())
+        assert export["onnx_agreement"] >= 0.999 and (repo / "exports" / name / "model.int8.onnx").is_file()
+        head = check_card(repo / "exports" / name)
+        assert metric in head["metrics"]
+    teacher = json.loads((repo / "models/teacher/config.json").read_text())
+    assert len(teacher["id2label"]) == n_classes
+    if not regression:
+        assert sorted(teacher["id2label"].values()) == ["DESC", "ENTY", "HUM", "LOC", "NUM"]
+        assert "spearman" not in summary["teacher"] and "accuracy" in summary["teacher"]
+        assert (repo / "metrics/eval/exits.csv").read_text().count("fastbert") >= 1
+    else:
+        assert "spearman" in summary["teacher"]
