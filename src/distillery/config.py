@@ -161,7 +161,9 @@ class PrepareConfig:
         if self.columns is not None:
             _check(len(self.columns) >= 2 and len(set(self.columns)) == len(self.columns), "prepare.columns",
                    "must name at least two distinct columns (one for the text, one for the label)")
-        problem = self.problem or "classification"
+        if self.problem is None:
+            object.__setattr__(self, "problem", "classification")
+        problem = self.problem
         _check(problem in PROBLEMS, "prepare.problem", f"must be one of {', '.join(PROBLEMS)}, got {self.problem!r}")
         for m in self.metrics or ():
             _check(METRICS.get(m) == problem, "prepare.metrics", f"{m!r} does not score a {problem} task; use "

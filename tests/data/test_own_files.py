@@ -224,3 +224,18 @@ def test_a_local_hugging_face_dataset_folder_with_named_columns(tmp_path):
                                               r"prepare\.text_column\); it has: text, coarse_label, fine_label"):
         prepare(own(data_dir=None, hf_dataset=str(folder), text_column="question", label_column="coarse_label"),
                 tmp_path / "q")
+
+
+def test_the_readme_walk_through_prepares_emotion_as_written(tmp_path):
+    """README "Your own data": its `prepare:` block, as written (paths relative to the repository), reads
+    Emotion's 6 labels with macro-F1 first and accuracy second."""
+    import yaml
+
+    from distillery.config import from_section
+    from tests.conftest import REPO, readme_block
+
+    block = yaml.safe_load(readme_block("## Your own data", "yaml"))["prepare"]
+    block["data_dir"] = str((REPO / block["data_dir"]).resolve())
+    info = prepare(from_section(PrepareConfig, "prepare", block), tmp_path / "p")
+    assert info["label_names"] == ["anger", "fear", "joy", "love", "sadness", "surprise"]
+    assert info["metrics"] == ["macro_f1", "accuracy"] and info["n_dev"] == 2000

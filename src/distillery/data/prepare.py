@@ -29,11 +29,10 @@ def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFram
 
     cols = (cfg.text_column, cfg.text_pair_column, cfg.label_column)
     if cfg.hf_dataset:
-        where = {s: f"dataset {cfg.hf_dataset} split {s}" for s in (cfg.train_split, cfg.dev_split)}
-        raw = {role: read_hf(cfg.hf_dataset, cfg.hf_config, s, *cols)
-               for role, s in (("train", cfg.train_split), ("dev", cfg.dev_split))}
-        where = {"train": where[cfg.train_split], "dev": where[cfg.dev_split]}
-        source = f"hf:{cfg.hf_dataset}" + (f"/{cfg.hf_config}" if cfg.hf_config else "")
+        splits = {"train": cfg.train_split, "dev": cfg.dev_split}
+        raw = {role: read_hf(cfg.hf_dataset, cfg.hf_config, s, *cols) for role, s in splits.items()}
+        where = {role: f"dataset {cfg.hf_dataset} split {s}" for role, s in splits.items()}
+        source = f"hf:{cfg.hf_dataset}" + (f":{cfg.hf_config}" if cfg.hf_config else "")
     else:
         folder = Path(cfg.data_dir or "")  # the files are named relative to prepare.data_dir, if given
         if cfg.data_dir and not folder.is_dir():
@@ -44,7 +43,7 @@ def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFram
         where = {s: str(p) for s, p in paths.items()}
         source = str(folder) if preset_params(cfg.task, "files") and cfg.data_dir else f"file:{paths['train']}"
     fixed = tuple(str(x) for x in cfg.labels) if cfg.labels else None
-    regression = cfg.problem == "regression"
+    regression = cfg.problem == "regression"  # a preset or the user's param; classification unless set
     labels = None if regression else label_order(raw["train"], where["train"], fixed)
     frames = {s: with_ids(raw[s], labels, where[s], fixed=bool(fixed)) for s in raw}
     if regression and frames["train"]["label"].nunique() < 2:
@@ -52,9 +51,8 @@ def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFram
                               "a regression needs them to vary")
     names = (cfg.label_column,) if regression else tuple(cfg.label_names or labels)
     name = check_preset(cfg.task) if preset_params(cfg.task, "files") else cfg.task
-    task = TaskSpec(name, names, bool(cfg.text_pair_column), tuple(cfg.metrics or DEFAULT_METRICS[cfg.problem or
-                                                                                                 "classification"]),
-                    cfg.problem or "classification")
+    task = TaskSpec(name, names, bool(cfg.text_pair_column), tuple(cfg.metrics or DEFAULT_METRICS[cfg.problem]),
+                    cfg.problem)
     return task, frames["train"], frames["dev"], source
 
 

@@ -64,8 +64,10 @@ def _dataset(prep: Prepared) -> dict:
         name += f" ({dev['rows_kept']} of {dev['rows_read']} validation rows)"
     if source.startswith("file:"):
         return {"name": name, "type": task, "split": "validation"}
-    hub = source[3:].rsplit("/", 1)[0] if source.startswith("hf:") else GLUE_HUB
-    return {"name": name, "type": hub, "config": task, "split": "validation"}
+    if source.startswith("hf:"):  # hf:<dataset>[:<config>]
+        hub, _, config = source[3:].partition(":")
+        return {"name": name, "type": hub, **({"config": config} if config else {}), "split": "validation"}
+    return {"name": name, "type": GLUE_HUB, "config": task, "split": "validation"}
 
 
 def header(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: str) -> dict:

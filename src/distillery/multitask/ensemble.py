@@ -49,6 +49,9 @@ def build_ensemble(task: str, members: list[MemberConfig], prepared_dir: str | P
     if prep.task.name != task:
         raise DistilleryError(f"{Path(prepared_dir) / 'task.json'}: holds task {prep.task.name}, not {task}; "
                               "check --prepared")
+    if prep.task.regression:
+        raise DistilleryError(f"{Path(prepared_dir) / 'task.json'}: {task} is a regression; the ensembles of this "
+                              "study average class logits, so leave it out of the study's tasks")
     mine = [m for m in members if m.task == task]
     ids = prep.train["id"].tolist() + prep.dev["id"].tolist()
     dev_ids = prep.dev["id"].tolist()

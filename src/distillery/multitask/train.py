@@ -80,6 +80,9 @@ def load_tasks(cfg: MultiTaskConfig, prepared_root: Path, ensemble_root: Path) -
             raise DistilleryError(f"param {cfg.param}.tasks: no task {task!r} in {prepared_root} (prepared: "
                                   f"{', '.join(have) or 'none'}); add it to the tasks section or remove it here")
         prep = load_prepared(Path(prepared_root) / task)
+        if prep.task.regression:  # MT-DNN's STS-B head (a score) is not built here: refuse, never argmax one output
+            raise DistilleryError(f"param {cfg.param}.tasks: {task} is a regression; the multi-task student has "
+                                  "classification heads only, so leave it out of this study")
         tg = Targets(Path(ensemble_root) / task, prep.task.name, prep.label_names)
         soft = tg.get(prep.train["id"].tolist(), f"the {task} training set") if tg.has_teacher else None
         out[task] = TaskData(prep, soft, torch.tensor(prep.train["label"].to_numpy(), dtype=torch.long),
