@@ -117,6 +117,8 @@ def test_regression_through_every_stage(tmp_path, tiny_base):
     assert {"bilstm_kd", "pkd_skip"} <= set(summary) and -1 <= summary["pkd_skip"]["pearson"] <= 1
     table = (tmp_path / "metrics/eval/table.md").read_text()
     assert "| model | family | params (M) | pearson | retention | spearman |" in table and "Pearson r with PyTorch" in table
+    siamese = json.loads((tmp_path / "exports/bilstm_kd/export.json").read_text())
+    assert siamese["int8_agreement"] > 0.95  # the shared LSTM stays fp32 in the int8 graph (quantised per tensor: ~0.6)
     export = json.loads((tmp_path / "exports/pkd_skip/export.json").read_text())
     assert export["onnx_agreement"] > 0.999 and "onnx_dev_spearman" in export
     card = (tmp_path / "exports/pkd_skip/README.md").read_text()

@@ -70,7 +70,7 @@ def test_own_data_through_dvc_repro(tmp_path, make, n_classes, metric):
     for name in params["students"]:
         assert -1 <= summary[name][metric] <= 1 and summary[name]["latency_bs1_ms"] > 0
         export = json.loads((repo / "exports" / name / "export.json").read_text())
-        assert export["onnx_agreement"] >= 0.999 and (repo / "exports" / name / "model.int8.onnx").is_file()
+        assert export["onnx_agreement"] >= 0.999 and export["int8_mb"] > 0  # an int8 graph (FastBERT: one per layer)
         head = check_card(repo / "exports" / name)
         assert metric in head["metrics"]
     teacher = json.loads((repo / "models/teacher/config.json").read_text())
