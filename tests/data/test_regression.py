@@ -1,11 +1,6 @@
 """Regression (issue 31, GLUE STS-B): the preset, score labels, the losses and metrics against hand-computed
-values, the refusals (losses on class probabilities, FastBERT), and a one-output teacher and students through
-every stage as the commands run them."""
-
-import json
-import os
-import subprocess
-import sys
+values. A one-output teacher and students through the real DAG, and the refusals (losses on class
+probabilities, FastBERT): tests/integration/test_own_data_dag.py."""
 
 import numpy as np
 import pytest
@@ -14,10 +9,9 @@ import torch
 from distillery.config import PrepareConfig
 from distillery.data.prepare import load_prepared, prepare
 from distillery.errors import DistilleryError
-from distillery.losses import LOSSES
 from distillery.losses.kd import hard_mse, mse_logits
 from distillery.metrics import agreement, task_metric
-from tests.conftest import GLUE, REPO, conf, repo_params
+from tests.conftest import GLUE, conf
 
 pytestmark = pytest.mark.needs_data
 
@@ -79,58 +73,3 @@ def test_a_repeated_pair_keeps_the_mean_of_its_scores(tmp_path):
                text_column="a", text_pair_column="b", label_column="score", problem="regression", max_train=0)
     prepare(cfg, tmp_path / "p")
     assert load_prepared(tmp_path / "p").train["label"].tolist() == [1.5, 4.0]
-
-
-def run_stage(cwd, *args):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "stages.cli", *args], cwd=cwd, capture_output=True, text=True, env=env)
-
-
-def test_regression_through_every_stage(tmp_path, tiny_base):
-    """STS-B pairs: a one-output teacher (MSE), soft labels, a BiLSTM (MSE on the teacher's score) and a PKD
-    student (MSE on the score and the gold score + the patient loss), their exports and evaluate with Pearson and
-    Spearman; a loss on class probabilities and FastBERT are refused with one line naming the param."""
-    import yaml
-
-    doc = repo_params()
-    doc["prepare"].update(task="stsb", data_dir=str(GLUE / "STS-B"), max_train=300, max_dev=100)
-    doc["teacher"].update(base_model=str(tiny_base), epochs=1, bf16=False, lr=1e-3)
-    doc["soft_labels"]["features"] = ["cls@1"]
-    doc["augment"]["n_iter"] = 1
-    doc["evaluate"].update(repeats=1, warmup=0)
-    doc["students"] = {
-        "bilstm_kd": {"model": "bilstm", "losses": {"mse_logits": 1.0}, "epochs": 1,
-                      "model_args": {"hidden_size": 8, "mlp_size": 8}},
-        "pkd_skip": {"model": "pkd_skip", "transfer_set": "train", "losses": {"mse_logits": 0.5, "mse": 0.5, "pkd": 10.0},
-                     "model_args": {"num_layers": 2}},
-    }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    for cmd in (["prepare"], ["teacher"], ["augment", "--workers", "1"], ["soft-labels"],
-                ["distill", "--name", "bilstm_kd"], ["distill", "--name", "pkd_skip"],
-                ["export", "--name", "bilstm_kd"], ["export", "--name", "pkd_skip"], ["evaluate"]):
-        r = run_stage(tmp_path, *cmd)
-        assert r.returncode == 0, (cmd, r.stderr[-2000:])
-    config = json.loads((tmp_path / "models/teacher/config.json").read_text())
-    assert len(config["id2label"]) == 1 and config["problem_type"] == "regression"
-    summary = json.loads((tmp_path / "metrics/eval/summary.json").read_text())
-    assert summary["metric"] == "pearson" and set(summary["teacher"]) >= {"pearson", "spearman", "retention"}
-    assert {"bilstm_kd", "pkd_skip"} <= set(summary) and -1 <= summary["pkd_skip"]["pearson"] <= 1
-    table = (tmp_path / "metrics/eval/table.md").read_text()
-    assert "| model | family | params (M) | pearson | retention | spearman |" in table and "Pearson r with PyTorch" in table
-    siamese = json.loads((tmp_path / "exports/bilstm_kd/export.json").read_text())
-    assert siamese["int8_agreement"] > 0.95  # the shared LSTM stays fp32 in the int8 graph (quantised per tensor: ~0.6)
-    export = json.loads((tmp_path / "exports/pkd_skip/export.json").read_text())
-    assert export["onnx_agreement"] > 0.999 and "onnx_dev_spearman" in export
-    card = (tmp_path / "exports/pkd_skip/README.md").read_text()
-    assert "a regression: one output, the predicted score" in card and "type: spearman" in card
-
-    doc["students"] |= {"bert_soft": {"model": "bert", "losses": {"soft_ce": 1.0}, "model_args": {"num_layers": 1}},
-                        "fastbert": {"model": "fastbert", "losses": {"self_distill": 1.0}}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    r = run_stage(tmp_path, "distill", "--name", "bert_soft")
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "error: param students.bert_soft.losses.soft_ce: needs class probabilities, and task stsb is a regression "
-        "(one output); use " + ", ".join(sorted(n for n in LOSSES if not LOSSES.get(n).probabilities))]
-    r = run_stage(tmp_path, "distill", "--name", "fastbert")
-    assert r.returncode == 2 and "param students.fastbert.model: the fastbert student cannot learn a regression" in r.stderr
-    assert not (tmp_path / "models/students/bert_soft").exists() and not (tmp_path / "models/students/fastbert").exists()

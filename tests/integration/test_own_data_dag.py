@@ -1,15 +1,19 @@
 """Issue 31: the user's own data through the real DAG (`dvc repro` on tiny params, in a copy of the repo): a
 tiny 5-class CSV (TREC's coarse questions without ABBR) and a tiny regression TSV (STS-B pairs and scores under
-column names of our own), each with a BiLSTM, a PKD student and (classification) FastBERT."""
+column names of our own), each with a BiLSTM, a PKD student and (classification) FastBERT; then, for the
+regression, the refusals of a loss on class probabilities and of FastBERT, as the stage command answers them."""
 
 import json
+import os
+import subprocess
 import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import GLUE, SHARED_DATA, make_tiny_teacher
+from distillery.losses import LOSSES
+from tests.conftest import GLUE, REPO, SHARED_DATA, make_tiny_teacher
 from tests.export.test_onnx import check_card
 from tests.integration.test_dvc_repro import copy_repo, git_commit, sh
 
@@ -75,9 +79,34 @@ def test_own_data_through_dvc_repro(tmp_path, make, n_classes, metric):
         assert metric in head["metrics"]
     teacher = json.loads((repo / "models/teacher/config.json").read_text())
     assert len(teacher["id2label"]) == n_classes
+    manifest = json.loads((repo / "data/logits/manifest.json").read_text())
+    assert manifest["label_names"] == task["label_names"]
     if not regression:
         assert sorted(teacher["id2label"].values()) == ["DESC", "ENTY", "HUM", "LOC", "NUM"]
         assert "spearman" not in summary["teacher"] and "accuracy" in summary["teacher"]
         assert (repo / "metrics/eval/exits.csv").read_text().count("fastbert") >= 1
-    else:
-        assert "spearman" in summary["teacher"]
+        return
+    assert teacher["problem_type"] == "regression" and "spearman" in summary["teacher"]
+    table = (repo / "metrics/eval/table.md").read_text()
+    assert "| pearson | retention | spearman |" in table and "Pearson r with PyTorch" in table
+    siamese = json.loads((repo / "exports/bilstm_kd/export.json").read_text())
+    assert siamese["int8_agreement"] > 0.95  # the shared LSTM stays fp32 in the int8 graph (quantised per tensor: ~0.6)
+    assert "a regression: one output, the predicted similarity" in (repo / "exports/pkd_skip/README.md").read_text()
+
+    params["students"] |= {"bert_soft": {"model": "bert", "losses": {"soft_ce": 1.0}, "model_args": {"num_layers": 1}},
+                           "fastbert": {"model": "fastbert", "losses": {"self_distill": 1.0}}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+    def stage(*args):
+        return subprocess.run([sys.executable, "-m", "stages.cli", *args], cwd=repo, capture_output=True, text=True,
+                              env=env)
+
+    r = stage("distill", "--name", "bert_soft")
+    fits = ", ".join(sorted(n for n in LOSSES if not LOSSES.get(n).probabilities))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: param students.bert_soft.losses.soft_ce: needs class probabilities, and task similarity is a "
+        f"regression (one output); use {fits}"]
+    r = stage("distill", "--name", "fastbert")
+    assert r.returncode == 2 and "param students.fastbert.model: the fastbert student cannot learn a regression" in r.stderr
+    assert not (repo / "models/students/bert_soft").exists() and not (repo / "models/students/fastbert").exists()
