@@ -1,4 +1,4 @@
-"""`distillery prepare`: read a GLUE folder (or HF dataset), validate it, write stable-id splits."""
+"""`distillery prepare`: read a task's files (a GLUE preset or your own) or a HF dataset; write stable-id splits."""
 
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +18,9 @@ def prepare(
 ) -> None:
     """Read and validate a task's train and dev splits; write them with stable ids (hash of the text).
 
-    Settings: the `prepare` section (task, data_dir or hf_dataset, max_train, max_dev, seed, duplicates)."""
+    Settings: the `prepare` section: task (a GLUE preset: sst2 cola mrpc rte stsb, or your task's name), data_dir
+    with train_file / dev_file (or hf_dataset), the columns, labels or problem: regression, metrics, max_train,
+    max_dev, seed, duplicates (README "Your own data")."""
     from distillery.config import PrepareConfig
     from distillery.data.prepare import prepare as run
 
