@@ -109,17 +109,22 @@ def read_frame(path: Path, fmt: str, delimiter: str | None, columns: tuple[str, 
         if fmt in ("csv", "tsv"):
             sep = delimiter or ("\t" if fmt == "tsv" else ",")
             return read_delimited(path, sep, quoted=not (fmt == "tsv" and not delimiter), columns=columns)
-        if fmt == "jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False)
-            frame = frame.astype(str).where(frame.notna(), "")
-        else:
-            frame = pd.read_parquet(path)
-            frame = frame.astype(str).where(frame.notna(), "")
+        frame = strings(pd.read_json(path, lines=True, dtype=False) if fmt == "jsonl" else pd.read_parquet(path))
         return frame, list(range(1, len(frame) + 1))
     except UnicodeDecodeError as e:
         raise DistilleryError(f"{path}: not valid UTF-8 (byte {e.start}); save the file as UTF-8") from None
     except (ValueError, OSError) as e:
         raise DistilleryError(f"{path}: not readable as {fmt} ({str(e).splitlines()[0][:160]})") from None
+
+
+def strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every value as the text it reads as; a missing one as ''."""
+    return frame.astype(str).where(frame.notna(), "")
+
+
+def at(source: str, row: int) -> str:
+    """Where a row is: `file:line`, or `dataset <name> split <split> row <i>`."""
+    return f"{source} row {row}" if source.startswith("dataset ") else f"{source}:{row}"
 
 
 def examples(frame: pd.DataFrame, rows: list, where: Callable[[int], str], text: str, pair: str | None,
@@ -147,7 +152,7 @@ def read_split(path: Path, fmt: str | None, delimiter: str | None, text: str, pa
                columns: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One split file: columns text_a, text_b, label_raw, row (the file's line), every row validated."""
     frame, lines = read_frame(path, file_format(path, fmt), delimiter, columns)
-    return examples(frame, lines, lambda i: f"{path}:{lines[i]}", text, pair, label, str(path))
+    return examples(frame, lines, lambda i: at(str(path), lines[i]), text, pair, label, str(path))
 
 
 def read_hf(dataset: str, config: str | None, split: str, text: str, pair: str | None, label: str) -> pd.DataFrame:
@@ -165,10 +170,9 @@ def read_hf(dataset: str, config: str | None, split: str, text: str, pair: str |
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise DistilleryError(f"param prepare.hf_dataset: cannot load {dataset!r} (config {config}, split {split}): "
                               f"{first}") from None
-    frame = ds.to_pandas()
-    frame = frame.astype(str).where(frame.notna(), "")
+    frame = strings(ds.to_pandas())
     src = f"dataset {dataset} split {split}"
-    return examples(frame, list(range(len(frame))), lambda i: f"{src} row {i}", text, pair, label, src)
+    return examples(frame, list(range(len(frame))), lambda i: at(src, i), text, pair, label, src)
 
 
 def label_order(train: pd.DataFrame, path: str, fixed: tuple[str, ...] | None) -> list[str]:
@@ -189,7 +193,7 @@ def check_labels(split: pd.DataFrame, labels: list[str], path: str, fixed: bool)
     bad = split.index[~split["label_raw"].isin(set(labels))]
     if len(bad):
         r = split.loc[bad[0]]
-        where = f"{path}:{r['row']}" if not path.startswith("dataset ") else f"{path} row {r['row']}"
+        where = at(path, r["row"])
         listed = f"{', '.join(labels[:10])}{' ...' if len(labels) > 10 else ''}"
         if fixed:
             raise DistilleryError(f"{where}: label {r['label_raw']!r} is not in prepare.labels ({listed}); add it "
@@ -207,8 +211,7 @@ def scores(split: pd.DataFrame, path: str) -> list[float]:
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
-            where = f"{path}:{row}" if not path.startswith("dataset ") else f"{path} row {row}"
-            raise DistilleryError(f"{where}: label {raw!r} is not a finite number, and prepare.problem is regression; "
+            raise DistilleryError(f"{at(path, row)}: label {raw!r} is not a finite number, and prepare.problem is regression; "
                                   "fix the row, or check prepare.label_column")
         out.append(value)
     return out
