@@ -313,10 +313,16 @@ class StudentConfig:
     grad_clip: float  # max global gradient norm
     bucket_batches: int  # training batches are sorted by length within buckets of this many batches
     intermediate: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"  # a registered task (distillery.tasks.TASKS): what the data and targets are
+    tasks: tuple[str, ...] = ()  # a multi-task student's tasks (folders of the prepared root)
 
     def __post_init__(self) -> None:
         check_name(self.name, "students (a student's name)")
         p = f"students.{self.name}"
+        check_name(self.task, f"{p}.task")
+        _check(len(set(self.tasks)) == len(self.tasks), f"{p}.tasks", "names a task twice")
+        for t in self.tasks:
+            check_name(str(t), f"{p}.tasks")
         _check(isinstance(self.model_args, dict), f"{p}.model_args", "must be a block of settings")
         _check(isinstance(self.intermediate, dict), f"{p}.intermediate", "must be a block of step settings")
         unknown = [k for k in self.intermediate if k not in STEP_FIELDS]
@@ -367,6 +373,8 @@ def merge_student(name: str, block: Any, defaults: dict, group: str) -> StudentC
     _check(not missing, f"students.{name}.{missing[0] if missing else ''}",
            f"missing; set it in students.{name}, distill.{group} or distill.common")
     check_types(StudentConfig, merged, f"students.{name}")
+    if "tasks" in merged:
+        merged["tasks"] = tuple(str(t) for t in merged["tasks"])
     return StudentConfig(name=name, **merged)
 
 

@@ -20,6 +20,7 @@ from distillery.students.base import STUDENTS, Student, dynamo_onnx
 @dataclass
 class MultiTaskStudentConfig:
     heads: dict[str, int] = field(default_factory=dict)  # task -> number of labels, in output order
+    base_model: str = ""  # the pre-trained encoder whose first num_layers layers it starts from
     num_layers: int = 3
     dropout: float = 0.1
     freeze_embeddings: bool = True
@@ -30,6 +31,7 @@ class MultiTaskStudentConfig:
 @STUDENTS.register("mtdnn")
 class MultiTaskStudent(Student):
     family = "mtdnn"
+    params_group = "mtdnn"
     Config = MultiTaskStudentConfig
 
     def __init__(self, config: MultiTaskStudentConfig, encoder: nn.Module | None = None) -> None:
