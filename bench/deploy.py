@@ -24,7 +24,8 @@ import numpy as np
 
 from distillery.config import EvaluateConfig, from_section
 from distillery.data.prepare import load_prepared
-from distillery.evaluate.report import _runners, latencies_ms, teacher_runners
+from distillery.evaluate.latency import latencies_ms
+from distillery.evaluate.report import _runners, teacher_runners
 from distillery.export.onnx import session
 from distillery.students import load_student
 

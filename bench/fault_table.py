@@ -80,7 +80,6 @@ def setup(ws: Path) -> dict:
 
 
 def cases(ws: Path) -> None:
-    import numpy as np
 
     # 1. --out at folders that are not this stage's output
     project = ws / "project"

@@ -16,7 +16,6 @@ from stages.gen_export import gen_export
 from stages.gen_prepare import gen_prepare
 from stages.gen_soft_labels import gen_soft_labels
 from stages.gen_teacher import gen_teacher
-from stages.mt_distill import mt_distill
 from stages.mt_evaluate import mt_evaluate
 from stages.mt_export import mt_export
 from stages.prepare import prepare
@@ -68,7 +67,6 @@ app.command("evaluate", context_settings=SETTINGS)(evaluate)
 app.command("export", context_settings=SETTINGS)(export)
 # the MT-DNN KD study (studies/mtdnn): ensembles of teachers, one multi-task student
 app.command("ensemble", context_settings=SETTINGS)(ensemble)
-app.command("mt-distill", context_settings=SETTINGS)(mt_distill)
 app.command("mt-export", context_settings=SETTINGS)(mt_export)
 app.command("mt-evaluate", context_settings=SETTINGS)(mt_evaluate)
 # the C-MLM study (studies/cmlm): a text-generation student distilled from a conditional masked LM

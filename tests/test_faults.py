@@ -96,7 +96,7 @@ def test_numeric_params_have_ranges(make, param):
     (["distill", "--name", "s", "--set", "epochs=1.5"], "error: param students.s.epochs: must be a whole number, got 1.5"),
     (["distill", "--name", "s", "--set", "epoch=3"], "error: param students.s.epoch: unknown setting; use batch_size, "
      "bucket_batches, epochs, grad_clip, intermediate, losses, lr, max_examples, max_seq_len, model, model_args, "
-     "optimizer, seed, temperature, transfer_set, warmup_ratio, weight_decay"),
+     "optimizer, seed, task, tasks, temperature, transfer_set, warmup_ratio, weight_decay"),
     (["distill", "--name", "nobody"], "error: param students.nobody: not in params.yaml; add a block for it "
      "(see README, 'Add a student')"),
 ])

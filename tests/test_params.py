@@ -33,7 +33,7 @@ def test_code_has_no_default_that_params_yaml_sets(cls, section):
 
 def test_student_fields_have_no_defaults_and_every_shipped_student_builds():
     optional = {f.name for f in fields(StudentConfig) if f.default is not MISSING or f.default_factory is not MISSING}
-    assert optional == {"intermediate"}
+    assert optional == {"intermediate", "tasks"}  # tasks: a multi-task student's only
     p = repo_params()
     for name, block in p["students"].items():
         cfg = make_student(name, **block)
@@ -49,7 +49,8 @@ def test_every_block_of_the_mtdnn_study_params_is_valid():
     """studies/mtdnn/params.yaml: every task, member, student and stage section builds its config."""
     import yaml
 
-    from distillery.config import MtEvaluateConfig, members_config, multitask_config
+    from distillery.config import MtEvaluateConfig, members_config
+    from distillery.distill.recipe import student_config
 
     p = yaml.safe_load((REPO / "studies" / "mtdnn" / "params.yaml").read_text(encoding="utf-8"))
     for name, block in p["tasks"].items():
@@ -62,9 +63,10 @@ def test_every_block_of_the_mtdnn_study_params_is_valid():
     from_section(SoftLabelConfig, "soft_labels", p["soft_labels"])
     from_section(MtEvaluateConfig, "mt_evaluate", p["mt_evaluate"])
     for name, block in p["students"].items():
-        assert multitask_config(name, f"students.{name}", block, p["mt_distill"]).tasks == tuple(p["tasks"])
+        cfg = student_config(name, block, p["distill"])
+        assert cfg.tasks == tuple(p["tasks"]) and cfg.task == "multitask"
     for task in p["tasks"]:
-        multitask_config(f"single_{task}", "single_task", p["single_task"], p["mt_distill"], tasks=(task,))
+        assert student_config(f"single_{task}", {**p["single_task"], "tasks": [task]}, p["distill"]).tasks == (task,)
 
 
 def test_every_block_of_the_cmlm_study_params_is_valid():

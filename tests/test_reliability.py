@@ -117,6 +117,7 @@ def _bilstm(**kw):
 
 def test_a_failed_distill_keeps_the_previous_curves(tmp_path, monkeypatch, sst2_prepared, tiny_teacher, logits):
     import distillery.distill.recipe as recipe
+    import distillery.tasks.classification as classification
 
     paths = _distill_paths(tmp_path, sst2_prepared, tiny_teacher, logits / "logits")
     recipe.distill(_bilstm(), paths)
@@ -126,7 +127,7 @@ def test_a_failed_distill_keeps_the_previous_curves(tmp_path, monkeypatch, sst2_
     def full_disk(*a, **k):
         raise DistilleryError(f"{paths.out}: cannot write (No space left on device)")
 
-    monkeypatch.setattr(recipe, "save_student", full_disk)
+    monkeypatch.setattr(classification, "save_student", full_disk)
     with pytest.raises(DistilleryError, match="No space left"):
         recipe.distill(_bilstm(lr=0.01), paths)
     assert tree(paths.live) == before and tree(paths.out) == model  # the model and its curves, as they were
@@ -135,9 +136,10 @@ def test_a_failed_distill_keeps_the_previous_curves(tmp_path, monkeypatch, sst2_
 
 def test_a_failed_first_run_leaves_no_curves(tmp_path, monkeypatch, sst2_prepared, tiny_teacher, logits):
     import distillery.distill.recipe as recipe
+    import distillery.tasks.classification as classification
 
     paths = _distill_paths(tmp_path, sst2_prepared, tiny_teacher, logits / "logits")
-    monkeypatch.setattr(recipe, "save_student", lambda *a, **k: (_ for _ in ()).throw(OSError(30, "Read-only")))
+    monkeypatch.setattr(classification, "save_student", lambda *a, **k: (_ for _ in ()).throw(OSError(30, "Read-only")))
     with pytest.raises(OSError):
         recipe.distill(_bilstm(), paths)
     assert not paths.live.exists() and not paths.out.exists()
@@ -396,7 +398,7 @@ def test_a_typod_family_group_is_refused(tmp_path):
     doc["students"] = {"s": {"model": "bilstm", "losses": {"ce": 1}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc))
     assert one_line(cli("distill", "--name", "s", cwd=tmp_path)) == (
-        "error: param distill.bilstmm: not a family group; use bilstm, common, fastbert, transformer")
+        "error: param distill.bilstmm: not a family group; use bilstm, common, fastbert, mtdnn, transformer")
 
 
 def test_metrics_that_is_a_folder_is_refused_before_out_is_written(tmp_path):

@@ -312,8 +312,8 @@ class StudentConfig:
     warmup_ratio: float
     grad_clip: float  # max global gradient norm
     bucket_batches: int  # training batches are sorted by length within buckets of this many batches
+    task: str  # a registered task (distillery.tasks.TASKS): what the data and the teacher's targets are
     intermediate: dict[str, Any] = field(default_factory=dict)
-    task: str = "classification"  # a registered task (distillery.tasks.TASKS): what the data and targets are
     tasks: tuple[str, ...] = ()  # a multi-task student's tasks (folders of the prepared root)
 
     def __post_init__(self) -> None:
@@ -467,74 +467,6 @@ def members_config(block: Any) -> list[MemberConfig]:
         _check(not missing, f"members.{name}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
         out.append(MemberConfig(name=str(name), **values))
     return out
-
-
-@dataclass(frozen=True)
-class MultiTaskConfig:
-    """A multi-task student (MT-DNN KD study): `mt_distill`, then `students.<name>` (or `single_task`
-    with one task), merged. A shared encoder, the first `num_layers` layers of `base_model`, and one
-    head per task; per task the weighted losses (`ce`, `soft_ce` on the ensemble's probabilities), the
-    soft ones dropped for a task without a teacher."""
-
-    name: str
-    param: str  # where it sits in params.yaml, for error messages
-    tasks: tuple[str, ...]
-    losses: dict[str, float]
-    base_model: str
-    num_layers: int
-    freeze_embeddings: bool
-    dropout: float
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_ratio: float
-    grad_clip: float
-    temperature: float
-    max_seq_len: int
-    seed: int
-    bucket_batches: int
-
-    def __post_init__(self) -> None:
-        p = self.param
-        check_name(self.name, p)
-        _check(isinstance(self.tasks, tuple) and len(self.tasks) > 0, f"{p}.tasks", "name at least one task")
-        _check(len(set(self.tasks)) == len(self.tasks), f"{p}.tasks", "names a task twice")
-        for t in self.tasks:
-            check_name(str(t), f"{p}.tasks")
-        _check(isinstance(self.losses, dict) and bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
-        for k, w in self.losses.items():
-            _num(w, f"{p}.losses.{k}", 0)
-        _check(sum(self.losses.values()) > 0, f"{p}.losses", "every loss weight is 0; give one a weight > 0")
-        _int(self.num_layers, f"{p}.num_layers", 1, 48)
-        _num(self.dropout, f"{p}.dropout", 0, 1, hi_open=True)
-        _int(self.epochs, f"{p}.epochs", 1)
-        _int(self.batch_size, f"{p}.batch_size", 1)
-        _num(self.lr, f"{p}.lr", 0, lo_open=True)
-        _num(self.weight_decay, f"{p}.weight_decay", 0)
-        _num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
-        _num(self.grad_clip, f"{p}.grad_clip", 0, lo_open=True)
-        _num(self.temperature, f"{p}.temperature", 0, lo_open=True)
-        _int(self.max_seq_len, f"{p}.max_seq_len", 8, 4096)
-        _int(self.seed, f"{p}.seed", 0)
-        _int(self.bucket_batches, f"{p}.bucket_batches", 1)
-
-
-def multitask_config(name: str, param: str, block: Any, defaults: Any, tasks: tuple[str, ...] | None = None):
-    """`defaults` (the `mt_distill` section) with `block` on top; `tasks` given: a single-task student."""
-    _check(isinstance(defaults, dict), "mt_distill", "must be a block of settings")
-    _check(isinstance(block, dict), param, "must be a block of settings")
-    merged = {**defaults, **block}
-    if tasks is not None:
-        merged["tasks"] = list(tasks)
-    known = {f.name for f in fields(MultiTaskConfig)} - {"name", "param"}
-    unknown = sorted(set(merged) - known)
-    _check(not unknown, f"{param}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(sorted(known))}")
-    missing = sorted(known - set(merged))
-    _check(not missing, f"{param}.{missing[0] if missing else ''}", f"missing; set it in {param} or mt_distill")
-    _check(isinstance(merged["tasks"], (list, tuple)), f"{param}.tasks", "must be a list of task names")
-    merged["tasks"] = tuple(str(t) for t in merged["tasks"])
-    return MultiTaskConfig(name=name, param=param, **merged)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ def test_mtdnn_study_tiny(tmp_path):
     p["members"] = {"sst2-a": {"task": "sst2", "seed": 0, "dropout": 0.1, "epochs": 1},
                     "sst2-b": {"task": "sst2", "seed": 1, "dropout": 0.2, "epochs": 2}}
     p["soft_labels"].update(max_seq_len=64, bf16=False)
-    p["mt_distill"].update(base_model=str(base), num_layers=1, max_seq_len=64, lr=1e-3)
+    p["distill"]["common"].update(max_seq_len=64, lr=1e-3)
+    p["distill"]["mtdnn"]["model_args"].update(base_model=str(base), num_layers=1)
     p["students"] = {"mtdnn_kd": {**p["students"]["mtdnn_kd"], "tasks": ["sst2", "rte"]}}  # mtdnn_gold: the same path
     p["mt_evaluate"].update(latency_texts=3, warmup=1)
     (study / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
@@ -54,7 +55,7 @@ def test_mtdnn_study_tiny(tmp_path):
     sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], repo)
 
     first = sh(DVC + ["repro", "studies/mtdnn/dvc.yaml"], repo)
-    assert {"teacher@sst2-a", "teacher@sst2-b", "ensemble@rte", "single@rte", "mt-distill@mtdnn_kd",
+    assert {"teacher@sst2-a", "teacher@sst2-b", "ensemble@rte", "single@rte", "distill@mtdnn_kd",
             "mt-export@mtdnn_kd", "evaluate"} <= ran(first)
     table = (study / "metrics/eval/table.md").read_text()
     for row in ("| teacher (first member) |", "| ensemble (K=2) |", "| single-task students (KD) |", "| mtdnn_kd | pytorch |",
@@ -72,7 +73,7 @@ def test_mtdnn_study_tiny(tmp_path):
     p["members"]["rte-a"] = {"task": "rte", "seed": 0, "dropout": 0.1, "epochs": 1}
     (study / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     second = ran(sh(DVC + ["repro", "studies/mtdnn/dvc.yaml"], repo))
-    assert {"teacher@rte-a", "soft-labels@rte-a", "single@rte", "mt-distill@mtdnn_kd", "evaluate"} <= second
+    assert {"teacher@rte-a", "soft-labels@rte-a", "single@rte", "distill@mtdnn_kd", "evaluate"} <= second
     assert not second & {"teacher@sst2-a", "teacher@sst2-b", "soft-labels@sst2-a", "single@sst2", "prepare@sst2"}
     kd = json.loads((study / "models/students/mtdnn_kd/student.json").read_text())
     assert kd["tasks"]["rte"]["losses"] == {"ce": 0.5, "soft_ce": 0.5}

@@ -10,22 +10,37 @@ import pytest
 import torch
 import yaml
 
-from distillery.config import MultiTaskConfig, multitask_config
+from distillery.config import StudentConfig, merge_student
 from distillery.errors import DistilleryError
-from distillery.losses.kd import hard_ce, soft_ce
+from distillery.losses.kd import soft_ce
 from distillery.multitask.ensemble import ensemble_fingerprint, mean_probs
 from distillery.multitask.sampler import task_batches
-from distillery.multitask.train import task_losses
+from distillery.students.multitask import MultiTaskStudent
+from distillery.tasks.multitask import task_losses
 from tests.conftest import GLUE, make_tiny_teacher
 
-DEFAULTS = {"base_model": "all-MiniLM-L6-v2", "num_layers": 2, "freeze_embeddings": True, "dropout": 0.1, "epochs": 1,
-            "batch_size": 16, "lr": 1e-3, "weight_decay": 0.0, "warmup_ratio": 0.1, "grad_clip": 1.0,
-            "temperature": 1.0, "max_seq_len": 64, "seed": 0, "bucket_batches": 5}
+DEFAULTS = {"common": {"task": "multitask", "transfer_set": "train", "max_examples": 0, "optimizer": "adamw",
+                       "epochs": 1, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.0, "warmup_ratio": 0.1,
+                       "grad_clip": 1.0, "temperature": 1.0, "max_seq_len": 64, "seed": 0, "bucket_batches": 5},
+            "mtdnn": {"model_args": {"base_model": "all-MiniLM-L6-v2", "num_layers": 2, "freeze_embeddings": True,
+                                     "dropout": 0.1}}}
 
 
-def mt_config(**over) -> MultiTaskConfig:
-    block = {"tasks": ["sst2", "rte"], "losses": {"ce": 0.5, "soft_ce": 0.5}, **over}
-    return multitask_config("mt", "students.mt", block, DEFAULTS)
+def mt_config(base_model: str | None = None, **over) -> StudentConfig:
+    """The multi-task student `mt` (two tasks) as `distillery distill` builds it from params."""
+    block = {"model": "mtdnn", "tasks": ["sst2", "rte"], "losses": {"ce": 0.5, "soft_ce": 0.5}, **over}
+    if base_model:
+        block["model_args"] = {"base_model": base_model}
+    return merge_student("mt", block, DEFAULTS, "mtdnn")
+
+
+def train(cfg: StudentConfig, root, out):
+    """Train through the one recipe (the `multitask` task); (metrics, out folder)."""
+    from distillery.distill.recipe import Paths, distill
+
+    m = distill(cfg, Paths(root / "prepared", None, root / "ensemble", None, out, out.with_suffix(".json"),
+                           out.with_name(out.name + "-live")))
+    return m, out
 
 
 # ---------------------------------------------------------------- the ensemble average
@@ -98,17 +113,17 @@ def test_sampler_is_reproducible_and_skips_empty_tasks():
 # ---------------------------------------------------------------- losses per task
 def test_task_without_teacher_learns_from_gold_only():
     cfg = mt_config()
-    with_t = task_losses(cfg, "sst2", has_teacher=True)
-    without = task_losses(cfg, "rte", has_teacher=False)
+    with_t = task_losses(cfg, "sst2", True, MultiTaskStudent)
+    without = task_losses(cfg, "rte", False, MultiTaskStudent)
     assert {n: w for n, (w, _) in with_t.items()} == {"ce": 0.5, "soft_ce": 0.5}
     assert {n: w for n, (w, _) in without.items()} == {"ce": 1.0}  # the same total weight, all on gold labels
     with pytest.raises(DistilleryError, match=r"param students\.mt\.losses: task rte has no teacher"):
-        task_losses(mt_config(losses={"soft_ce": 1.0}), "rte", has_teacher=False)
+        task_losses(mt_config(losses={"soft_ce": 1.0}), "rte", False, MultiTaskStudent)
 
 
 def test_feature_losses_are_refused_for_a_multitask_student():
     with pytest.raises(DistilleryError, match=r"param students\.mt\.losses\.tinybert_hidden"):
-        task_losses(mt_config(losses={"tinybert_hidden": 1.0}), "sst2", has_teacher=True)
+        task_losses(mt_config(losses={"tinybert_hidden": 1.0}), "sst2", True, MultiTaskStudent)
 
 
 def test_config_checks_every_number_and_name():
@@ -120,6 +135,11 @@ def test_config_checks_every_number_and_name():
         mt_config(tasks=["../x"])
     with pytest.raises(DistilleryError, match=r"param students\.mt\.layers: unknown setting"):
         mt_config(layers=3)
+    with pytest.raises(DistilleryError, match=r"param students\.mt\.model_args\.layers: mtdnn has no such setting"):
+        from distillery.distill.recipe import student_config
+
+        student_config("mt", {"model": "mtdnn", "tasks": ["sst2"], "losses": {"ce": 1}, "model_args": {"layers": 3}},
+                       DEFAULTS)
 
 
 # ---------------------------------------------------------------- training, end to end on real samples
@@ -152,12 +172,10 @@ def study(tmp_path_factory):
 
 
 def test_multitask_student_trains_every_task_and_answers_from_one_model(study):
-    from distillery.multitask.train import train_multitask
     from distillery.students import load_student
 
     root, base = study
-    cfg = mt_config(base_model=str(base))
-    m = train_multitask(cfg, root / "prepared", root / "ensemble", root / "out", root / "m.json", root / "live")
+    m, _ = train(mt_config(base_model=str(base)), root, root / "out")
     assert set(m["tasks"]) == {"sst2", "rte"} and m["tasks"]["rte"]["teacher"] is False
     assert m["tasks"]["sst2"]["teacher"] is True
     model, tok, info = load_student(root / "out")
@@ -173,10 +191,11 @@ def test_multitask_student_trains_every_task_and_answers_from_one_model(study):
 def test_a_task_the_data_lacks_stops_with_one_line_naming_the_param(study, tmp_path):
     root, base = study
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"mt_distill": {**DEFAULTS, "base_model": str(base)},
-                                      "students": {"mt": {"tasks": ["sst2", "qnli"], "losses": {"ce": 1.0}}}}))
-    r = subprocess.run([sys.executable, "-m", "stages.cli", "mt-distill", "--name", "mt", "--params", str(params),
-                        "--prepared", str(root / "prepared"), "--ensemble", str(root / "ensemble"),
+    defaults = {**DEFAULTS, "mtdnn": {"model_args": {**DEFAULTS["mtdnn"]["model_args"], "base_model": str(base)}}}
+    params.write_text(yaml.safe_dump({"distill": defaults, "students": {"mt": {
+        "model": "mtdnn", "tasks": ["sst2", "qnli"], "losses": {"ce": 1.0}}}}))
+    r = subprocess.run([sys.executable, "-m", "stages.cli", "distill", "--name", "mt", "--params", str(params),
+                        "--prepared", str(root / "prepared"), "--logits", str(root / "ensemble"),
                         "--out", str(tmp_path / "s"), "--metrics", str(tmp_path / "m.json"),
                         "--live-dir", str(tmp_path / "live")], capture_output=True, text=True)
     assert r.returncode == 2
@@ -189,11 +208,9 @@ def test_export_is_one_graph_answering_every_task(study, tmp_path):
     import onnx
 
     from distillery.multitask.export import export_multitask
-    from distillery.multitask.train import train_multitask
 
     root, base = study
-    train_multitask(mt_config(base_model=str(base)), root / "prepared", root / "ensemble", tmp_path / "s",
-                    tmp_path / "m.json", tmp_path / "live")
+    train(mt_config(base_model=str(base)), root, tmp_path / "s")
     rep = export_multitask(tmp_path / "s", root / "prepared", tmp_path / "e", opset=17, min_agreement=0.99)
     assert set(rep) == {"sst2", "rte"} and all(r["agreement"] >= 0.99 for r in rep.values())
     graph = onnx.load(str(tmp_path / "e" / "model.onnx")).graph

@@ -24,7 +24,7 @@ from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
 from distillery.io import staged_live
 from distillery.students import STUDENTS
-from distillery.tasks import TASKS, Paths, Step, Task
+from distillery.tasks import Paths, Step, Task, get_task
 
 __all__ = ["Paths", "Recipe", "distill", "lr_schedule", "student_config"]
 
@@ -91,7 +91,7 @@ class Recipe:
         self.bf16 = self.device.type == "cuda" and bf16_supported("cuda")
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[dict] = []
-        self.task: Task = TASKS.get(cfg.task, param=f"students.{cfg.name}.task")(cfg, paths, self.device)
+        self.task: Task = get_task(cfg.task, f"students.{cfg.name}.task")(cfg, paths, self.device)
 
     def setup_optimizer(self, step: Step, n_batches: int):
         cfg = self.cfg

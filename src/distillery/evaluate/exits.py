@@ -79,7 +79,7 @@ def exit_curves(models: list[tuple[str, object, object, int]], dev: pd.DataFrame
                 cfg: EvaluateConfig, out: Path) -> pd.DataFrame | None:
     """The curve of each (name, model, tokenizer, max_len) with exits; writes exits.csv, exits.md and
     exits.png into `out` (nothing when no model has exits)."""
-    from distillery.evaluate.report import Runner, latencies_ms
+    from distillery.evaluate.latency import Runner, latencies_ms
 
     if not models:  # the declared outputs still exist, and say so
         with atomic_file(out / "exits.csv") as fh:

@@ -8,10 +8,6 @@ scratch folder, so that each runtime has its own yardstick.
 """
 
 import copy
-import statistics
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +17,13 @@ from tqdm import tqdm
 
 from distillery.config import EvaluateConfig
 from distillery.data.prepare import load_prepared
+from distillery.evaluate.latency import Runner, latencies_ms
 from distillery.evaluate.predict import predict
 from distillery.io import atomic_file, scratch_dir, write_json
 from distillery.students import load_student
 from distillery.teacher.train import load_teacher
 
 RUNTIME_LABELS = {"pytorch": "PyTorch", "onnx": "ONNX", "int8": "int8 ONNX"}
-
-
-@dataclass
-class Runner:
-    """One model in one runtime: how to batch texts, and how to get logits for a batch."""
-
-    model: str
-    family: str
-    runtime: str  # pytorch | onnx | int8
-    collate: Callable[[list[str], list[str] | None], dict]
-    run: Callable[[dict], np.ndarray]
-    params_m: float
-    disk_mb: float
 
 
 def _mb(*paths: Path) -> float:
@@ -95,27 +79,6 @@ def teacher_runners(teacher_dir: str | Path, dev: pd.DataFrame, pair: bool, n_la
         onnx_dir = _teacher_onnx(teacher, tok, (dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if pair
                                                 else None), seq, scratch, cfg)
     return _runners("teacher", "teacher", teacher, tok, seq, Path(teacher_dir), onnx_dir, cfg)
-
-
-@torch.inference_mode()
-def latencies_ms(runners: list[Runner], frame: pd.DataFrame, batch_size: int, cfg: EvaluateConfig,
-                 pair: bool) -> list[float]:
-    """Median wall time (ms) of one call (batching excluded) for each runner, over `repeats` batches of
-    real texts after `warmup`. The runners take turns on each batch (interleaved), so a burst of load
-    on the machine slows them all alike instead of one runner's whole measurement."""
-    rng = np.random.default_rng(0)
-    times: list[list[float]] = [[] for _ in runners]
-    for r in tqdm(range(cfg.warmup + cfg.repeats), desc=f"timing at batch {batch_size}", unit="round", mininterval=2):
-        idx = rng.choice(len(frame), size=min(batch_size, len(frame)), replace=False)
-        sub = frame.iloc[idx]
-        a, b = sub["text_a"].tolist(), sub["text_b"].tolist() if pair else None
-        for k, runner in enumerate(runners):
-            batch = runner.collate(a, b)
-            t0 = time.perf_counter()
-            runner.run(batch)
-            if r >= cfg.warmup:
-                times[k].append((time.perf_counter() - t0) * 1000)
-    return [statistics.median(t) for t in times]
 
 
 def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | Path, students_dir: str | Path,

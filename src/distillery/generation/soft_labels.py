@@ -24,7 +24,7 @@ from distillery.generation.data import Encoded, encode, load_split, teacher_inpu
 from distillery.generation.masks import strided_masks
 from distillery.generation.teacher import mlm_head, uses_segments
 from distillery.hardware import bf16_supported
-from distillery.io import atomic_dir, atomic_file, read_json, write_json
+from distillery.io import atomic_dir, atomic_file, write_json
 from distillery.logits.arrays import PART_HASH, digest, npz_bytes, open_npz, read_manifest
 from distillery.logits.fingerprint import ids_to_u64
 from distillery.logits.store import LogitStore

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from distillery.errors import DistilleryError
-from distillery.io import atomic_dir, read_json, write_json
+from distillery.io import atomic_dir, write_json
 from distillery.logits.arrays import column, digest, npz_bytes, open_npz, read_manifest
 from distillery.logits.fingerprint import ids_to_u64, teacher_fingerprint
 

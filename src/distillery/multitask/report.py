@@ -1,6 +1,8 @@
 """The MT-DNN KD study's table: a row per model, a column per task in that task's metric (accuracy;
 F1 for MRPC; Matthews correlation for CoLA), their average, the models and parameters it takes to
-answer every task, and batch-1 latency (PyTorch, and ONNX Runtime for exports), mean per dev text.
+answer every task, and batch-1 latency (PyTorch, and ONNX Runtime for exports): per task the median ms per dev
+text, every model taking turns on each text (the one statistic of every table, `evaluate/latency.py`), then
+the mean over tasks.
 
 Rows: a single teacher (each task's first member), the member mean, the ensemble (all members,
 probabilities averaged), the single-task students (one per task), each multi-task student and its
@@ -8,7 +10,6 @@ ONNX export. A second table says, per task, how much of the ensemble's gain over
 the multi-task student's distillation gain recovers.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from distillery.config import MtEvaluateConfig
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
+from distillery.evaluate.latency import interleaved_median_ms
 from distillery.io import atomic_file, read_json, write_json
 from distillery.multitask.export import ONNX, onnx_runner
 from distillery.students import load_student
@@ -27,38 +29,53 @@ from distillery.teacher.train import load_teacher
 METRIC_NAME = {"accuracy": "acc", "f1": "F1", "mcc": "MCC"}
 
 
-def _time(run, batches: list[dict], warmup: int) -> float:
-    """Mean ms per call over `batches` (one text each), after `warmup` calls."""
-    for b in batches[:warmup]:
-        run(b)
-    t0 = time.perf_counter()
-    for b in batches:
-        run(b)
-    return (time.perf_counter() - t0) / len(batches) * 1000
-
-
 def _texts(prep, n: int) -> list[tuple[str, str | None]]:
     dev = prep.dev.iloc[:n]
     return [(a, b if prep.task.is_pair else None) for a, b in zip(dev["text_a"], dev["text_b"])]
 
 
-def teacher_latency(teacher_dirs: list[Path], prep, n: int, warmup: int) -> float:
-    """ms per text to run all of `teacher_dirs` on one text (one member, or an ensemble)."""
-    total = 0.0
-    for d in teacher_dirs:
-        model, tok, info = load_teacher(d, n_labels=prep.num_labels)
-        max_len = int(info.get("max_seq_len", 128))
-        batches = [dict(tok([a], [b] if b is not None else None, truncation=True, max_length=max_len,
-                            return_tensors="pt")) for a, b in _texts(prep, n)]
-        with torch.inference_mode():
-            total += _time(lambda b: model(**b).logits, batches, warmup)
-    return total
+class _Timer:
+    """Batch-1 latency of every model of the table, per task, by the one statistic (`evaluate/latency.py`):
+    the models of a task take turns on each of its first `n` dev texts, and each gets the median ms."""
+
+    def __init__(self, preps: dict, n: int, warmup: int) -> None:
+        self.preps, self.n, self.warmup = preps, n, warmup
+        self.calls: dict[str, list] = {t: [] for t in preps}  # task -> [(key, call, inputs)]
+        self.ms: dict[tuple[str, str], float] = {}  # (key, task) -> median ms
+
+    def add(self, key: str, task: str, call, collate) -> None:
+        """`collate(text_a, text_b) -> input` is run untimed; `call(input)` is timed."""
+        self.calls[task].append((key, call, [collate(a, b) for a, b in _texts(self.preps[task], self.n)]))
+
+    def run(self) -> None:
+        for t, entries in self.calls.items():
+            if not entries:
+                continue
+            with torch.inference_mode():
+                ms = interleaved_median_ms([c for _, c, _ in entries], lambda r, k: entries[k][2][r % len(entries[k][2])],
+                                           self.n, self.warmup, desc=f"timing {t} at batch 1")
+            self.ms |= {(key, t): v for (key, _, _), v in zip(entries, ms)}
+
+    def per_text(self, keys: list[str]) -> float | None:
+        """ms per text to run all of `keys` (an ensemble's members), averaged over the tasks that have them."""
+        per_task = [sum(self.ms[(k, t)] for k in keys if (k, t) in self.ms) for t in self.preps
+                    if any((k, t) in self.ms for k in keys)]
+        return float(np.mean(per_task)) if per_task else None
 
 
-def student_latency(model, tok, task: str, prep, max_len: int, n: int, warmup: int, run=None) -> float:
-    batches = [model.collate(tok, [a], [b] if b is not None else None, max_len) for a, b in _texts(prep, n)]
-    run = run or model.predictor(task)
-    return _time(run, batches, warmup)
+def _teacher_call(teacher_dir: Path, prep, timer: _Timer, key: str, task: str) -> int:
+    """Times one teacher of `task`; returns its parameter count."""
+    model, tok, info = load_teacher(teacher_dir, n_labels=prep.num_labels)
+    max_len = int(info.get("max_seq_len", 128))
+    timer.add(key, task, lambda b: model(**b).logits,
+              lambda a, b: dict(tok([a], [b] if b is not None else None, truncation=True, max_length=max_len,
+                                    return_tensors="pt")))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _student_call(model, tok, task: str, max_len: int, timer: _Timer, key: str, run=None) -> None:
+    timer.add(key, task, run or model.predictor(task), lambda a, b: model.collate(tok, [a], [b] if b is not None
+                                                                                  else None, max_len))
 
 
 class _Table:
@@ -67,13 +84,15 @@ class _Table:
     def __init__(self, tasks: list[str]) -> None:
         self.tasks, self.rows = tasks, []
 
-    def add(self, name: str, scores: dict, models: int, params: int | None, ms: float | None,
+    def add(self, name: str, scores: dict, models: int, params: int | None, timing: list[str],
             runtime: str = "pytorch") -> None:
         self.rows.append({"model": name, "runtime": runtime, **{t: scores.get(t) for t in self.tasks},
                           "models": models, "params_m": None if params is None else round(params / 1e6, 1),
-                          "ms_bs1": ms})
+                          "timing": timing})
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, timer: _Timer) -> pd.DataFrame:
+        for row in self.rows:
+            row["ms_bs1"] = timer.per_text(row.pop("timing"))
         table = pd.DataFrame(self.rows)
         table["average"] = table[self.tasks].mean(axis=1, skipna=False)
         return table
@@ -89,8 +108,8 @@ def _ensemble_metrics(tasks: list[str], ensemble_metrics: str | Path) -> dict[st
     return ens
 
 
-def _teacher_rows(table: _Table, preps: dict, ens: dict, metric: dict, teachers_dir: str | Path, n: int,
-                  w: int) -> None:
+def _teacher_rows(table: _Table, preps: dict, ens: dict, metric: dict, teachers_dir: str | Path,
+                  timer: _Timer) -> None:
     """Each task's first member, the member mean and the ensemble (tasks without a teacher left out)."""
     with_teacher = [t for t in preps if ens[t]["members"]]
     if not with_teacher:
@@ -98,20 +117,17 @@ def _teacher_rows(table: _Table, preps: dict, ens: dict, metric: dict, teachers_
     member_dirs = {t: [Path(teachers_dir) / m["member"] for m in ens[t]["members"]] for t in with_teacher}
     t_params = {}
     for t in with_teacher:
-        model, _, _ = load_teacher(member_dirs[t][0], n_labels=preps[t].num_labels)
-        t_params[t] = sum(p.numel() for p in model.parameters())
-    bar = tqdm(with_teacher, desc="timing teachers", unit="task")
-    one_ms = {t: teacher_latency(member_dirs[t][:1], preps[t], n, w) for t in bar}
-    all_ms = {t: one_ms[t] + teacher_latency(member_dirs[t][1:], preps[t], n, w) for t in with_teacher}
+        for i, d in enumerate(member_dirs[t]):
+            t_params[t] = _teacher_call(d, preps[t], timer, f"member{i}", t)
     k = max(len(ens[t]["members"]) for t in with_teacher)
     one_params = sum(t_params.values())
     table.add("teacher (first member)", {t: ens[t]["members"][0][f"dev_{metric[t]}"] for t in with_teacher},
-              len(with_teacher), one_params, float(np.mean(list(one_ms.values()))))
+              len(with_teacher), one_params, ["member0"])
     table.add("teacher (mean of members)", {t: ens[t][f"mean_member_dev_{metric[t]}"] for t in with_teacher},
-              len(with_teacher), one_params, float(np.mean(list(one_ms.values()))))
+              len(with_teacher), one_params, ["member0"])
     table.add(f"ensemble (K={k})", {t: ens[t][f"ensemble_dev_{metric[t]}"] for t in with_teacher},
               sum(len(v) for v in member_dirs.values()), sum(t_params[t] * len(member_dirs[t]) for t in with_teacher),
-              float(np.mean(list(all_ms.values()))))
+              [f"member{i}" for i in range(k)])
 
 
 def _score(model, tok, prep, metric: str, task: str, max_len: int, run=None) -> float:
@@ -123,23 +139,23 @@ def _score(model, tok, prep, metric: str, task: str, max_len: int, run=None) -> 
     return task_metric(metric, prep.dev["label"].to_numpy(), logits.argmax(-1))
 
 
-def _single_rows(table: _Table, preps: dict, metric: dict, single_dir: str | Path, n: int, w: int) -> None:
+def _single_rows(table: _Table, preps: dict, metric: dict, single_dir: str | Path, timer: _Timer) -> None:
     """One row for the single-task students together (one per task, each through its own head)."""
-    scores, ms, params = {}, [], 0
+    scores, params = {}, 0
     for t, prep in preps.items():
         d = Path(single_dir) / t
         if not (d / "student.json").is_file():
             continue
         model, tok, info = load_student(d)
         scores[t] = _score(model, tok, prep, metric[t], t, info["max_seq_len"])
-        ms.append(student_latency(model, tok, t, prep, info["max_seq_len"], n, w))
+        _student_call(model, tok, t, info["max_seq_len"], timer, "single")
         params += sum(p.numel() for p in model.parameters())
     if scores:
-        table.add("single-task students (KD)", scores, len(scores), params, float(np.mean(ms)))
+        table.add("single-task students (KD)", scores, len(scores), params, ["single"])
 
 
 def _multitask_rows(table: _Table, name: str, preps: dict, metric: dict, students_dir: str | Path,
-                    exports_dir: str | Path, n: int, w: int, threads: int) -> None:
+                    exports_dir: str | Path, timer: _Timer, threads: int) -> None:
     """A multi-task student in PyTorch, and its ONNX export when there is one."""
     from distillery.export.onnx import session
 
@@ -157,8 +173,9 @@ def _multitask_rows(table: _Table, name: str, preps: dict, metric: dict, student
         runners["onnx"] = lambda t: onnx_runner(sess, model, t)
     for runtime, runner in runners.items():
         scores = {t: _score(model, tok, p, metric[t], t, max_len, runner(t)) for t, p in preps.items()}
-        ms = [student_latency(model, tok, t, p, max_len, n, w, runner(t)) for t, p in preps.items()]
-        table.add(name, scores, 1, params, float(np.mean(ms)), runtime=runtime)
+        for t in preps:
+            _student_call(model, tok, t, max_len, timer, f"{name}/{runtime}", runner(t))
+        table.add(name, scores, 1, params, [f"{name}/{runtime}"], runtime=runtime)
 
 
 def mt_evaluate(cfg: MtEvaluateConfig, tasks: list[str], mt_students: list[str], prepared_root: str | Path,
@@ -168,13 +185,14 @@ def mt_evaluate(cfg: MtEvaluateConfig, tasks: list[str], mt_students: list[str],
     preps = {t: load_prepared(Path(prepared_root) / t) for t in tasks}
     ens = _ensemble_metrics(tasks, ensemble_metrics)
     metric = {t: preps[t].task.metric for t in tasks}
-    n, w = cfg.latency_texts, cfg.warmup
+    timer = _Timer(preps, cfg.latency_texts, cfg.warmup)
     table = _Table(tasks)
-    _teacher_rows(table, preps, ens, metric, teachers_dir, n, w)
-    _single_rows(table, preps, metric, single_dir, n, w)
+    _teacher_rows(table, preps, ens, metric, teachers_dir, timer)
+    _single_rows(table, preps, metric, single_dir, timer)
     for name in tqdm(mt_students, desc="multi-task students", unit="model"):
-        _multitask_rows(table, name, preps, metric, students_dir, exports_dir, n, w, cfg.threads)
-    return write_report(table.frame(), tasks, metric, ens, out)
+        _multitask_rows(table, name, preps, metric, students_dir, exports_dir, timer, cfg.threads)
+    timer.run()
+    return write_report(table.frame(timer), tasks, metric, ens, out)
 
 
 def gains(table: pd.DataFrame, tasks: list[str]) -> pd.DataFrame | None:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoTokenizer
 
 from distillery.errors import DistilleryError
 from distillery.io import atomic_dir, read_json, write_json

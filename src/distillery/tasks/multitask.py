@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distillery.config import StudentConfig
 from distillery.data.batching import text_lengths
 from distillery.data.prepare import Prepared, load_prepared
 from distillery.errors import DistilleryError
@@ -48,6 +49,20 @@ def available_tasks(prepared_root: Path) -> list[str]:
     return sorted(p.parent.name for p in Path(prepared_root).glob("*/task.json"))
 
 
+def task_losses(cfg: StudentConfig, task: str, has_teacher: bool, model, device: torch.device | None = None) -> dict:
+    """The losses of `task` (registered, weighted); soft ones dropped without a teacher, the rest scaled to
+    the same total weight."""
+    param = f"students.{cfg.name}"
+    built = build_losses(cfg.losses, param, LossContext(temperature=cfg.temperature), model, allowed=SERVED,
+                         device=device)
+    chosen = {n: wl for n, wl in built.items() if has_teacher or "logits" not in wl[1].needs}
+    if not chosen:
+        raise DistilleryError(f"param {param}.losses: task {task} has no teacher (no ensemble member), so it can "
+                              "only learn from gold labels; add ce to the losses, or give the task members")
+    total, kept = sum(cfg.losses.values()), sum(w for w, _ in chosen.values())
+    return {n: (w * total / kept, loss) for n, (w, loss) in chosen.items()}
+
+
 @TASKS.register("multitask")
 class MultiTask(Task):
     name = "multitask"
@@ -68,7 +83,7 @@ class MultiTask(Task):
         step = cfg.steps()[-1]
         self.steps = [Step(step, {}, set(SERVED))]  # each sub-task carries its own losses
         for t, sub in self.subtasks.items():
-            sub.losses = self.task_losses(t, sub.targets is not None)
+            sub.losses = task_losses(cfg, t, sub.targets is not None, self.model, self.device)
 
     def load_subtasks(self) -> dict[str, SubTask]:
         cfg, root = self.cfg, Path(self.paths.prepared)
@@ -87,20 +102,6 @@ class MultiTask(Task):
             out[task] = SubTask(prep, soft, torch.tensor(prep.train["label"].to_numpy(), dtype=torch.long), {},
                                 tg.fingerprint)
         return out
-
-    def task_losses(self, task: str, has_teacher: bool) -> dict:
-        """The losses of `task` (registered, weighted); soft ones dropped without a teacher, the rest
-        scaled to the same total weight."""
-        cfg = self.cfg
-        param = f"students.{cfg.name}"
-        ctx = LossContext(temperature=cfg.temperature)
-        built = build_losses(cfg.losses, param, ctx, self.model, allowed=SERVED, device=self.device)
-        chosen = {n: wl for n, wl in built.items() if has_teacher or "logits" not in wl[1].needs}
-        if not chosen:
-            raise DistilleryError(f"param {param}.losses: task {task} has no teacher (no ensemble member), so it can "
-                                  "only learn from gold labels; add ce to the losses, or give the task members")
-        total, kept = sum(cfg.losses.values()), sum(w for w, _ in chosen.values())
-        return {n: (w * total / kept, loss) for n, (w, loss) in chosen.items()}
 
     def build_student(self, family):
         """The student (a head per task on the base model's first `num_layers` layers) and its tokenizer."""

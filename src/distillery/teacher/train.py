@@ -9,7 +9,6 @@ from datasets import Dataset
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
     Trainer,
     TrainerCallback,
