@@ -25,8 +25,8 @@ import numpy as np
 from distillery.config import EvaluateConfig, from_section
 from distillery.data.prepare import load_prepared
 from distillery.evaluate.latency import latencies_ms
-from distillery.evaluate.report import _runners, teacher_runners
-from distillery.export.onnx import session
+from distillery.evaluate.report import student_runners, teacher_runners
+from distillery.export.runtime import session
 from distillery.students import load_student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def main() -> None:
                    if r.runtime != "pytorch"]
         for name in names:
             model, stok, sinfo = load_student(REPO / "models/students" / name)
-            runners += [r for r in _runners(name, sinfo["family"], model, stok, int(sinfo["max_seq_len"]),
+            runners += [r for r in student_runners(name, sinfo["family"], model, stok, int(sinfo["max_seq_len"]),
                                             REPO / "models/students" / name, args.exports / name, cfg)
                         if r.runtime != "pytorch"]
         ms = {bs: dict(zip([(r.model, r.runtime) for r in runners], latencies_ms(runners, dev, bs, cfg, pair)))

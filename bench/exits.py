@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from distillery.students.fastbert import _TorchRunner
+    from distillery.students.fastbert import TorchRunner
 
     model, tok, info = load_student(args.student)
     speed = model.config.speed if args.speed is None else args.speed
@@ -87,8 +87,8 @@ def main() -> None:
         return run
 
     ways = {"full backbone (PyTorch)": backbone,
-            "early exits, each batch alone (PyTorch)": adaptive(lambda: _TorchRunner(model), False),
-            "early exits, re-pooled (PyTorch)": adaptive(lambda: _TorchRunner(model), True)}
+            "early exits, each batch alone (PyTorch)": adaptive(lambda: TorchRunner(model), False),
+            "early exits, re-pooled (PyTorch)": adaptive(lambda: TorchRunner(model), True)}
     export = args.exports / args.student.name
     if (export / "embeddings.onnx").is_file():
         ort_runner = OnnxRunner(export, threads=args.threads)

@@ -31,13 +31,13 @@ def gen_distill(
     """Train a Transformer encoder-decoder on (1 - alpha) * label-smoothed likelihood + alpha * KD on the
     teacher's top-k distributions, word by word (Chen et al. 2020). Settings: `gen_distill`, then
     `students.<name>`."""
-    from distillery.config import _check
+    from distillery.config import check
     from distillery.generation.config import seq2seq_config
     from distillery.generation.train import distill_stage
 
     doc = read_params(params, required=True)
     students = doc.get("students") if isinstance(doc.get("students"), dict) else {}
-    _check(bool(name) and name in students, f"students.{name}",
+    check(bool(name) and name in students, f"students.{name}",
            f"no such student; choose one of: {', '.join(doc.get('students') or {}) or 'none'} (--name)")
     block = section_values(doc, f"students.{name}") or {}
     cfg = seq2seq_config(name, apply_sets(block, set_) if isinstance(block, dict) else block, doc.get("gen_distill") or {})

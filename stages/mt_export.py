@@ -17,13 +17,13 @@ def mt_export(
     set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
 ) -> None:
     """Export a multi-task student as one ONNX graph that answers every task (settings: `mt_export`)."""
-    from distillery.config import _check, _int, _num
+    from distillery.config import check, check_int, check_num
     from distillery.multitask.export import export_multitask
 
     cfg = apply_sets(read_params(params, required=True).get("mt_export") or {}, set_)
-    _check(set(cfg) == {"opset", "min_agreement"}, "mt_export", "must set exactly opset and min_agreement")
-    _int(cfg["opset"], "mt_export.opset", 13, 23)
-    _num(cfg["min_agreement"], "mt_export.min_agreement", 0, 1)
+    check(set(cfg) == {"opset", "min_agreement"}, "mt_export", "must set exactly opset and min_agreement")
+    check_int(cfg["opset"], "mt_export.opset", 13, 23)
+    check_num(cfg["min_agreement"], "mt_export.min_agreement", 0, 1)
     check_outputs("mt-export", out)
     rep = export_multitask(student, prepared, out, cfg["opset"], cfg["min_agreement"])
     typer.echo("exported: " + ", ".join(f"{t} agreement {r['agreement']:.4f}" for t, r in rep.items()) + f" -> {out}")

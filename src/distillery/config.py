@@ -17,38 +17,38 @@ from distillery.errors import DistilleryError
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 
 
-def _check(cond: bool, param: str, msg: str) -> None:
+def check(cond: bool, param: str, msg: str) -> None:
     if not cond:
         raise DistilleryError(f"param {param}: {msg}")
 
 
 def check_name(name: str, param: str) -> str:
     """A student name becomes a folder, a file and a DVC stage name: a plain identifier only."""
-    _check(isinstance(name, str) and NAME.fullmatch(name) is not None, param,
+    check(isinstance(name, str) and NAME.fullmatch(name) is not None, param,
            f"{name!r} is not a plain name; use letters, digits, '_' and '-' (at most 64, not starting with '-')")
     return name
 
 
-def _int(value: Any, param: str, lo: int, hi: int | None = None) -> None:
+def check_int(value: Any, param: str, lo: int, hi: int | None = None) -> None:
     """An integer (not a fraction, not a bool) in lo..hi."""
     ok = isinstance(value, int) and not isinstance(value, bool)
-    _check(ok, param, f"must be a whole number, got {value!r}")
+    check(ok, param, f"must be a whole number, got {value!r}")
     rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-    _check(value >= lo and (hi is None or value <= hi), param, f"must be {rng}, got {value}")
+    check(value >= lo and (hi is None or value <= hi), param, f"must be {rng}, got {value}")
 
 
-def _num(value: Any, param: str, lo: float, hi: float | None = None, lo_open: bool = False,
+def check_num(value: Any, param: str, lo: float, hi: float | None = None, lo_open: bool = False,
          hi_open: bool = False) -> None:
     """A finite number in [lo, hi] (or open at either end)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    _check(ok, param, f"must be a finite number, got {value!r}")
+    check(ok, param, f"must be a finite number, got {value!r}")
     above = value > lo if lo_open else value >= lo
     below = hi is None or (value < hi if hi_open else value <= hi)
     if hi is None:
         rng = f"{'>' if lo_open else '>='} {lo}"
     else:
         rng = "in " + ("(" if lo_open else "[") + f"{lo}, {hi}" + (")" if hi_open else "]")
-    _check(above and below, param, f"must be {rng}, got {value}")
+    check(above and below, param, f"must be {rng}, got {value}")
 
 
 def _type_name(tp: Any) -> str:
@@ -136,7 +136,7 @@ class PrepareConfig:
         from distillery.data.tasks import PRESETS, PROBLEMS, preset_params
         from distillery.metrics import METRICS
 
-        _check(bool(self.data_dir or self.train_file) != bool(self.hf_dataset), "prepare.data_dir",
+        check(bool(self.data_dir or self.train_file) != bool(self.hf_dataset), "prepare.data_dir",
                "give exactly one of prepare.data_dir (a GLUE folder, or the folder of prepare.train_file), "
                "prepare.hf_dataset, or prepare.train_file (your own files)")
         source = "hf" if self.hf_dataset else "files"
@@ -144,45 +144,45 @@ class PrepareConfig:
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
         if not (self.train_file or self.hf_dataset) or not self.text_column or not self.label_column:
-            _check(False, "prepare.task", f"unknown task {self.task!r}: not a GLUE preset "
+            check(False, "prepare.task", f"unknown task {self.task!r}: not a GLUE preset "
                    f"({', '.join(PRESETS)}); for your own data set prepare.train_file (or prepare.hf_dataset), "
                    "prepare.text_column and prepare.label_column")
         check_name(self.task, "prepare.task (your task's name)")
         if self.hf_dataset:
             stray = [k for k in ("train_file", "dev_file", "format", "delimiter", "columns") if getattr(self, k)]
-            _check(not stray, f"prepare.{stray[0] if stray else ''}", "reads files; with prepare.hf_dataset name "
+            check(not stray, f"prepare.{stray[0] if stray else ''}", "reads files; with prepare.hf_dataset name "
                    "the dataset's splits in prepare.train_split / prepare.dev_split instead")
         else:
-            _check(bool(self.dev_file), "prepare.dev_file", "missing; name the file of the evaluation split")
-        _check(self.format is None or self.format in FORMATS, "prepare.format",
+            check(bool(self.dev_file), "prepare.dev_file", "missing; name the file of the evaluation split")
+        check(self.format is None or self.format in FORMATS, "prepare.format",
                f"must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        _check(self.delimiter is None or len(self.delimiter) == 1, "prepare.delimiter",
+        check(self.delimiter is None or len(self.delimiter) == 1, "prepare.delimiter",
                f"must be one character, got {self.delimiter!r}")
         if self.columns is not None:
-            _check(len(self.columns) >= 2 and len(set(self.columns)) == len(self.columns), "prepare.columns",
+            check(len(self.columns) >= 2 and len(set(self.columns)) == len(self.columns), "prepare.columns",
                    "must name at least two distinct columns (one for the text, one for the label)")
         if self.problem is None:
             object.__setattr__(self, "problem", "classification")
         problem = self.problem
-        _check(problem in PROBLEMS, "prepare.problem", f"must be one of {', '.join(PROBLEMS)}, got {self.problem!r}")
+        check(problem in PROBLEMS, "prepare.problem", f"must be one of {', '.join(PROBLEMS)}, got {self.problem!r}")
         for m in self.metrics or ():
-            _check(METRICS.get(m) == problem, "prepare.metrics", f"{m!r} does not score a {problem} task; use "
+            check(METRICS.get(m) == problem, "prepare.metrics", f"{m!r} does not score a {problem} task; use "
                    + ", ".join(k for k, v in METRICS.items() if v == problem))
-        _check(self.metrics is None or len(self.metrics) >= 1, "prepare.metrics", "must list at least one metric")
+        check(self.metrics is None or len(self.metrics) >= 1, "prepare.metrics", "must list at least one metric")
         if problem == "regression":
             stray = [k for k in ("labels", "label_names") if getattr(self, k) is not None]
-            _check(not stray, f"prepare.{stray[0] if stray else ''}", "a regression task has no label set; remove it")
+            check(not stray, f"prepare.{stray[0] if stray else ''}", "a regression task has no label set; remove it")
         if self.labels is not None:
-            _check(len(self.labels) >= 2 and len(set(map(str, self.labels))) == len(self.labels), "prepare.labels",
+            check(len(self.labels) >= 2 and len(set(map(str, self.labels))) == len(self.labels), "prepare.labels",
                    "must list at least two distinct labels")
         if self.label_names is not None:
-            _check(self.labels is not None and len(self.label_names) == len(self.labels)
+            check(self.labels is not None and len(self.label_names) == len(self.labels)
                    and len(set(self.label_names)) == len(self.label_names), "prepare.label_names",
                    "must give one distinct name for each of prepare.labels (set prepare.labels too)")
-        _int(self.max_train, "prepare.max_train", 0)
-        _int(self.max_dev, "prepare.max_dev", 0)
-        _int(self.seed, "prepare.seed", 0)
-        _check(self.duplicates in DUPLICATE_RULES, "prepare.duplicates",
+        check_int(self.max_train, "prepare.max_train", 0)
+        check_int(self.max_dev, "prepare.max_dev", 0)
+        check_int(self.seed, "prepare.seed", 0)
+        check(self.duplicates in DUPLICATE_RULES, "prepare.duplicates",
                f"must be one of {', '.join(DUPLICATE_RULES)}, got {self.duplicates!r}")
 
 
@@ -202,15 +202,15 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         if self.dropout is not None:
-            _num(self.dropout, "teacher.dropout", 0, 1, hi_open=True)
-        _int(self.max_seq_len, "teacher.max_seq_len", 8, 4096)  # and at most the model's positions (checked on load)
-        _num(self.epochs, "teacher.epochs", 0)  # 0: use a fine-tuned teacher as is
-        _int(self.batch_size, "teacher.batch_size", 1)
-        _num(self.lr, "teacher.lr", 0, lo_open=True)
-        _num(self.weight_decay, "teacher.weight_decay", 0)
-        _num(self.warmup_ratio, "teacher.warmup_ratio", 0, 1, hi_open=True)
-        _int(self.seed, "teacher.seed", 0)
-        _int(self.logging_steps, "teacher.logging_steps", 1)
+            check_num(self.dropout, "teacher.dropout", 0, 1, hi_open=True)
+        check_int(self.max_seq_len, "teacher.max_seq_len", 8, 4096)  # and at most the model's positions (checked on load)
+        check_num(self.epochs, "teacher.epochs", 0)  # 0: use a fine-tuned teacher as is
+        check_int(self.batch_size, "teacher.batch_size", 1)
+        check_num(self.lr, "teacher.lr", 0, lo_open=True)
+        check_num(self.weight_decay, "teacher.weight_decay", 0)
+        check_num(self.warmup_ratio, "teacher.warmup_ratio", 0, 1, hi_open=True)
+        check_int(self.seed, "teacher.seed", 0)
+        check_int(self.logging_steps, "teacher.logging_steps", 1)
 
 
 @dataclass(frozen=True)
@@ -227,13 +227,13 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         for name in ("p_mask", "p_pos", "p_ng"):
-            _num(getattr(self, name), f"augment.{name}", 0, 1)
-        _check(self.p_mask + self.p_pos <= 1.0, "augment.p_pos",
+            check_num(getattr(self, name), f"augment.{name}", 0, 1)
+        check(self.p_mask + self.p_pos <= 1.0, "augment.p_pos",
                f"p_mask + p_pos must be <= 1, got {self.p_mask} + {self.p_pos}")
-        _int(self.max_ng, "augment.max_ng", 1)
-        _int(self.n_iter, "augment.n_iter", 1)
-        _int(self.seed, "augment.seed", 0)
-        _check(self.p_pos == 0 or self.tagger != "none", "augment.tagger",
+        check_int(self.max_ng, "augment.max_ng", 1)
+        check_int(self.n_iter, "augment.n_iter", 1)
+        check_int(self.seed, "augment.seed", 0)
+        check(self.p_pos == 0 or self.tagger != "none", "augment.tagger",
                "p_pos > 0 needs a POS tagger: name an installed spaCy pipeline, or set augment.p_pos to 0")
 
 
@@ -247,10 +247,10 @@ class SoftLabelConfig:
     checkpoint_every: int = 4096  # texts per store part: a killed run loses at most this much work
 
     def __post_init__(self) -> None:
-        _int(self.checkpoint_every, "soft_labels.checkpoint_every", 1)
-        _int(self.batch_tokens, "soft_labels.batch_tokens", 1)
-        _int(self.max_seq_len, "soft_labels.max_seq_len", 8, 4096)  # and at most the teacher's positions
-        _int(self.threads, "soft_labels.threads", 0, 1024)
+        check_int(self.checkpoint_every, "soft_labels.checkpoint_every", 1)
+        check_int(self.batch_tokens, "soft_labels.batch_tokens", 1)
+        check_int(self.max_seq_len, "soft_labels.max_seq_len", 8, 4096)  # and at most the teacher's positions
+        check_int(self.threads, "soft_labels.threads", 0, 1024)
 
 
 STEP_FIELDS = ("losses", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_examples")
@@ -271,18 +271,18 @@ class StepConfig:
 
     def __post_init__(self) -> None:
         p = self.param
-        _check(isinstance(self.losses, dict) and bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
+        check(isinstance(self.losses, dict) and bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
         for k, w in self.losses.items():
-            _num(w, f"{p}.losses.{k}", 0)
-        _check(sum(self.losses.values()) > 0, f"{p}.losses",
+            check_num(w, f"{p}.losses.{k}", 0)
+        check(sum(self.losses.values()) > 0, f"{p}.losses",
                "every loss weight is 0, so nothing would be learnt; give at least one loss a weight > 0")
-        _check(self.transfer_set in ("augmented", "train"), f"{p}.transfer_set",
+        check(self.transfer_set in ("augmented", "train"), f"{p}.transfer_set",
                f"must be 'augmented' or 'train', got {self.transfer_set!r}")
-        _int(self.epochs, f"{p}.epochs", 1)
-        _int(self.batch_size, f"{p}.batch_size", 1)
-        _num(self.lr, f"{p}.lr", 0, lo_open=True)
-        _num(self.temperature, f"{p}.temperature", 0, lo_open=True)
-        _int(self.max_examples, f"{p}.max_examples", 0)
+        check_int(self.epochs, f"{p}.epochs", 1)
+        check_int(self.batch_size, f"{p}.batch_size", 1)
+        check_num(self.lr, f"{p}.lr", 0, lo_open=True)
+        check_num(self.temperature, f"{p}.temperature", 0, lo_open=True)
+        check_int(self.max_examples, f"{p}.max_examples", 0)
 
 
 @dataclass(frozen=True)
@@ -320,22 +320,22 @@ class StudentConfig:
         check_name(self.name, "students (a student's name)")
         p = f"students.{self.name}"
         check_name(self.task, f"{p}.task")
-        _check(len(set(self.tasks)) == len(self.tasks), f"{p}.tasks", "names a task twice")
+        check(len(set(self.tasks)) == len(self.tasks), f"{p}.tasks", "names a task twice")
         for t in self.tasks:
             check_name(str(t), f"{p}.tasks")
-        _check(isinstance(self.model_args, dict), f"{p}.model_args", "must be a block of settings")
-        _check(isinstance(self.intermediate, dict), f"{p}.intermediate", "must be a block of step settings")
+        check(isinstance(self.model_args, dict), f"{p}.model_args", "must be a block of settings")
+        check(isinstance(self.intermediate, dict), f"{p}.intermediate", "must be a block of step settings")
         unknown = [k for k in self.intermediate if k not in STEP_FIELDS]
-        _check(not unknown, f"{p}.intermediate.{unknown[0] if unknown else ''}",
+        check(not unknown, f"{p}.intermediate.{unknown[0] if unknown else ''}",
                f"unknown setting; use {', '.join(STEP_FIELDS)}")
         self.steps()  # validates both steps
-        _check(self.optimizer in ("adam", "adamw"), f"{p}.optimizer", f"must be 'adam' or 'adamw', got {self.optimizer!r}")
-        _num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
-        _num(self.weight_decay, f"{p}.weight_decay", 0)
-        _num(self.grad_clip, f"{p}.grad_clip", 0, lo_open=True)
-        _int(self.bucket_batches, f"{p}.bucket_batches", 1)
-        _int(self.max_seq_len, f"{p}.max_seq_len", 2, 4096)  # and at most the teacher's positions (checked on load)
-        _int(self.seed, f"{p}.seed", 0)
+        check(self.optimizer in ("adam", "adamw"), f"{p}.optimizer", f"must be 'adam' or 'adamw', got {self.optimizer!r}")
+        check_num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
+        check_num(self.weight_decay, f"{p}.weight_decay", 0)
+        check_num(self.grad_clip, f"{p}.grad_clip", 0, lo_open=True)
+        check_int(self.bucket_batches, f"{p}.bucket_batches", 1)
+        check_int(self.max_seq_len, f"{p}.max_seq_len", 2, 4096)  # and at most the teacher's positions (checked on load)
+        check_int(self.seed, f"{p}.seed", 0)
 
     def steps(self) -> list[StepConfig]:
         p = f"students.{self.name}"
@@ -361,16 +361,16 @@ def merge_student(name: str, block: Any, defaults: dict, group: str) -> StudentC
     """The StudentConfig of `students.<name>`: `defaults["common"]`, then `defaults[group]`, then the
     block. `losses` is the student's own (never merged: a loss left in by a default would train)."""
     check_name(name, "students (a student's name)")
-    _check(isinstance(block, dict), f"students.{name}", "must be a block of settings")
+    check(isinstance(block, dict), f"students.{name}", "must be a block of settings")
     merged = merge(merge(defaults.get("common") or {}, defaults.get(group) or {}), {**block, "losses": {}})
     merged["losses"] = block.get("losses") or {}
     known = {f.name for f in fields(StudentConfig)} - {"name"}
     unknown = sorted(set(merged) - known)
-    _check(not unknown, f"students.{name}.{unknown[0] if unknown else ''}",
+    check(not unknown, f"students.{name}.{unknown[0] if unknown else ''}",
            f"unknown setting; use {', '.join(sorted(known))}")
     missing = sorted(f.name for f in fields(StudentConfig)
                      if f.name != "name" and f.name not in merged and f.default is MISSING and f.default_factory is MISSING)
-    _check(not missing, f"students.{name}.{missing[0] if missing else ''}",
+    check(not missing, f"students.{name}.{missing[0] if missing else ''}",
            f"missing; set it in students.{name}, distill.{group} or distill.common")
     check_types(StudentConfig, merged, f"students.{name}")
     if "tasks" in merged:
@@ -390,21 +390,21 @@ class EvaluateConfig:
     exit_repeats: int  # ... and the timed calls per speed and batch size
 
     def __post_init__(self) -> None:
-        _int(self.threads, "evaluate.threads", 1, 1024)
-        _check(len(self.exit_speeds) > 0, "evaluate.exit_speeds", "name at least one speed")
+        check_int(self.threads, "evaluate.threads", 1, 1024)
+        check(len(self.exit_speeds) > 0, "evaluate.exit_speeds", "name at least one speed")
         for v in self.exit_speeds:
-            _num(v, "evaluate.exit_speeds", 0.0, 1.0)
-        _int(self.exit_repeats, "evaluate.exit_repeats", 1)
-        _int(self.opset, "evaluate.opset", 13, 23)
+            check_num(v, "evaluate.exit_speeds", 0.0, 1.0)
+        check_int(self.exit_repeats, "evaluate.exit_repeats", 1)
+        check_int(self.opset, "evaluate.opset", 13, 23)
         bad = [r for r in self.runtimes if r not in ("pytorch", "onnx", "int8")]
-        _check(not bad, "evaluate.runtimes", f"unknown runtime {bad[0] if bad else ''!r}; use pytorch, onnx, int8")
-        _check("pytorch" in self.runtimes, "evaluate.runtimes",
+        check(not bad, "evaluate.runtimes", f"unknown runtime {bad[0] if bad else ''!r}; use pytorch, onnx, int8")
+        check("pytorch" in self.runtimes, "evaluate.runtimes",
                "must include pytorch (retention and agreement are measured against it)")
-        _int(self.repeats, "evaluate.repeats", 1)
-        _int(self.warmup, "evaluate.warmup", 0)
-        _check(len(self.batch_sizes) > 0, "evaluate.batch_sizes", "name at least one batch size")
+        check_int(self.repeats, "evaluate.repeats", 1)
+        check_int(self.warmup, "evaluate.warmup", 0)
+        check(len(self.batch_sizes) > 0, "evaluate.batch_sizes", "name at least one batch size")
         for bs in self.batch_sizes:
-            _int(bs, "evaluate.batch_sizes", 1, 65536)
+            check_int(bs, "evaluate.batch_sizes", 1, 65536)
 
 
 @dataclass(frozen=True)
@@ -415,9 +415,9 @@ class ExportConfig:
     license: str  # the model cards' `license` (the teacher's; all-MiniLM-L6-v2 is apache-2.0)
 
     def __post_init__(self) -> None:
-        _num(self.min_agreement, "export.min_agreement", 0, 1)
-        _int(self.opset, "export.opset", 13, 23)
-        _check(bool(re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", self.license)), "export.license",
+        check_num(self.min_agreement, "export.min_agreement", 0, 1)
+        check_int(self.opset, "export.opset", 13, 23)
+        check(bool(re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", self.license)), "export.license",
                f"{self.license!r} is not a Hub licence id (lower case, e.g. apache-2.0, mit, other)")
 
 
@@ -437,15 +437,15 @@ class MemberConfig:
 
         check_name(self.name, "members (a member's name)")
         check_preset(self.task, param=f"members.{self.name}.task")
-        _int(self.seed, f"members.{self.name}.seed", 0)
-        _num(self.dropout, f"members.{self.name}.dropout", 0, 1, hi_open=True)
-        _num(self.epochs, f"members.{self.name}.epochs", 0, lo_open=True)
+        check_int(self.seed, f"members.{self.name}.seed", 0)
+        check_num(self.dropout, f"members.{self.name}.dropout", 0, 1, hi_open=True)
+        check_num(self.epochs, f"members.{self.name}.epochs", 0, lo_open=True)
 
 
 def study_tasks(doc: dict) -> list[str]:
     """The task names of a multi-task study's params (the keys of its `tasks` section)."""
     tasks = doc.get("tasks") or {}
-    _check(isinstance(tasks, dict) and bool(tasks), "tasks", "must be a block of tasks (name: prepare settings)")
+    check(isinstance(tasks, dict) and bool(tasks), "tasks", "must be a block of tasks (name: prepare settings)")
     return list(tasks)
 
 
@@ -456,15 +456,15 @@ def members_config(block: Any) -> list[MemberConfig]:
     """The `members` section: name -> {task, seed, dropout, epochs}; an empty section is no teacher at all."""
     block = block or {}
     keys = ", ".join(MEMBER_KEYS)
-    _check(isinstance(block, dict), "members", f"must be a block of members (name: {{{keys}}})")
+    check(isinstance(block, dict), "members", f"must be a block of members (name: {{{keys}}})")
     out = []
     for name, values in block.items():
         check_name(str(name), "members (a member's name)")
-        _check(isinstance(values, dict), f"members.{name}", f"must be a block with {keys}")
+        check(isinstance(values, dict), f"members.{name}", f"must be a block with {keys}")
         unknown = sorted(set(values) - set(MEMBER_KEYS))
-        _check(not unknown, f"members.{name}.{unknown[0] if unknown else ''}", f"unknown setting; use {keys}")
+        check(not unknown, f"members.{name}.{unknown[0] if unknown else ''}", f"unknown setting; use {keys}")
         missing = sorted(set(MEMBER_KEYS) - set(values))
-        _check(not missing, f"members.{name}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
+        check(not missing, f"members.{name}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
         out.append(MemberConfig(name=str(name), **values))
     return out
 
@@ -476,20 +476,20 @@ class MtEvaluateConfig:
     warmup: int
 
     def __post_init__(self) -> None:
-        _int(self.threads, "mt_evaluate.threads", 1, 1024)
-        _int(self.latency_texts, "mt_evaluate.latency_texts", 1)
-        _int(self.warmup, "mt_evaluate.warmup", 0)
+        check_int(self.threads, "mt_evaluate.threads", 1, 1024)
+        check_int(self.latency_texts, "mt_evaluate.latency_texts", 1)
+        check_int(self.warmup, "mt_evaluate.warmup", 0)
 
 
 def from_section(cls: type, section: str, values: Any):
     """A stage's config from its params.yaml section (a dict): unknown keys are errors that name the
     param; YAML lists become tuples where the field is one."""
-    _check(isinstance(values, dict), section, "must be a block of settings")
+    check(isinstance(values, dict), section, "must be a block of settings")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(k for k in values if k not in known)
-    _check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(known)}")
+    check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(known)}")
     missing = [n for n, f in known.items() if n not in values and f.default is MISSING and f.default_factory is MISSING]
-    _check(not missing, f"{section}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
+    check(not missing, f"{section}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
     check_types(cls, values, section)
     kw = {k: tuple(v) if isinstance(v, list) and str(known[k].type).startswith("tuple") else v for k, v in values.items()}
     return cls(**kw)

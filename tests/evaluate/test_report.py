@@ -8,7 +8,8 @@ import pytest
 from distillery.config import EvaluateConfig, ExportConfig, PrepareConfig
 from distillery.data.prepare import load_prepared, prepare
 from distillery.evaluate.report import evaluate, pareto
-from distillery.export.onnx import export_student, session
+from distillery.export.onnx import export_student
+from distillery.export.runtime import session
 from distillery.students import save_student
 from distillery.students.bilstm import BiLSTMConfig, BiLSTMStudent
 from tests.conftest import GLUE, conf

@@ -34,10 +34,11 @@ def _weights_mb(folder: Path) -> float:
     return _mb(*(p for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".bin")))
 
 
-def _runners(name: str, family: str, model, tokenizer, max_len: int, folder: Path, onnx_dir: Path | None,
+def student_runners(name: str, family: str, model, tokenizer, max_len: int, folder: Path, onnx_dir: Path | None,
              cfg: EvaluateConfig) -> list[Runner]:
     """The PyTorch runner, then one per ONNX file of `onnx_dir` that `cfg.runtimes` asks for."""
-    from distillery.export.onnx import onnx_mb, onnx_predictors
+    from distillery.export.onnx import onnx_predictors
+    from distillery.export.runtime import onnx_mb
 
     def collate(a, b):
         return model.collate(tokenizer, a, b, max_len)
@@ -53,7 +54,8 @@ def _runners(name: str, family: str, model, tokenizer, max_len: int, folder: Pat
 def _teacher_onnx(model, tokenizer, example_texts: tuple[list[str], list[str] | None], max_len: int, folder: Path,
                   cfg: EvaluateConfig) -> Path:
     """Export the teacher as the students are exported (dynamo ONNX, dynamic int8) into `folder`."""
-    from distillery.export.onnx import ONNX_FILES, quantize_int8, to_onnx
+    from distillery.export.onnx import to_onnx
+    from distillery.export.runtime import ONNX_FILES, quantize_int8
 
     twin = copy.deepcopy(model).for_export()  # eager attention for the export only; the PyTorch timing keeps SDPA
     example = twin.collate(tokenizer, *example_texts, max_len)
@@ -78,7 +80,7 @@ def teacher_runners(teacher_dir: str | Path, dev: pd.DataFrame, pair: bool, n_la
         print("exporting the teacher to ONNX (and int8) as the students are, to time it in each runtime")
         onnx_dir = _teacher_onnx(teacher, tok, (dev["text_a"].tolist()[:2], dev["text_b"].tolist()[:2] if pair
                                                 else None), seq, scratch, cfg)
-    return _runners("teacher", "teacher", teacher, tok, seq, Path(teacher_dir), onnx_dir, cfg)
+    return student_runners("teacher", "teacher", teacher, tok, seq, Path(teacher_dir), onnx_dir, cfg)
 
 
 def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | Path, students_dir: str | Path,
@@ -98,7 +100,7 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
     for name in names:
         model, stok, sinfo = load_student(Path(students_dir) / name)
         exported = Path(exports_dir, name) if exports_dir and Path(exports_dir, name).is_dir() else None
-        runners += _runners(name, sinfo["family"], model, stok, int(sinfo["max_seq_len"]), Path(students_dir) / name,
+        runners += student_runners(name, sinfo["family"], model, stok, int(sinfo["max_seq_len"]), Path(students_dir) / name,
                             exported, cfg)
         if model.export_format == "exits":
             with_exits.append((name, model, stok, int(sinfo["max_seq_len"])))

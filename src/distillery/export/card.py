@@ -10,30 +10,19 @@ import yaml
 from distillery.data.prepare import Prepared
 from distillery.teacher.models import KNOWN_OFFLINE_MODELS
 
-# family -> (what it is, the paper: authors year, title, arXiv id)
-FAMILIES = {
-    "bilstm": ("a one-layer BiLSTM with a ReLU MLP head", "Tang et al. 2019",
-               "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks", "1903.12136"),
-    "bert": ("a shallower BERT, initialised from the teacher's first layers", "Hinton et al. 2015",
-             "Distilling the Knowledge in a Neural Network", "1503.02531"),
-    "distilbert": ("a DistilBERT-style BERT at the teacher's width, initialised from every other teacher layer",
-                   "Sanh et al. 2019", "DistilBERT, a distilled version of BERT: smaller, faster, cheaper and lighter",
-                   "1910.01108"),
-    "pkd_skip": ("a Patient-KD BERT (PKD-Skip: learns from every other teacher layer)", "Sun et al. 2019",
-                 "Patient Knowledge Distillation for BERT Model Compression", "1908.09355"),
-    "pkd_last": ("a Patient-KD BERT (PKD-Last: learns from the teacher's last layers)", "Sun et al. 2019",
-                 "Patient Knowledge Distillation for BERT Model Compression", "1908.09355"),
-    "tinybert": ("a narrow, shallow TinyBERT", "Jiao et al. 2020",
-                 "TinyBERT: Distilling BERT for Natural Language Understanding", "1909.10351"),
-    "mobilebert": ("a MobileBERT-style student: the teacher's depth in narrow bottleneck blocks", "Sun et al. 2020",
-                   "MobileBERT: a Compact Task-Agnostic BERT for Resource-Limited Devices", "2004.02984"),
-    "fastbert": ("a FastBERT model: the fine-tuned teacher with an early-exit classifier after each layer, "
-                 "answering at the first layer that is certain enough", "Liu et al. 2020",
-                 "FastBERT: a Self-distilling BERT with Adaptive Inference Time", "2004.02178"),
-}
 GLUE_HUB = "nyu-mll/glue"
 GLUE_NAMES = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "rte": "RTE"}
-TRANSFORMERS_FAMILIES = {"bert", "distilbert", "pkd_skip", "pkd_last", "tinybert", "mobilebert"}
+
+
+def _family(name: str):
+    """The registered student family (its card facts: description, paper; transformers weights or not)."""
+    from distillery.students import STUDENTS
+
+    return STUDENTS.get(name) if name in STUDENTS else None
+
+
+def _transformers(name: str) -> bool:
+    return getattr(_family(name), "library", "onnx") == "transformers"
 
 
 def hub_base_model(base: str | None) -> str | None:
@@ -78,7 +67,7 @@ def header(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: str)
                if prefix + m in export]
     data = _dataset(prep)
     head = {
-        "library_name": "transformers" if family in TRANSFORMERS_FAMILIES else "onnx",
+        "library_name": "transformers" if _transformers(family) else "onnx",
         "pipeline_tag": "text-classification",
         "license": license,
         "language": ["en"],
@@ -142,7 +131,7 @@ def _loss_text(loss) -> str:
 def _architecture(sinfo: dict, export: dict) -> list[str]:
     family = sinfo["family"]
     c = sinfo.get("config", {})
-    what = FAMILIES.get(family, (family,))[0]
+    what = getattr(_family(family), "description", "") or family
     params = export.get("params")
     lines = [f"- **Family**: `{family}`, {what}."]
     if params:
@@ -252,7 +241,7 @@ def _usage(family: str, inputs: list[str], max_len: int) -> list[str]:
            if lengths else ", as the tokenizer returns them")
         + ". Output: `logits`, one row per input. `model.int8.onnx` takes the same inputs.",
     ]
-    if family in TRANSFORMERS_FAMILIES:
+    if _transformers(family):
         lines += ["", "In transformers (the weights are in this folder too):", "", "```python",
                   "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
                   "model = AutoModelForSequenceClassification.from_pretrained('.')",
@@ -292,7 +281,7 @@ def _use_exits(sinfo: dict) -> list[str]:
 
 
 def _citation(family: str) -> list[str]:
-    _, authors, title, arxiv = FAMILIES.get(family, ("", "", "", ""))
+    authors, title, arxiv = getattr(_family(family), "paper", ("", "", ""))
     if not arxiv:
         return []
     surname, year = authors.split()[0], authors.split()[-1]

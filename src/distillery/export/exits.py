@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distillery.export.onnx import quantize_int8
+from distillery.export.runtime import quantize_int8
 from distillery.students import exits
 from distillery.students.base import dynamo_onnx
 

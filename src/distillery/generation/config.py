@@ -4,7 +4,7 @@ and every `__post_init__` names the param it refuses."""
 
 from dataclasses import dataclass
 
-from distillery.config import _check, _int, _num, check_name
+from distillery.config import check, check_int, check_num, check_name
 
 SPLITS = ("train", "dev", "test")  # prepared names; gen_prepare.splits maps each to a file stem
 
@@ -25,15 +25,15 @@ class GenPrepareConfig:
     def __post_init__(self) -> None:
         for name in ("src_lang", "tgt_lang"):
             check_name(getattr(self, name), f"gen_prepare.{name}")
-        _check(isinstance(self.splits, dict) and set(self.splits) == set(SPLITS), "gen_prepare.splits",
+        check(isinstance(self.splits, dict) and set(self.splits) == set(SPLITS), "gen_prepare.splits",
                f"must map each of {', '.join(SPLITS)} to a file stem, got {self.splits!r}")
         for split, stem in self.splits.items():
             check_name(str(stem), f"gen_prepare.splits.{split}")
-        _int(self.max_src_len, "gen_prepare.max_src_len", 1, 1000)
-        _int(self.max_tgt_len, "gen_prepare.max_tgt_len", 1, 1000)
-        _int(self.max_train, "gen_prepare.max_train", 0)
-        _int(self.max_eval, "gen_prepare.max_eval", 0)
-        _int(self.seed, "gen_prepare.seed", 0)
+        check_int(self.max_src_len, "gen_prepare.max_src_len", 1, 1000)
+        check_int(self.max_tgt_len, "gen_prepare.max_tgt_len", 1, 1000)
+        check_int(self.max_train, "gen_prepare.max_train", 0)
+        check_int(self.max_eval, "gen_prepare.max_eval", 0)
+        check_int(self.seed, "gen_prepare.seed", 0)
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ class CmlmTeacherConfig:
     bf16: bool
 
     def __post_init__(self) -> None:
-        _num(self.epochs, "gen_teacher.epochs", 0)
-        _int(self.batch_size, "gen_teacher.batch_size", 1)
-        _num(self.lr, "gen_teacher.lr", 0, lo_open=True)
-        _num(self.weight_decay, "gen_teacher.weight_decay", 0)
-        _num(self.warmup_ratio, "gen_teacher.warmup_ratio", 0, 1, hi_open=True)
-        _num(self.mask_prob, "gen_teacher.mask_prob", 0, 1, lo_open=True)
-        _num(self.eos_mask_prob, "gen_teacher.eos_mask_prob", 0, 1)
-        _int(self.seed, "gen_teacher.seed", 0)
+        check_num(self.epochs, "gen_teacher.epochs", 0)
+        check_int(self.batch_size, "gen_teacher.batch_size", 1)
+        check_num(self.lr, "gen_teacher.lr", 0, lo_open=True)
+        check_num(self.weight_decay, "gen_teacher.weight_decay", 0)
+        check_num(self.warmup_ratio, "gen_teacher.warmup_ratio", 0, 1, hi_open=True)
+        check_num(self.mask_prob, "gen_teacher.mask_prob", 0, 1, lo_open=True)
+        check_num(self.eos_mask_prob, "gen_teacher.eos_mask_prob", 0, 1)
+        check_int(self.seed, "gen_teacher.seed", 0)
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,10 @@ class GenSoftLabelConfig:
     checkpoint_every: int = 2048  # pairs per store part: a killed run loses at most this much work
 
     def __post_init__(self) -> None:
-        _int(self.top_k, "gen_soft_labels.top_k", 1, 1024)
-        _int(self.max_copies, "gen_soft_labels.max_copies", 1, 1000)
-        _int(self.batch_tokens, "gen_soft_labels.batch_tokens", 1)
-        _int(self.checkpoint_every, "gen_soft_labels.checkpoint_every", 1)
+        check_int(self.top_k, "gen_soft_labels.top_k", 1, 1024)
+        check_int(self.max_copies, "gen_soft_labels.max_copies", 1, 1000)
+        check_int(self.batch_tokens, "gen_soft_labels.batch_tokens", 1)
+        check_int(self.checkpoint_every, "gen_soft_labels.checkpoint_every", 1)
 
 
 @dataclass(frozen=True)
@@ -106,25 +106,25 @@ class Seq2SeqConfig:
     def __post_init__(self) -> None:
         p = self.param
         check_name(self.name, p)
-        _int(self.encoder_layers, f"{p}.encoder_layers", 1, 48)
-        _int(self.decoder_layers, f"{p}.decoder_layers", 1, 48)
-        _int(self.d_model, f"{p}.d_model", 8, 8192)
-        _int(self.heads, f"{p}.heads", 1, 128)
-        _check(self.d_model % self.heads == 0, f"{p}.heads", f"must divide d_model {self.d_model}, got {self.heads}")
-        _int(self.ffn_dim, f"{p}.ffn_dim", 1)
-        _num(self.dropout, f"{p}.dropout", 0, 1, hi_open=True)
-        _num(self.alpha, f"{p}.alpha", 0, 1)
-        _num(self.temperature, f"{p}.temperature", 0, lo_open=True)
-        _int(self.top_k, f"{p}.top_k", 1, 1024)
-        _num(self.label_smoothing, f"{p}.label_smoothing", 0, 1, hi_open=True)
-        _num(self.epochs, f"{p}.epochs", 0, lo_open=True)
-        _int(self.batch_size, f"{p}.batch_size", 1)
-        _num(self.lr, f"{p}.lr", 0, lo_open=True)
-        _num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
-        _num(self.weight_decay, f"{p}.weight_decay", 0)
-        _num(self.grad_clip, f"{p}.grad_clip", 0)
-        _int(self.seed, f"{p}.seed", 0)
-        _check(self.output_vocab in OUTPUT_VOCABS, f"{p}.output_vocab",
+        check_int(self.encoder_layers, f"{p}.encoder_layers", 1, 48)
+        check_int(self.decoder_layers, f"{p}.decoder_layers", 1, 48)
+        check_int(self.d_model, f"{p}.d_model", 8, 8192)
+        check_int(self.heads, f"{p}.heads", 1, 128)
+        check(self.d_model % self.heads == 0, f"{p}.heads", f"must divide d_model {self.d_model}, got {self.heads}")
+        check_int(self.ffn_dim, f"{p}.ffn_dim", 1)
+        check_num(self.dropout, f"{p}.dropout", 0, 1, hi_open=True)
+        check_num(self.alpha, f"{p}.alpha", 0, 1)
+        check_num(self.temperature, f"{p}.temperature", 0, lo_open=True)
+        check_int(self.top_k, f"{p}.top_k", 1, 1024)
+        check_num(self.label_smoothing, f"{p}.label_smoothing", 0, 1, hi_open=True)
+        check_num(self.epochs, f"{p}.epochs", 0, lo_open=True)
+        check_int(self.batch_size, f"{p}.batch_size", 1)
+        check_num(self.lr, f"{p}.lr", 0, lo_open=True)
+        check_num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
+        check_num(self.weight_decay, f"{p}.weight_decay", 0)
+        check_num(self.grad_clip, f"{p}.grad_clip", 0)
+        check_int(self.seed, f"{p}.seed", 0)
+        check(self.output_vocab in OUTPUT_VOCABS, f"{p}.output_vocab",
                f"must be one of {', '.join(OUTPUT_VOCABS)}, got {self.output_vocab!r}")
 
 
@@ -138,15 +138,15 @@ def seq2seq_config(name: str, block, defaults) -> Seq2SeqConfig:
     """`gen_distill` (shared settings), then `students.<name>` over it."""
     param = f"students.{name}"
     check_name(name, "students (a student's name)")
-    _check(isinstance(block, dict), param, "must be a block of settings (alpha, top_k, ...)")
-    _check(isinstance(defaults, dict), "gen_distill", "must be a block of settings")
+    check(isinstance(block, dict), param, "must be a block of settings (alpha, top_k, ...)")
+    check(isinstance(defaults, dict), "gen_distill", "must be a block of settings")
     for where, values in ((param, block), ("gen_distill", defaults)):
         unknown = sorted(set(values) - set(SEQ2SEQ_FIELDS))
-        _check(not unknown, f"{where}.{unknown[0] if unknown else ''}",
+        check(not unknown, f"{where}.{unknown[0] if unknown else ''}",
                f"unknown setting; use {', '.join(SEQ2SEQ_FIELDS)}")
     merged = {**defaults, **block}
     missing = [f for f in SEQ2SEQ_FIELDS if f not in merged]
-    _check(not missing, f"gen_distill.{missing[0] if missing else ''}", "missing; set it in params.yaml")
+    check(not missing, f"gen_distill.{missing[0] if missing else ''}", "missing; set it in params.yaml")
     return Seq2SeqConfig(name=name, param=param, **merged)
 
 
@@ -156,8 +156,8 @@ class GenExportConfig:
     min_agreement: float  # greedy outputs of ONNX equal to PyTorch's on at least this share of dev
 
     def __post_init__(self) -> None:
-        _int(self.opset, "gen_export.opset", 14, 30)
-        _num(self.min_agreement, "gen_export.min_agreement", 0, 1)
+        check_int(self.opset, "gen_export.opset", 14, 30)
+        check_num(self.min_agreement, "gen_export.min_agreement", 0, 1)
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class GenEvaluateConfig:
     threads: int
 
     def __post_init__(self) -> None:
-        _int(self.beam, "gen_evaluate.beam", 1, 64)
-        _int(self.batch_size, "gen_evaluate.batch_size", 1)
-        _int(self.latency_sentences, "gen_evaluate.latency_sentences", 1)
-        _int(self.threads, "gen_evaluate.threads", 1, 1024)
+        check_int(self.beam, "gen_evaluate.beam", 1, 64)
+        check_int(self.batch_size, "gen_evaluate.batch_size", 1)
+        check_int(self.latency_sentences, "gen_evaluate.latency_sentences", 1)
+        check_int(self.threads, "gen_evaluate.threads", 1, 1024)

@@ -1,9 +1,15 @@
-"""A deployable student: two ONNX graphs (encoder; decoder step without a cache, which returns the next-token
-logits of the last position) and the numpy greedy loop that drives them, shipped with the tokenizer.
+"""A deployable student: two ONNX graphs and the numpy greedy loop that drives them, shipped with the tokenizer.
 
-`OnnxTranslator.greedy` is the same loop as `greedy_torch`; the export is refused when their outputs differ on
-more than `1 - min_agreement` of the dev sentences. Both project only the last position onto the vocabulary
-(`next_token_logits`): projecting every position of the prefix at every step cost about 4x the export's time.
+- `encoder.onnx`: `src [SEP]` -> the encoder's states, and every decoder layer's cross-attention keys and
+  values (computed once per sentence, not once per step);
+- `decoder.onnx`: one decoding step with a key-value cache: the last token, its position, the cross keys and
+  values and the self-attention keys and values of the tokens before it -> the next token's logits and the
+  cache grown by one position. Each step costs one position's work, where a decoder without a cache re-reads
+  the whole prefix (`bench/cmlm_decoder.py` measures both).
+
+`OnnxTranslator.greedy` decodes as `greedy_torch` does (transformers' own decoder, no cache); the export is
+refused when their outputs differ on more than `1 - min_agreement` of the dev sentences. Both project only the
+last position onto the vocabulary (`next_token_logits`).
 """
 
 import time
@@ -15,33 +21,76 @@ import torch
 from torch import nn
 
 from distillery.errors import DistilleryError
+from distillery.export.runtime import session
 from distillery.generation.config import GenExportConfig
 from distillery.generation.data import Encoded, encode, load_split, max_new_tokens
 from distillery.generation.student import encoder_inputs
 from distillery.io import atomic_dir, write_json
 
 ENCODER, DECODER = "encoder.onnx", "decoder.onnx"
+MASKED = torch.finfo(torch.float32).min  # additive attention bias of padded source positions
 
 
-def session(path: str | Path, threads: int = 0):
-    """A quiet onnxruntime CPU session; `threads` > 0 fixes its intra-op threads (for timing), no spinning."""
-    import onnxruntime as ort
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    bs, t, d = x.shape
+    return x.view(bs, t, heads, d // heads).transpose(1, 2)  # (bs, H, t, d/H)
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+def _attend(attn, q_in: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None):
+    """BART's attention (`attn`'s projections) of one query position over keys/values (bs, H, t, d/H)."""
+    q = _split_heads(attn.q_proj(q_in), attn.num_heads)  # (bs, H, 1, d/H)
+    scores = q @ k.transpose(-1, -2) * attn.scaling  # (bs, H, 1, t)
+    if bias is not None:
+        scores = scores + bias
+    out = scores.softmax(-1) @ v  # (bs, H, 1, d/H)
+    return attn.out_proj(out.transpose(1, 2).reshape(q_in.shape))
 
 
 class _Encoder(nn.Module):
+    """`src [SEP]` -> encoder states and each decoder layer's cross-attention keys and values."""
+
     def __init__(self, model) -> None:
         super().__init__()
-        self.encoder = model.get_encoder()
+        self.encoder, self.layers = model.get_encoder(), model.get_decoder().layers
 
     def forward(self, input_ids, attention_mask):
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (bs, S, d)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (bs, S, d)
+        kv = []
+        for layer in self.layers:
+            a = layer.encoder_attn
+            kv += [_split_heads(a.k_proj(hidden), a.num_heads), _split_heads(a.v_proj(hidden), a.num_heads)]
+        return (hidden, *kv)
+
+
+class _CachedStep(nn.Module):
+    """One decoding step of BART's decoder (post-layer-norm blocks) with a key-value cache, written out from the
+    model's own modules so that the cache is plain tensors in and out of the graph."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+        self.decoder = model.get_decoder()
+
+    def forward(self, token, position, attention_mask, *kv):
+        """token (bs, 1), position (1,), attention_mask (bs, S), then per layer self K, V (bs, H, t, d/H) and
+        cross K, V (bs, H, S, d/H) -> logits (bs, V) and per layer self K, V (bs, H, t + 1, d/H)."""
+        dec = self.decoder
+        x = dec.embed_tokens(token) + dec.embed_positions.weight[position + dec.embed_positions.offset]  # (bs, 1, d)
+        x = dec.layernorm_embedding(x)
+        bias = ((1 - attention_mask[:, None, None, :].to(x.dtype)) * MASKED)  # (bs, 1, 1, S)
+        present = []
+        n = len(dec.layers)
+        for i, layer in enumerate(dec.layers):
+            sa = layer.self_attn
+            k = torch.cat([kv[2 * i], _split_heads(sa.k_proj(x), sa.num_heads)], dim=2)
+            v = torch.cat([kv[2 * i + 1], _split_heads(sa.v_proj(x), sa.num_heads)], dim=2)
+            present += [k, v]
+            x = layer.self_attn_layer_norm(x + _attend(sa, x, k, v))
+            ck, cv = kv[2 * n + 2 * i], kv[2 * n + 2 * i + 1]
+            x = layer.encoder_attn_layer_norm(x + _attend(layer.encoder_attn, x, ck, cv, bias))
+            x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
+        logits = self.model.lm_head(x[:, 0]) + self.model.final_logits_bias[0]  # (bs, V)
+        return (logits, *present)
 
 
 def next_token_logits(model, decoder_input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor,
@@ -54,6 +103,8 @@ def next_token_logits(model, decoder_input_ids: torch.Tensor, encoder_hidden_sta
 
 
 class _DecoderStep(nn.Module):
+    """The decoder without a cache (the whole prefix at every step): kept for `bench/cmlm_decoder.py`."""
+
     def __init__(self, model) -> None:
         super().__init__()
         self.model = model
@@ -81,20 +132,50 @@ def greedy_torch(model, batch: dict[str, torch.Tensor], max_new: int) -> np.ndar
     return out[:, 1:].numpy()
 
 
+def _kv_names(n_layers: int, kind: str, suffix: str = "") -> list[str]:
+    return [f"{kind}_{kv}_{i}{suffix}" for i in range(n_layers) for kv in ("key", "value")]
+
+
 def export_onnx(model, folder: Path, opset: int) -> None:
+    """encoder.onnx and decoder.onnx (with a key-value cache) into `folder`."""
     model.eval()
+    n = model.config.decoder_layers
     ex = {"input_ids": torch.tensor([[1000, 1001, 1002, model.config.eos_token_id]] * 2),
           "attention_mask": torch.ones(2, 4, dtype=torch.long)}
-    hidden = _Encoder(model)(**ex)
-    dec = torch.tensor([[model.config.decoder_start_token_id, 1000, 1001]] * 2)
+    enc = _Encoder(model)(**ex)
+    cross = _kv_names(n, "cross")
+    past = [torch.zeros(2, model.config.decoder_attention_heads, 3, model.config.d_model //
+                        model.config.decoder_attention_heads) for _ in range(2 * n)]
+    step = (torch.tensor([[1000]] * 2), torch.tensor([3]), ex["attention_mask"], *past, *enc[1:])
+    src = {0: "batch", 2: "src"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(_Encoder(model), (ex["input_ids"], ex["attention_mask"]), str(folder / ENCODER),
-                          input_names=["input_ids", "attention_mask"], output_names=["encoder_hidden_states"],
+                          input_names=["input_ids", "attention_mask"], output_names=["encoder_hidden_states", *cross],
                           dynamic_axes={"input_ids": {0: "batch", 1: "src"}, "attention_mask": {0: "batch", 1: "src"},
-                                        "encoder_hidden_states": {0: "batch", 1: "src"}},
+                                        "encoder_hidden_states": {0: "batch", 1: "src"}, **{c: src for c in cross}},
                           opset_version=opset, dynamo=False)
-        torch.onnx.export(_DecoderStep(model), (dec, hidden, ex["attention_mask"]), str(folder / DECODER),
+        names = ["token", "position", "attention_mask", *_kv_names(n, "past"), *cross]
+        torch.onnx.export(_CachedStep(model), step, str(folder / DECODER), input_names=names,
+                          output_names=["logits", *_kv_names(n, "present")],
+                          dynamic_axes={"token": {0: "batch"}, "attention_mask": {0: "batch", 1: "src"},
+                                        **{c: src for c in cross}, "logits": {0: "batch"},
+                                        **{p: {0: "batch", 2: "past"} for p in _kv_names(n, "past")},
+                                        **{p: {0: "batch", 2: "past1"} for p in _kv_names(n, "present")}},
+                          opset_version=opset, dynamo=False)
+
+
+def export_uncached_decoder(model, path: Path, opset: int) -> None:
+    """The decoder step without a cache (decoder_input_ids, encoder_hidden_states, attention_mask -> logits):
+    what decoder.onnx was before it had one; `bench/cmlm_decoder.py` times the two."""
+    model.eval()
+    ex = {"input_ids": torch.tensor([[1000, 1001, 1002, model.config.eos_token_id]] * 2),
+          "attention_mask": torch.ones(2, 4, dtype=torch.long)}
+    hidden = model.get_encoder()(**ex).last_hidden_state
+    dec = torch.tensor([[model.config.decoder_start_token_id, 1000, 1001]] * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_DecoderStep(model), (dec, hidden, ex["attention_mask"]), str(path),
                           input_names=["decoder_input_ids", "encoder_hidden_states", "attention_mask"],
                           output_names=["logits"],
                           dynamic_axes={"decoder_input_ids": {0: "batch", 1: "tgt"},
@@ -117,19 +198,25 @@ class OnnxTranslator:
         self.encoder, self.decoder = session(folder / ENCODER, threads), session(folder / DECODER, threads)
 
     def greedy(self, input_ids: np.ndarray, attention_mask: np.ndarray, max_new: int) -> np.ndarray:
+        """Greedy tokens (bs, <= max_new); a sentence finished at [SEP] pads with [PAD]."""
         m = self.meta
-        hidden = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-        out = np.full((len(input_ids), 1), m["decoder_start_token_id"], dtype=np.int64)
-        done = np.zeros(len(input_ids), dtype=bool)
-        for _ in range(max_new):
-            logits = self.decoder.run(None, {"decoder_input_ids": out, "encoder_hidden_states": hidden,
-                                             "attention_mask": attention_mask})[0]
+        enc = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
+        n = (len(enc) - 1) // 2
+        feed = {"attention_mask": attention_mask, **dict(zip(_kv_names(n, "cross"), enc[1:]))}
+        heads, dh = enc[1].shape[1], enc[1].shape[3]
+        past = [np.zeros((len(input_ids), heads, 0, dh), dtype=np.float32) for _ in range(2 * n)]
+        token = np.full((len(input_ids), 1), m["decoder_start_token_id"], dtype=np.int64)
+        out, done = [], np.zeros(len(input_ids), dtype=bool)
+        for t in range(max_new):
+            logits, *past = self.decoder.run(None, {"token": token, "position": np.array([t], dtype=np.int64), **feed,
+                                                    **dict(zip(_kv_names(n, "past"), past))})
             nxt = np.where(done, m["pad_token_id"], logits.argmax(-1))
-            out = np.concatenate([out, nxt[:, None]], axis=1)
+            out.append(nxt)
+            token = nxt[:, None]
             done |= nxt == m["eos_token_id"]
             if done.all():
                 break
-        return out[:, 1:]
+        return np.stack(out, axis=1) if out else np.zeros((len(input_ids), 0), dtype=np.int64)
 
 
 def _trim(seq: np.ndarray, eos: int) -> tuple[int, ...]:
@@ -158,8 +245,10 @@ def export_seq2seq(cfg: GenExportConfig, model, tokenizer, dev: Encoded, max_new
         write_json(tmp / "generation.json", {
             "decoder_start_token_id": c.decoder_start_token_id, "eos_token_id": c.eos_token_id,
             "pad_token_id": c.pad_token_id, "max_new_tokens": max_new,
-            "how": "encoder.onnx(input_ids, attention_mask) on `source [SEP]`; then decoder.onnx(decoder_input_ids, "
-                   "encoder_hidden_states, attention_mask) -> next-token logits, greedy until [SEP]"})
+            "how": "encoder.onnx(input_ids, attention_mask) on `source [SEP]` -> encoder_hidden_states, cross_key_i, "
+                   "cross_value_i; then per step decoder.onnx(token, position, attention_mask, past_key_i, "
+                   "past_value_i, cross_key_i, cross_value_i) -> logits, present_key_i, present_value_i (the cache "
+                   "starts empty: past length 0), greedy until [SEP]"})
         tokenizer.save_pretrained(tmp)
         agreement = greedy_agreement(model, OnnxTranslator(tmp), dev, max_new)
         if agreement < cfg.min_agreement:

@@ -10,7 +10,7 @@ import numpy as np
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict
-from distillery.export.onnx import session
+from distillery.export.runtime import session
 from distillery.io import atomic_dir, write_json
 from distillery.students import load_student
 

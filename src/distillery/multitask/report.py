@@ -157,7 +157,7 @@ def _single_rows(table: _Table, preps: dict, metric: dict, single_dir: str | Pat
 def _multitask_rows(table: _Table, name: str, preps: dict, metric: dict, students_dir: str | Path,
                     exports_dir: str | Path, timer: _Timer, threads: int) -> None:
     """A multi-task student in PyTorch, and its ONNX export when there is one."""
-    from distillery.export.onnx import session
+    from distillery.export.runtime import session
 
     model, tok, info = load_student(Path(students_dir) / name)
     missing = [t for t in preps if t not in model.tasks]

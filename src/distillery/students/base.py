@@ -26,6 +26,9 @@ class Student(nn.Module):
     """The interface every family implements (see the module docstring)."""
 
     family = ""
+    description = ""  # what it is, in a model card's words
+    paper: tuple[str, str, str] = ("", "", "")  # authors year, title, arXiv id: what the model card cites
+    library = "onnx"  # the model card's library_name: "transformers" where the export also holds transformers weights
     params_group = ""  # its defaults block in params.yaml: distill.<params_group>
     provides: frozenset[str] = frozenset()
     trained_by: frozenset[str] = frozenset()  # if set, every step needs a loss that reads one of these (parts it trains)

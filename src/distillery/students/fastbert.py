@@ -86,6 +86,9 @@ class FastBertStudent(Student):
     """The frozen backbone plus one branch per layer below the top; `forward` answers every exit."""
 
     family = "fastbert"
+    description = ("a FastBERT model: the fine-tuned teacher with an early-exit classifier after each layer, "
+                   "answering at the first layer that is certain enough")
+    paper = ("Liu et al. 2020", "FastBERT: a Self-distilling BERT with Adaptive Inference Time", "2004.02178")
     params_group = "fastbert"
     Config = FastBertConfig
     provides = frozenset({"exits"})
@@ -186,7 +189,7 @@ class FastBertStudent(Student):
     def adaptive(self, batches, n_rows: int, speed: float | None = None, pool: bool = False):
         """(logits (n, C) numpy, exit layer (n,)) with early exits; see `exits.adaptive_predict`."""
         self.eval()
-        return adaptive_predict(_TorchRunner(self), batches, n_rows, self.config.speed if speed is None else speed,
+        return adaptive_predict(TorchRunner(self), batches, n_rows, self.config.speed if speed is None else speed,
                                 pool=pool)
 
     def predictor(self, speed: float | None = None):
@@ -231,7 +234,7 @@ class FastBertStudent(Student):
         return cls(c, hf)
 
 
-class _TorchRunner:
+class TorchRunner:
     """FastBertStudent as an `exits` runner (numpy logits, torch hidden states)."""
 
     def __init__(self, model: FastBertStudent) -> None:

@@ -31,6 +31,8 @@ class MultiTaskStudentConfig:
 @STUDENTS.register("mtdnn")
 class MultiTaskStudent(Student):
     family = "mtdnn"
+    description = "a multi-task BERT: a shared encoder with a classification head per task"
+    paper = ("Liu et al. 2019", "Improving Multi-Task Deep Neural Networks via Knowledge Distillation for Natural Language Understanding", "1904.09482")
     params_group = "mtdnn"
     Config = MultiTaskStudentConfig
 

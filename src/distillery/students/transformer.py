@@ -104,6 +104,9 @@ class TransformerStudent(Student):
     """A transformers sequence classifier with the student interface (collate, forward -> ModelOutput)."""
 
     family = "bert"
+    library = "transformers"
+    description = "a shallower BERT, initialised from the teacher's first layers"
+    paper = ("Hinton et al. 2015", "Distilling the Knowledge in a Neural Network", "1503.02531")
     params_group = "transformer"
     Config = TransformerConfig
     provides = frozenset({"hidden", "scores"})
@@ -288,6 +291,8 @@ class DistilBertStudent(TransformerStudent):
     (by default ending with the top one), trained with soft CE + hard CE + `cosine_hidden`."""
 
     family = "distilbert"
+    description = "a DistilBERT-style BERT at the teacher's width, initialised from every other teacher layer"
+    paper = ("Sanh et al. 2019", "DistilBERT, a distilled version of BERT: smaller, faster, cheaper and lighter", "1910.01108")
 
     @classmethod
     def defaults(cls, c, t):
@@ -300,6 +305,8 @@ class PKDSkipStudent(TransformerStudent):
     """Sun et al. 2019, PKD-Skip: first k teacher layers; student layer j learns from teacher layer 2j."""
 
     family = "pkd_skip"
+    description = "a Patient-KD BERT (PKD-Skip: learns from every other teacher layer)"
+    paper = ("Sun et al. 2019", "Patient Knowledge Distillation for BERT Model Compression", "1908.09355")
 
     @classmethod
     def defaults(cls, c, t):
@@ -314,6 +321,8 @@ class PKDLastStudent(TransformerStudent):
     teacher's k-1 layers just below its top."""
 
     family = "pkd_last"
+    description = "a Patient-KD BERT (PKD-Last: learns from the teacher's last layers)"
+    paper = ("Sun et al. 2019", "Patient Knowledge Distillation for BERT Model Compression", "1908.09355")
 
     @classmethod
     def defaults(cls, c, t):
@@ -329,6 +338,8 @@ class TinyBertStudent(TransformerStudent):
     learning from teacher layer round(m N / M); learned maps W_e, W_h to the teacher's width."""
 
     family = "tinybert"
+    description = "a narrow, shallow TinyBERT"
+    paper = ("Jiao et al. 2020", "TinyBERT: Distilling BERT for Natural Language Understanding", "1909.10351")
 
     @classmethod
     def defaults(cls, c, t):
@@ -342,6 +353,8 @@ class MobileBertStudent(TransformerStudent):
     width, with linear maps in and out), trigram embeddings, NoNorm, ReLU."""
 
     family = "mobilebert"
+    description = "a MobileBERT-style student: the teacher's depth in narrow bottleneck blocks"
+    paper = ("Sun et al. 2020", "MobileBERT: a Compact Task-Agnostic BERT for Resource-Limited Devices", "2004.02984")
 
     @classmethod
     def defaults(cls, c, t):
