@@ -16,8 +16,8 @@ class Registry(Generic[T]):
     ... def mse(a, b): ...
     """
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, name_attr: str | None = None) -> None:
+        self.kind, self.name_attr = kind, name_attr  # name_attr: an attribute that registering sets to the name
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -25,6 +25,8 @@ class Registry(Generic[T]):
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
+            if self.name_attr:
+                setattr(obj, self.name_attr, name)
             return obj
 
         return deco

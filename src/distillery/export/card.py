@@ -131,7 +131,7 @@ def _loss_text(loss) -> str:
 def _architecture(sinfo: dict, export: dict) -> list[str]:
     family = sinfo["family"]
     c = sinfo.get("config", {})
-    what = getattr(_family(family), "description", "") or family
+    what = getattr(_family(family), "card", ("",))[0] or family
     params = export.get("params")
     lines = [f"- **Family**: `{family}`, {what}."]
     if params:
@@ -281,7 +281,7 @@ def _use_exits(sinfo: dict) -> list[str]:
 
 
 def _citation(family: str) -> list[str]:
-    authors, title, arxiv = getattr(_family(family), "paper", ("", "", ""))
+    _, authors, title, arxiv = getattr(_family(family), "card", ("", "", "", ""))
     if not arxiv:
         return []
     surname, year = authors.split()[0], authors.split()[-1]

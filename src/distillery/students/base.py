@@ -25,9 +25,8 @@ from distillery.registry import Registry
 class Student(nn.Module):
     """The interface every family implements (see the module docstring)."""
 
-    family = ""
-    description = ""  # what it is, in a model card's words
-    paper: tuple[str, str, str] = ("", "", "")  # authors year, title, arXiv id: what the model card cites
+    family = ""  # the name it is registered by (set by STUDENTS.register)
+    card = ("", "", "", "")  # for its model card: what it is, the paper's authors and year, title, arXiv id
     library = "onnx"  # the model card's library_name: "transformers" where the export also holds transformers weights
     params_group = ""  # its defaults block in params.yaml: distill.<params_group>
     provides: frozenset[str] = frozenset()
@@ -39,10 +38,13 @@ class Student(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        raise NotImplementedError
+        """By default the tokenizer's inputs, as the family's config records them."""
+        return list(self.config.input_names)
 
     def collate(self, tokenizer, texts_a: list[str], texts_b: list[str] | None, max_seq_len: int) -> dict:
-        raise NotImplementedError
+        """By default the tokenizer's padded batch (pairs as [CLS] a [SEP] b [SEP]), the inputs the family reads."""
+        enc = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_len, padding=True, return_tensors="pt")
+        return {n: enc[n] for n in self.input_names}
 
     def for_export(self, head: str = MAIN) -> "Student":
         """Make `forward` return the plain logits tensor of `head`: what ONNX export traces."""
@@ -82,7 +84,7 @@ def dynamo_onnx(module: torch.nn.Module, inputs: dict, outputs: list[str], path:
     Path(f"{path}.data").unlink(missing_ok=True)  # the weights are inline now
 
 
-STUDENTS: Registry[type[Student]] = Registry("student model")
+STUDENTS: Registry[type[Student]] = Registry("student model", name_attr="family")
 CHECKPOINT = "student.pt"
 INFO = "student.json"
 

@@ -59,9 +59,8 @@ class BiLSTMEncoder(nn.Module):
 
 @STUDENTS.register("bilstm")
 class BiLSTMStudent(Student):
-    family = "bilstm"
-    description = "a one-layer BiLSTM with a ReLU MLP head"
-    paper = ("Tang et al. 2019", "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks", "1903.12136")
+    card = ("a one-layer BiLSTM with a ReLU MLP head",
+            "Tang et al. 2019", "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks", "1903.12136")
     params_group = "bilstm"
     Config = BiLSTMConfig
     provides = frozenset()  # logits only: output-layer losses

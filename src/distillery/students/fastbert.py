@@ -40,12 +40,12 @@ def exit_head(layer: int) -> str:
 
 @dataclass
 class FastBertConfig:
-    vocab_size: int = 30522
-    num_labels: int = 2
-    pair: bool = False
-    pad_id: int = 0
     branch_width: int = 128  # the authors' cla_hidden_size
     branch_heads: int = 2
+    num_labels: int = 2
+    vocab_size: int = 30522
+    pair: bool = False
+    pad_id: int = 0
     speed: float = 0.5  # exit threshold on the normalised entropy used by default at inference (0: never exit early)
     input_names: list[str] = field(default_factory=lambda: ["input_ids", "token_type_ids", "attention_mask"])
     hf: dict | None = None  # the backbone's transformers config (written by from_teacher)
@@ -85,10 +85,9 @@ class Branch(nn.Module):
 class FastBertStudent(Student):
     """The frozen backbone plus one branch per layer below the top; `forward` answers every exit."""
 
-    family = "fastbert"
-    description = ("a FastBERT model: the fine-tuned teacher with an early-exit classifier after each layer, "
-                   "answering at the first layer that is certain enough")
-    paper = ("Liu et al. 2020", "FastBERT: a Self-distilling BERT with Adaptive Inference Time", "2004.02178")
+    card = ("a FastBERT model: the fine-tuned teacher with an early-exit classifier after each layer, answering at "
+            "the first layer that is certain enough", "Liu et al. 2020",
+            "FastBERT: a Self-distilling BERT with Adaptive Inference Time", "2004.02178")
     params_group = "fastbert"
     Config = FastBertConfig
     provides = frozenset({"exits"})
@@ -143,10 +142,6 @@ class FastBertStudent(Student):
         return self.hf.classifier(self.hf.dropout(pooled) if hasattr(self.hf, "dropout") else pooled)
 
     # ------------------------------------------------------------------ the student interface
-    @property
-    def input_names(self) -> list[str]:
-        return list(self.config.input_names)
-
     def collate(self, tokenizer, texts_a: list[str], texts_b: list[str] | None, max_seq_len: int) -> dict:
         enc = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_len, padding=True, return_tensors="pt")
         names = self.input_names if "attention_mask" in self.input_names else [*self.input_names, "attention_mask"]

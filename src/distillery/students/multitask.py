@@ -30,11 +30,10 @@ class MultiTaskStudentConfig:
 
 @STUDENTS.register("mtdnn")
 class MultiTaskStudent(Student):
-    family = "mtdnn"
-    description = "a multi-task BERT: a shared encoder with a classification head per task"
-    paper = ("Liu et al. 2019", "Improving Multi-Task Deep Neural Networks via Knowledge Distillation for Natural Language Understanding", "1904.09482")
-    params_group = "mtdnn"
     Config = MultiTaskStudentConfig
+    params_group = "mtdnn"
+    card = ("a multi-task BERT: a shared encoder with a classification head per task",
+            "Liu et al. 2019", "Improving Multi-Task Deep Neural Networks via Knowledge Distillation for Natural Language Understanding", "1904.09482")
 
     def __init__(self, config: MultiTaskStudentConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
@@ -50,16 +49,8 @@ class MultiTaskStudent(Student):
         self.export_all = False
 
     @property
-    def input_names(self) -> list[str]:
-        return list(self.config.input_names)
-
-    @property
     def tasks(self) -> list[str]:
         return list(self.config.heads)
-
-    def collate(self, tokenizer, texts_a: list[str], texts_b: list[str] | None, max_seq_len: int) -> dict:
-        enc = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_len, padding=True, return_tensors="pt")
-        return {n: enc[n] for n in self.input_names}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, task: str | None = None, hidden: bool = False,

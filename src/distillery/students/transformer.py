@@ -103,10 +103,9 @@ def _pca_embeddings(teacher_weight: torch.Tensor, basis: torch.Tensor, mean: tor
 class TransformerStudent(Student):
     """A transformers sequence classifier with the student interface (collate, forward -> ModelOutput)."""
 
-    family = "bert"
     library = "transformers"
-    description = "a shallower BERT, initialised from the teacher's first layers"
-    paper = ("Hinton et al. 2015", "Distilling the Knowledge in a Neural Network", "1503.02531")
+    card = ("a shallower BERT, initialised from the teacher's first layers",
+            "Hinton et al. 2015", "Distilling the Knowledge in a Neural Network", "1503.02531")
     params_group = "transformer"
     Config = TransformerConfig
     provides = frozenset({"hidden", "scores"})
@@ -122,14 +121,6 @@ class TransformerStudent(Student):
         self.hf = hf_model
 
     # ------------------------------------------------------------------ the student interface
-    @property
-    def input_names(self) -> list[str]:
-        return list(self.config.input_names)
-
-    def collate(self, tokenizer, texts_a: list[str], texts_b: list[str] | None, max_seq_len: int) -> dict:
-        enc = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_len, padding=True, return_tensors="pt")
-        return {n: enc[n] for n in self.input_names}
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, hidden: bool = False, scores: bool = False):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -290,9 +281,8 @@ class DistilBertStudent(TransformerStudent):
     """Sanh et al. 2019: half the teacher's layers at its width, initialised from every other layer
     (by default ending with the top one), trained with soft CE + hard CE + `cosine_hidden`."""
 
-    family = "distilbert"
-    description = "a DistilBERT-style BERT at the teacher's width, initialised from every other teacher layer"
-    paper = ("Sanh et al. 2019", "DistilBERT, a distilled version of BERT: smaller, faster, cheaper and lighter", "1910.01108")
+    card = ("a DistilBERT-style BERT at the teacher's width, initialised from every other teacher layer",
+            "Sanh et al. 2019", "DistilBERT, a distilled version of BERT: smaller, faster, cheaper and lighter", "1910.01108")
 
     @classmethod
     def defaults(cls, c, t):
@@ -304,9 +294,8 @@ class DistilBertStudent(TransformerStudent):
 class PKDSkipStudent(TransformerStudent):
     """Sun et al. 2019, PKD-Skip: first k teacher layers; student layer j learns from teacher layer 2j."""
 
-    family = "pkd_skip"
-    description = "a Patient-KD BERT (PKD-Skip: learns from every other teacher layer)"
-    paper = ("Sun et al. 2019", "Patient Knowledge Distillation for BERT Model Compression", "1908.09355")
+    card = ("a Patient-KD BERT (PKD-Skip: learns from every other teacher layer)",
+            "Sun et al. 2019", "Patient Knowledge Distillation for BERT Model Compression", "1908.09355")
 
     @classmethod
     def defaults(cls, c, t):
@@ -320,9 +309,8 @@ class PKDLastStudent(TransformerStudent):
     """Sun et al. 2019, PKD-Last: first k teacher layers; student layers 1..k-1 learn from the
     teacher's k-1 layers just below its top."""
 
-    family = "pkd_last"
-    description = "a Patient-KD BERT (PKD-Last: learns from the teacher's last layers)"
-    paper = ("Sun et al. 2019", "Patient Knowledge Distillation for BERT Model Compression", "1908.09355")
+    card = ("a Patient-KD BERT (PKD-Last: learns from the teacher's last layers)",
+            "Sun et al. 2019", "Patient Knowledge Distillation for BERT Model Compression", "1908.09355")
 
     @classmethod
     def defaults(cls, c, t):
@@ -337,9 +325,8 @@ class TinyBertStudent(TransformerStudent):
     """Jiao et al. 2020: narrower and shallower (default 4 x 192, the teacher's head count), layer m
     learning from teacher layer round(m N / M); learned maps W_e, W_h to the teacher's width."""
 
-    family = "tinybert"
-    description = "a narrow, shallow TinyBERT"
-    paper = ("Jiao et al. 2020", "TinyBERT: Distilling BERT for Natural Language Understanding", "1909.10351")
+    card = ("a narrow, shallow TinyBERT",
+            "Jiao et al. 2020", "TinyBERT: Distilling BERT for Natural Language Understanding", "1909.10351")
 
     @classmethod
     def defaults(cls, c, t):
@@ -352,9 +339,8 @@ class MobileBertStudent(TransformerStudent):
     width, so feature maps compare directly; attention and stacked FFNs at the narrow intra-block
     width, with linear maps in and out), trigram embeddings, NoNorm, ReLU."""
 
-    family = "mobilebert"
-    description = "a MobileBERT-style student: the teacher's depth in narrow bottleneck blocks"
-    paper = ("Sun et al. 2020", "MobileBERT: a Compact Task-Agnostic BERT for Resource-Limited Devices", "2004.02984")
+    card = ("a MobileBERT-style student: the teacher's depth in narrow bottleneck blocks",
+            "Sun et al. 2020", "MobileBERT: a Compact Task-Agnostic BERT for Resource-Limited Devices", "2004.02984")
 
     @classmethod
     def defaults(cls, c, t):
