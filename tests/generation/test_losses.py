@@ -1,0 +1,54 @@
+"""Token-level losses of the seq2seq student (label-smoothed likelihood, top-k KD): golden values."""
+
+
+import pytest
+import torch
+
+from distillery.generation.losses import cmlm_loss, label_smoothed_nll, topk_kd
+
+# --- the loss: hand-computed values --------------------------------------------------------------------------
+# Two target positions and a padded third; vocabulary of 4; T = 2.
+#   position 0: student logits [1, 2, 0, -1]; teacher top-2 logits [4, 2] at ids [1, 0]
+#     p_T = softmax([4, 2] / 2) = [e^2, e^1] / (e^2 + e^1);  KD_0 = -(p_T,0 log p_S(1) + p_T,1 log p_S(0))
+#   position 1: student logits [0.5, -0.5, 1.5, 0]; teacher [3, 1] at ids [2, -1] (-1: outside the student's
+#     output vocabulary) -> renormalised over id 2 alone: KD_1 = -log p_S(2)
+#   position 2: padding (label -100): its teacher values are garbage and must add nothing
+# KD = (KD_0 + KD_1) / 2 = 0.6275688 (computed with the math module, outside torch).
+# Likelihood with label smoothing 0.1, labels [1, 2]: per position 0.9 * -log p_S(y) + 0.1 * mean_v -log p_S(v);
+# mean = 0.6243480. alpha 0.5: 0.5 * 0.6243480 + 0.5 * 0.6275688 = 0.6259584.
+
+def _case():
+    logits = torch.tensor([[[1.0, 2.0, 0.0, -1.0], [0.5, -0.5, 1.5, 0.0], [9.0, -9.0, 9.0, -9.0]]])  # (1, 3, 4)
+    values = torch.tensor([[[4.0, 2.0], [3.0, 1.0], [100.0, -100.0]]])  # (1, 3, 2)
+    ids = torch.tensor([[[1, 0], [2, -1], [3, 3]]])
+    labels = torch.tensor([[1, 2, -100]])
+    return logits, values, ids, labels
+
+
+def test_topk_kd_against_hand_computed_value():
+    logits, values, ids, labels = _case()
+    assert float(topk_kd(logits, values, ids, labels, temperature=2.0)) == pytest.approx(0.6275688, abs=1e-6)
+
+
+def test_topk_kd_temperature_and_padding():
+    logits, values, ids, labels = _case()
+    # T -> large: the teacher is uniform over its (kept) top-k
+    uniform = -(torch.log_softmax(logits[0, 0], -1)[[1, 0]].mean() + torch.log_softmax(logits[0, 1], -1)[2]) / 2
+    assert float(topk_kd(logits, values, ids, labels, temperature=1e6)) == pytest.approx(float(uniform), abs=1e-5)
+    # the padded position changes nothing, whatever it holds
+    values2 = values.clone()
+    values2[0, 2] = torch.tensor([-5.0, 50.0])
+    assert float(topk_kd(logits, values2, ids, labels, 2.0)) == float(topk_kd(logits, values, ids, labels, 2.0))
+
+
+def test_label_smoothing_and_mixture_golden():
+    logits, values, ids, labels = _case()
+    assert float(label_smoothed_nll(logits, labels, 0.1)) == pytest.approx(0.6243480, abs=1e-6)
+    loss, parts = cmlm_loss(logits, labels, values, ids, alpha=0.5, temperature=2.0, smoothing=0.1)
+    assert float(loss) == pytest.approx(0.6259584, abs=1e-6)
+    assert set(parts) == {"nll", "kd"}
+    only, parts = cmlm_loss(logits, labels, None, None, alpha=0.0, temperature=2.0, smoothing=0.1)
+    assert float(only) == pytest.approx(0.6243480, abs=1e-6) and set(parts) == {"nll"}
+
+
+# --- masks ----------------------------------------------------------------------------------------------------
