@@ -94,8 +94,9 @@ def test_numeric_params_have_ranges(make, param):
      "max_seq_len, epochs, batch_size, lr, weight_decay, warmup_ratio, seed, bf16, logging_steps, dropout"),
     (["teacher", "--set", "lr"], "error: --set 'lr': expected KEY=VALUE, e.g. --set lr=0.002"),
     (["distill", "--name", "s", "--set", "epochs=1.5"], "error: param students.s.epochs: must be a whole number, got 1.5"),
-    (["distill", "--name", "s", "--set", "epoch=3"], "error: param students.s.epoch: unknown setting; use batch_size, "
-     "bucket_batches, epochs, grad_clip, intermediate, losses, lr, max_examples, max_seq_len, model, model_args, "
+    (["distill", "--name", "s", "--set", "epoch=3"], "error: param students.s.epoch: unknown setting; use batch_size, betas, "
+     "bucket_batches, epochs, grad_clip, intermediate, loss_args, losses, lr, max_examples, max_seq_len, model, "
+         "model_args, "
      "optimizer, seed, task, tasks, temperature, transfer_set, warmup_ratio, weight_decay"),
     (["distill", "--name", "nobody"], "error: param students.nobody: not in params.yaml; add a block for it "
      "(see README, 'Add a student')"),

@@ -33,7 +33,7 @@ def test_code_has_no_default_that_params_yaml_sets(cls, section):
 
 def test_student_fields_have_no_defaults_and_every_shipped_student_builds():
     optional = {f.name for f in fields(StudentConfig) if f.default is not MISSING or f.default_factory is not MISSING}
-    assert optional == {"intermediate", "tasks"}  # tasks: a multi-task student's only
+    assert optional == {"intermediate", "tasks", "loss_args"}  # tasks, loss_args: some tasks only
     p = repo_params()
     for name, block in p["students"].items():
         cfg = make_student(name, **block)

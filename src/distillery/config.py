@@ -308,6 +308,7 @@ class StudentConfig:
     max_seq_len: int
     seed: int
     optimizer: str  # "adam" (constant lr) or "adamw" (linear warm-up and decay, weight decay)
+    betas: tuple[float, ...]  # Adam's (beta1, beta2)
     weight_decay: float
     warmup_ratio: float
     grad_clip: float  # max global gradient norm
@@ -315,11 +316,20 @@ class StudentConfig:
     task: str  # a registered task (distillery.tasks.TASKS): what the data and the teacher's targets are
     intermediate: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] = ()  # a multi-task student's tasks (folders of the prepared root)
+    loss_args: dict[str, Any] = field(default_factory=dict)  # per-token losses: label_smoothing, top_k
 
     def __post_init__(self) -> None:
         check_name(self.name, "students (a student's name)")
         p = f"students.{self.name}"
         check_name(self.task, f"{p}.task")
+        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"{p}.betas",
+              f"must be two numbers in [0, 1), got {list(self.betas)}")
+        check(isinstance(self.loss_args, dict) and set(self.loss_args) <= {"label_smoothing", "top_k"},
+              f"{p}.loss_args", f"must be a block of label_smoothing, top_k; got {self.loss_args!r}")
+        if "label_smoothing" in self.loss_args:
+            check_num(self.loss_args["label_smoothing"], f"{p}.loss_args.label_smoothing", 0, 1, hi_open=True)
+        if "top_k" in self.loss_args:
+            check_int(self.loss_args["top_k"], f"{p}.loss_args.top_k", 1, 1024)
         check(len(set(self.tasks)) == len(self.tasks), f"{p}.tasks", "names a task twice")
         for t in self.tasks:
             check_name(str(t), f"{p}.tasks")
@@ -375,6 +385,8 @@ def merge_student(name: str, block: Any, defaults: dict, group: str) -> StudentC
     check_types(StudentConfig, merged, f"students.{name}")
     if "tasks" in merged:
         merged["tasks"] = tuple(str(t) for t in merged["tasks"])
+    if "betas" in merged:
+        merged["betas"] = tuple(merged["betas"])
     return StudentConfig(name=name, **merged)
 
 

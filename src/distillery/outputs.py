@@ -20,6 +20,7 @@ class ModelOutput:
     scores: list[torch.Tensor] | None = None  # [layer - 1] -> (bs, H, L, L): q.k / sqrt(d_head), before mask and softmax
     cls: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (bs, d): the [CLS] state (stored by soft-labels)
     mask: torch.Tensor | None = None  # (bs, L): 1 for real tokens, 0 for padding
+    ids: torch.Tensor | None = None  # (bs, L, k): token ids of per-token logits stored as a top-k (a teacher's)
 
     @property
     def main(self) -> torch.Tensor:

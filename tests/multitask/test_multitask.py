@@ -20,6 +20,7 @@ from distillery.tasks.multitask import task_losses
 from tests.conftest import GLUE, make_tiny_teacher
 
 DEFAULTS = {"common": {"task": "multitask", "transfer_set": "train", "max_examples": 0, "optimizer": "adamw",
+                       "betas": [0.9, 0.999],
                        "epochs": 1, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.0, "warmup_ratio": 0.1,
                        "grad_clip": 1.0, "temperature": 1.0, "max_seq_len": 64, "seed": 0, "bucket_batches": 5},
             "mtdnn": {"model_args": {"base_model": "all-MiniLM-L6-v2", "num_layers": 2, "freeze_embeddings": True,

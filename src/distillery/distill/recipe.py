@@ -97,9 +97,9 @@ class Recipe:
         cfg = self.cfg
         params = self.task.trainable(step)
         if cfg.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=step.cfg.lr, weight_decay=cfg.weight_decay)
+            opt = torch.optim.AdamW(params, lr=step.cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         else:
-            opt = torch.optim.Adam(params, lr=step.cfg.lr)
+            opt = torch.optim.Adam(params, lr=step.cfg.lr, betas=cfg.betas)
         return params, opt, lr_schedule(opt, cfg, n_batches * step.cfg.epochs)
 
     def update(self, step: Step, key, opt, sched, params: list) -> float:

@@ -9,7 +9,9 @@ teacher must run alongside, and whether gold labels are used:
 - "cls":     the teacher's [CLS] state of some layers (stored by soft-labels, or the teacher alongside);
 - "hidden":  every hidden state of both models (the teacher alongside);
 - "scores":  every layer's attention scores of both models (the teacher alongside);
-- "exits":   the student's early exits (heads `exit1` .. of a FastBERT student; nothing of the teacher).
+- "exits":   the student's early exits (heads `exit1` .. of a FastBERT student; nothing of the teacher);
+- "tokens":  per-token logits of the student (a sequence-to-sequence student), labels per target position;
+- "topk":    the teacher's stored top-k logits per target token and their token ids (`teacher.ids`).
 
 A loss that owns parameters (TinyBERT's W_e, W_h) creates them in `__init__`; they train with the
 student in the step that uses the loss.
@@ -23,9 +25,9 @@ from torch import nn
 from distillery.outputs import ModelOutput
 from distillery.registry import Registry
 
-NEEDS = ("labels", "logits", "cls", "hidden", "scores", "exits")
+NEEDS = ("labels", "logits", "cls", "hidden", "scores", "exits", "tokens", "topk")
 TEACHER_ALONGSIDE = frozenset({"hidden", "scores"})  # only a forward pass of the teacher gives these
-STUDENT_PARTS = frozenset({"hidden", "scores", "exits"})  # what a student family must `provide` for the loss
+STUDENT_PARTS = frozenset({"hidden", "scores", "exits", "tokens"})  # what a student family must `provide` for the loss
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class LossContext:
     patient_layers: tuple[int, ...] = ()  # PKD: teacher layers for student layers 1..k-1
     student_width: int = 0
     teacher_width: int = 0
+    label_smoothing: float = 0.0  # token_nll: weight of the uniform distribution in the target
 
 
 class Loss(nn.Module):
