@@ -155,7 +155,7 @@ class Recipe:
             if not math.isfinite(losses["loss"]):
                 raise DistilleryError(f"param {step.cfg.param}.lr: training diverged (loss {losses['loss']}); lower it")
             entry = {"step": tag, "epoch": epoch, **losses}
-            if step.last and self.world.is_main:
+            if step.last and self.world.is_main and (self.task.eval_each_epoch or epoch == step.cfg.epochs):
                 entry |= {f"dev_{m}": v for m, v in self.task.evaluate().items()}
             self.log(live, entry)
 

@@ -6,7 +6,8 @@ import importlib
 from distillery.errors import DistilleryError
 from distillery.tasks.base import TASKS, Paths, Step, Task
 
-MODULES = {"classification": "distillery.tasks.classification", "multitask": "distillery.tasks.multitask"}
+MODULES = {"classification": "distillery.tasks.classification", "multitask": "distillery.tasks.multitask",
+           "seq2seq": "distillery.tasks.seq2seq"}
 
 
 def get_task(name: str, param: str) -> type[Task]:

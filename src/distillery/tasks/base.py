@@ -96,6 +96,7 @@ class Task:
     """The base of every task (module docstring). Subclasses set `model`, `tokenizer` and `steps` in `setup`."""
 
     name = ""
+    eval_each_epoch = True  # dev score after every epoch of the last step (else after its last epoch only)
 
     def __init__(self, cfg: StudentConfig, paths: Paths, device: torch.device) -> None:
         self.cfg, self.paths, self.device = cfg, paths, device

@@ -1,0 +1,162 @@
+"""Sequence-to-sequence generation (C-MLM, Chen et al. 2020): a translator distilled from a conditional masked LM.
+
+Data: parallel text prepared by `gen-prepare` (`train.tsv`, `dev.tsv`, `limits.json` naming the tokenizer the
+teacher and the student share). Teacher targets: the teacher's top-k logits and token ids per target position
+(the `gen-soft-labels` artifact, checked against the teacher's fingerprint and vocabulary), read as a
+`ModelOutput` whose `logits` are the k values and `ids` their token ids. Student: the `seq2seq` family.
+Losses: `token_nll` (label-smoothed likelihood) and `topk_kd`, weighted like any other losses; C-MLM's
+(1 - alpha) * likelihood + alpha * KD is `{token_nll: 1 - alpha, topk_kd: alpha}`. Scoring: greedy BLEU on dev,
+after the last epoch (decoding dev after every epoch would cost more than an epoch here).
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distillery.data.batching import length_batches
+from distillery.errors import DistilleryError
+from distillery.generation.data import Encoded, encode, load_split, load_tokenizer
+from distillery.generation.soft_labels import TopK
+from distillery.generation.student import decoder_io, encoder_inputs
+from distillery.io import read_json, write_json
+from distillery.losses import LossContext
+from distillery.outputs import MAIN, ModelOutput
+from distillery.students import STUDENTS, save_student
+from distillery.tasks.base import TASKS, Step, Task, build_losses
+
+SERVED = frozenset({"labels", "tokens", "topk"})
+MAX_POSITIONS = 1024
+
+
+class TeacherTargets:
+    """The teacher's top-k (values, ids) per target position of the training pairs, gathered per batch."""
+
+    def __init__(self, topk: TopK, pair_ids: list[str], enc: Encoded, k: int, param: str) -> None:
+        stored = int(topk.manifest.get("top_k", topk.logits.shape[1]))
+        if k > stored:
+            raise DistilleryError(f"param {param}.loss_args.top_k: {k}, but the soft labels keep {stored} per token; "
+                                  "lower it or raise gen_soft_labels.top_k and re-run gen-soft-labels")
+        self.n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
+        self.first = topk.offsets(pair_ids, self.n_pos, "the training data")
+        self.values, self.ids, self.k = topk.logits, topk.ids, k
+
+    def batch(self, rows: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bs, width, k) values and ids (vocabulary ids); positions past a pair's end hold zeros (their
+        labels are -100)."""
+        values = np.zeros((len(rows), width, self.k), dtype=np.float32)
+        ids = np.zeros((len(rows), width, self.k), dtype=np.int64)
+        for r, i in enumerate(rows):
+            sl = slice(self.first[i], self.first[i] + self.n_pos[i])
+            values[r, :self.n_pos[i]] = self.values[sl, :self.k]
+            ids[r, :self.n_pos[i]] = self.ids[sl, :self.k]
+        return torch.from_numpy(values), torch.from_numpy(ids)
+
+
+@TASKS.register("seq2seq")
+class Seq2Seq(Task):
+    name = "seq2seq"
+    eval_each_epoch = False
+
+    def setup(self) -> None:
+        cfg, p = self.cfg, f"students.{self.cfg.name}"
+        if cfg.intermediate:
+            raise DistilleryError(f"param {p}.intermediate: a seq2seq student trains in one step; remove it")
+        family = STUDENTS.get(cfg.model, param=f"{p}.model")
+        if family.family != "seq2seq":
+            raise DistilleryError(f"param {p}.model: the {self.name} task trains a seq2seq student, not {family.family}")
+        self.limits = read_json(Path(self.paths.prepared) / "limits.json")
+        self.tokenizer = load_tokenizer(self.limits["tokenizer"])
+        self.frame, self.dev_frame = load_split(self.paths.prepared, "train"), load_split(self.paths.prepared, "dev")
+        self.enc, self.dev = encode(self.tokenizer, self.frame), encode(self.tokenizer, self.dev_frame)
+        self.model = self.build_student(family)
+        step = cfg.steps()[-1]
+        ctx = LossContext(temperature=step.temperature, label_smoothing=cfg.loss_args.get("label_smoothing", 0.0))
+        losses = build_losses(step.losses, step.param, ctx, self.model, allowed=SERVED, device=self.device)
+        self.steps = [Step(step, losses, set().union(*(loss.needs for _, loss in losses.values())))]
+        self.targets = self.teacher_targets() if "topk" in self.steps[0].needs else None
+        torch.manual_seed(cfg.seed)  # training's dropout draws from here, whatever building the student drew
+
+    def build_student(self, family):
+        cfg, tok = self.cfg, self.tokenizer
+        args = dict(cfg.model_args)
+        vocab = np.arange(len(tok))
+        if args.get("output_vocab", "target") == "target":
+            vocab = np.unique(np.fromiter((i for t in self.enc.tgt for i in t), dtype=np.int64).tolist() + [self.enc.sep])
+        max_len = max(self.limits["max_src_len"], self.limits["max_tgt_len"]) + 1
+        torch.manual_seed(cfg.seed)
+        try:
+            mcfg = family.Config(**args, vocab_size=len(tok), pad_id=self.enc.pad, cls_id=self.enc.cls,
+                                 sep_id=self.enc.sep, max_positions=min(max_len + 2, MAX_POSITIONS),
+                                 vocab=vocab.tolist())
+            model = family(mcfg)
+        except (TypeError, ValueError) as e:
+            raise DistilleryError(f"param students.{cfg.name}.model_args: {e}") from None
+        table = torch.full((len(tok),), -1, dtype=torch.long)  # vocabulary id -> output index (-1: outside)
+        table[model.vocab] = torch.arange(len(model.vocab))
+        self.table = table
+        return model.to(self.device)
+
+    def teacher_targets(self) -> TeacherTargets:
+        cfg, paths = self.cfg, self.paths
+        if paths.teacher is None or not Path(paths.teacher).is_dir():
+            raise DistilleryError(f"param students.{cfg.name}.losses.topk_kd: needs the teacher (--teacher) whose "
+                                  "soft labels --logits holds")
+        if load_tokenizer(str(paths.teacher)).get_vocab() != self.tokenizer.get_vocab():
+            raise DistilleryError(f"{paths.teacher}: the teacher's vocabulary differs from gen_prepare.tokenizer "
+                                  f"{self.limits['tokenizer']!r}; teacher and student must share one: set both to one model")
+        topk = TopK(paths.logits)
+        topk.check_teacher(paths.teacher)
+        k = int(cfg.loss_args.get("top_k", topk.manifest.get("top_k", 1)))
+        targets = TeacherTargets(topk, self.frame["id"].tolist(), self.enc, k, f"students.{cfg.name}")
+        self.outside = round(float(1 - np.isin(topk.ids[:, 0], self.model.vocab.cpu().numpy()).mean()), 4)
+        return targets
+
+    def batches(self, step: Step, rng: np.random.Generator) -> list:
+        lengths = np.array([len(s) + len(t) for s, t in zip(self.enc.src, self.enc.tgt)])
+        return length_batches(lengths, batch_size=step.cfg.batch_size, rng=rng, chunk=self.cfg.bucket_batches)
+
+    def loss(self, step: Step, rows: np.ndarray, bf16: bool) -> torch.Tensor:
+        dec_in, labels = decoder_io(self.enc, rows)
+        batch = {**encoder_inputs(self.enc, rows), "decoder_input_ids": dec_in}
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        labels = torch.where(labels == -100, labels, self.table[labels.clamp(min=0)]).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            student = self.model(**batch)
+            teacher = ModelOutput()
+            if self.targets is not None:
+                values, ids = self.targets.batch(rows, labels.shape[1])
+                teacher = ModelOutput(logits={MAIN: values.to(self.device)}, ids=self.table[ids].to(self.device))
+            return sum(w * loss(student, teacher, {"labels": labels}) for w, loss in step.losses.values())
+
+    def evaluate(self) -> dict[str, float]:
+        """Greedy BLEU on dev (sacreBLEU), in fp32 on the CPU."""
+        from distillery.generation.decode import bleu, translate
+
+        self.model.to("cpu")
+        try:
+            hyps = translate(self.model.hf, self.tokenizer, self.dev, 1, 64, self.limits["max_tgt_len"] + 1)
+        finally:
+            self.model.to(self.device)
+        return {"bleu_greedy": bleu(hyps, list(self.dev_frame["tgt"]))}
+
+    def save(self, seconds: float, history: list[dict], processes: int) -> dict:
+        cfg, last = self.cfg, self.steps[-1]
+        weights = {n: w for n, (w, _) in last.losses.items()}
+        kd = weights.get("topk_kd", 0.0) / max(sum(weights.values()), 1e-12)
+        steps = len(self.batches(last, np.random.default_rng(0))) * last.cfg.epochs
+        metrics = {"student": cfg.name, "model": cfg.model, "dev_bleu_greedy": history[-1]["dev_bleu_greedy"],
+                   "steps": steps, "train_pairs": len(self.enc.src), "train_seconds": round(seconds, 1),
+                   "final_loss": round(history[-1]["loss"], 4), "alpha": round(kd, 4),
+                   "top_k": self.targets.k if self.targets else None, "temperature": last.cfg.temperature,
+                   "processes": processes, "output_vocab": len(self.model.vocab),
+                   "teacher_top1_outside_vocab": getattr(self, "outside", None),
+                   "params": int(sum(p.numel() for p in {id(p): p for p in self.model.parameters()}.values()))}
+        self.model.to("cpu")
+        save_student(self.model, self.tokenizer, self.paths.out, {
+            "name": cfg.name, "task": self.name, **{k: metrics[k] for k in ("alpha", "top_k", "temperature", "steps")},
+            "max_src_len": self.limits["max_src_len"], "max_tgt_len": self.limits["max_tgt_len"],
+            "training": dataclasses.asdict(cfg), "history": history})
+        write_json(self.paths.metrics, metrics)
+        return metrics
