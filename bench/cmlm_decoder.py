@@ -2,8 +2,8 @@
 
     python bench/cmlm_decoder.py [--steps 600] [--sentences 256] [--repeats 5] [--threads 2]
 
-Trains a student of the study's size (3 + 3 layers, width 128, the study's `gen_distill` settings, likelihood
-only) on 10,000 Multi30k pairs for `--steps` steps, exports it (encoder.onnx + decoder.onnx with the cache, as
+Trains a student of the study's size (3 + 3 layers, width 128, the study's `distill` settings, likelihood
+only) through the one recipe on `--steps` batches of 64 of the study's Multi30k pairs, exports it (encoder.onnx + decoder.onnx with the cache, as
 `gen-export` ships it) and, beside it, the decoder without a cache that the export shipped before (every step
 re-reads the whole prefix). Then greedy-decodes the first `--sentences` sentences of test_2016_flickr with
 both at batch 1 and 32, the two taking turns on each batch (`evaluate/latency.py`, the one statistic), and
@@ -20,14 +20,14 @@ import numpy as np
 import torch
 import yaml
 
+from distillery.config import merge_student
+from distillery.distill.recipe import Paths, distill
 from distillery.evaluate.latency import interleaved_median_ms
-from distillery.generation.config import GenPrepareConfig, seq2seq_config
-from distillery.generation.data import encode, load_split, load_tokenizer, prepare_pairs
 from distillery.export.runtime import session
+from distillery.generation.config import GenExportConfig, GenPrepareConfig
+from distillery.generation.data import encode, load_split, load_tokenizer, prepare_pairs
 from distillery.generation.export import OnnxTranslator, export_seq2seq, export_uncached_decoder
-from distillery.generation.config import GenExportConfig
-from distillery.generation.student import build_student, encoder_inputs, output_vocab
-from distillery.generation.train import train_seq2seq
+from distillery.generation.student import encoder_inputs, load_seq2seq
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "studies" / "cmlm"
@@ -75,16 +75,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cmlm-decoder-"))
     tok = load_tokenizer(prep["tokenizer"])
     prepare_pairs(GenPrepareConfig(**prep), tok, work / "prepared")
-    enc = encode(tok, load_split(work / "prepared", "train"))
     test = encode(tok, load_split(work / "prepared", "test"))
-    settings = {**params["gen_distill"], "alpha": 0.0,
-                "epochs": args.steps * params["gen_distill"]["batch_size"] / len(enc.src)}
-    cfg = seq2seq_config("bench", {}, settings)
+    distill_params = params["distill"]
+    common = {**distill_params["common"], "epochs": 1, "max_examples": args.steps * distill_params["common"]["batch_size"]}
+    cfg = merge_student("bench", {"model": "seq2seq", "losses": {"token_nll": 1.0}}, {**distill_params, "common": common},
+                        "seq2seq")
     max_new = prep["max_tgt_len"] + 1
-    model = build_student(cfg, tok, max(prep["max_src_len"], prep["max_tgt_len"]) + 1, output_vocab(cfg, enc, len(tok)))
     t0 = time.perf_counter()
-    train_seq2seq(model, cfg, enc, None)
+    distill(cfg, Paths(work / "prepared", None, work / "none", None, work / "student", work / "student.json",
+                       work / "live"))
     print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s")
+    model, tok = load_seq2seq(work / "student")
     model.eval()
     export_seq2seq(GenExportConfig(opset=17, min_agreement=0.99), model, tok, test, max_new, work / "export")
     export_uncached_decoder(model, work / "uncached.onnx", 17)

@@ -7,42 +7,44 @@ Needs the study's prepared data (`dvc repro studies/cmlm/dvc.yaml`, or its `prep
 4 heads, FFN 4 x width, batch 64, label smoothing 0.1, warm-up 5%) for STEPS steps on the same batches,
 then decodes the first `--dev` sentences of val greedily. INIT `scaled` is the study's initialisation
 (weights N(0, 1/width)); `bart` is BART's default (N(0, 0.02^2)). Prints, per run: seconds, final smoothed
-NLL, greedy BLEU, and how many distinct outputs there are (a student that ignores the source writes the
+loss, greedy BLEU, and how many distinct outputs there are (a student that ignores the source writes the
 same caption for every sentence). About 20 minutes with the default runs on 2 cores.
 """
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from distillery.generation import student as student_mod
-from distillery.generation.config import seq2seq_config
+from distillery.config import merge_student
+from distillery.distill.recipe import Paths, distill
 from distillery.generation.data import encode, load_split, load_tokenizer
 from distillery.generation.decode import bleu, translate
-from distillery.generation.train import train_seq2seq
+from distillery.generation.student import load_seq2seq
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "cmlm"
 
 
-def run(spec: str, params: dict, enc, dev, dev_refs, tok, lr: float, limits: dict) -> dict:
+def run(spec: str, params: dict, prepared: Path, dev, dev_refs, tok, lr: float, limits: dict, work: Path) -> dict:
     width, init, steps = spec.split(":")
     if init not in ("scaled", "bart"):
         raise SystemExit(f"--runs {spec}: INIT must be scaled or bart")
     width, steps = int(width), int(steps)
-    settings = {**params["gen_distill"], "alpha": 0.0, "d_model": width, "ffn_dim": 4 * width, "lr": lr,
-                "epochs": steps * params["gen_distill"]["batch_size"] / len(enc.src)}
-    cfg = seq2seq_config("bench", {}, settings)
-    vocab = student_mod.output_vocab(cfg, enc, len(tok))
-    max_len = max(limits["max_src_len"], limits["max_tgt_len"]) + 1  # as gen-distill builds it
-    model = student_mod.build_student(cfg, tok, max_len, vocab, init_std=0.02 if init == "bart" else None)
+    d = params["distill"]
+    common = {**d["common"], "lr": lr, "epochs": 1, "max_examples": steps * d["common"]["batch_size"]}
+    args = {**d["seq2seq"]["model_args"], "d_model": width, "ffn_dim": 4 * width, "init_std": 0.02 if init == "bart" else 0.0}
+    cfg = merge_student("bench", {"model": "seq2seq", "losses": {"token_nll": 1.0}, "model_args": args},
+                        {**d, "common": common}, "seq2seq")
+    out = work / spec.replace(":", "-")
     t0 = time.perf_counter()
-    result = train_seq2seq(model, cfg, enc, None)
+    result = distill(cfg, Paths(prepared, None, work / "none", None, out, out.with_suffix(".json"), work / "live"))
     seconds = time.perf_counter() - t0
-    hyps = translate(model, tok, dev, 1, 64, limits["max_tgt_len"] + 1)  # as gen-distill scores dev
-    return {"run": spec, "train_s": round(seconds), "steps": result["steps"], "final_nll": result["final_nll"],
+    model, _ = load_seq2seq(out)
+    hyps = translate(model, tok, dev, 1, 64, limits["max_tgt_len"] + 1)  # as the seq2seq task scores dev
+    return {"run": spec, "train_s": round(seconds), "steps": result["steps"], "final_loss": result["final_loss"],
             "dev_bleu_greedy": bleu(hyps, dev_refs), "distinct_outputs": f"{len(set(hyps))}/{len(hyps)}",
             "example": hyps[0]}
 
@@ -59,13 +61,14 @@ def main() -> None:
         raise SystemExit(f"{prepared}: not prepared; run `dvc repro studies/cmlm/dvc.yaml` (or its prepare stage)")
     limits = json.loads((prepared / "limits.json").read_text())
     tok = load_tokenizer(limits["tokenizer"])
-    train, dev = load_split(prepared, "train"), load_split(prepared, "dev").iloc[:args.dev]
-    enc, dev_enc = encode(tok, train), encode(tok, dev)
-    rows = [run(spec, params, enc, dev_enc, list(dev["tgt"]), tok, args.lr, limits) for spec in args.runs]
-    print("\n| run (width:init:steps) | train s | final NLL | greedy BLEU | distinct outputs | first output |")
+    dev = load_split(prepared, "dev").iloc[:args.dev]
+    dev_enc = encode(tok, dev)
+    work = Path(tempfile.mkdtemp(prefix="cmlm-student-"))
+    rows = [run(spec, params, prepared, dev_enc, list(dev["tgt"]), tok, args.lr, limits, work) for spec in args.runs]
+    print("\n| run (width:init:steps) | train s | final loss | greedy BLEU | distinct outputs | first output |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['train_s']} | {r['final_nll']} | {r['dev_bleu_greedy']} | {r['distinct_outputs']} "
+        print(f"| {r['run']} | {r['train_s']} | {r['final_loss']} | {r['dev_bleu_greedy']} | {r['distinct_outputs']} "
               f"| {r['example']} |")
 
 

@@ -6,14 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from distillery.generation.config import (
-    Seq2SeqConfig,
-)
 
 REPO = Path(__file__).resolve().parents[2]
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 needs_data = pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k")
-
 
 
 def make_tok():
@@ -46,10 +42,61 @@ def multi30k_pairs(n: int) -> pd.DataFrame:
     return pd.DataFrame({"id": [text_id(s, t) for s, t in zip(de, en)], "src": de, "tgt": en})
 
 
-def student_cfg(**over) -> Seq2SeqConfig:
-    base = dict(name="s", param="students.s", encoder_layers=1, decoder_layers=1, d_model=32, heads=2, ffn_dim=64,
-                dropout=0.0, alpha=0.5, temperature=10.0, top_k=2, label_smoothing=0.1, epochs=3, batch_size=4,
-                lr=0.003, warmup_ratio=0.0, weight_decay=0.0, grad_clip=1.0, seed=0, output_vocab="target")
-    return Seq2SeqConfig(**{**base, **over})
+SEQ2SEQ_DEFAULTS = {
+    "common": {"task": "seq2seq", "transfer_set": "train", "max_examples": 0, "optimizer": "adamw", "betas": [0.9, 0.98],
+               "epochs": 3, "batch_size": 4, "lr": 0.003, "weight_decay": 0.0, "warmup_ratio": 0.0, "grad_clip": 1.0,
+               "temperature": 10.0, "max_seq_len": 128, "seed": 0, "bucket_batches": 50,
+               "loss_args": {"label_smoothing": 0.1, "top_k": 2}},
+    "seq2seq": {"model_args": {"encoder_layers": 1, "decoder_layers": 1, "d_model": 32, "heads": 2, "ffn_dim": 64,
+                               "dropout": 0.0, "output_vocab": "target"}}}
 
 
+def student_cfg(losses: dict | None = None, **over):
+    """A tiny seq2seq student (1 + 1 layers, width 32) as `distillery distill` builds it from params."""
+    from distillery.config import merge_student
+
+    block = {"model": "seq2seq", "losses": losses or {"token_nll": 1.0}, **over}
+    return merge_student("s", block, SEQ2SEQ_DEFAULTS, "seq2seq")
+
+
+def tiny_translator(tok, vocab=None, **args):
+    """A tiny seq2seq student built from its config (the family's own initialisation)."""
+    from distillery.students.seq2seq import Seq2SeqStudent, Seq2SeqStudentConfig
+
+    torch.manual_seed(0)
+    c = {**SEQ2SEQ_DEFAULTS["seq2seq"]["model_args"], "vocab_size": len(tok), "pad_id": tok.pad_token_id,
+         "cls_id": tok.cls_token_id, "sep_id": tok.sep_token_id, "max_positions": 130, "vocab": list(vocab or []), **args}
+    return Seq2SeqStudent(Seq2SeqStudentConfig(**c))
+
+
+def prepared_pairs(root, tok, n: int = 16):
+    """A prepared folder (train/dev/limits.json, as gen-prepare writes it) of the first n Multi30k pairs, and a
+    tiny C-MLM teacher's top-k artifact (`root/art`, k = 4) for them; (frame, encoded)."""
+    from distillery.data.table import write_table
+    from distillery.generation.data import encode
+    from distillery.generation.soft_labels import TopKStore, label_pairs, write_topk
+    from distillery.io import write_json
+    from distillery.logits.fingerprint import teacher_fingerprint
+
+    frame = multi30k_pairs(n)
+    (root / "prepared").mkdir(parents=True)
+    for split, part in (("train", frame), ("dev", frame.iloc[:6])):
+        write_table(pd.DataFrame({**part.reset_index(drop=True), "line": range(1, len(part) + 1)}),
+                    root / "prepared" / f"{split}.tsv")
+    write_json(root / "prepared" / "limits.json", {"max_src_len": 96, "max_tgt_len": 64, "tokenizer": "all-MiniLM-L6-v2"})
+    teacher = tiny_mlm(tok, root / "teacher")
+    enc = encode(tok, frame)
+    fp = teacher_fingerprint(root / "teacher", 7)
+    store = TopKStore(root / "store", fp, 4, "fp32")
+    label_pairs(teacher, enc, frame["id"].tolist(), store, 7, 4, 2048, False, 5)
+    write_topk(root / "art", frame["id"].tolist(), enc, store, {"fingerprint": fp, "copies": 7, "top_k": 4})
+    return frame, enc
+
+
+def train_translator(root, cfg, out_name: str = "student"):
+    """`cfg` trained through the one recipe on `prepared_pairs(root)`: its metrics."""
+    from distillery.distill.recipe import Paths, distill
+
+    out = root / out_name
+    return distill(cfg, Paths(root / "prepared", root / "teacher", root / "art", None, out, out.with_suffix(".json"),
+                              root / f"{out_name}-live"))

@@ -4,7 +4,9 @@
 import pytest
 import torch
 
-from distillery.generation.losses import cmlm_loss, label_smoothed_nll, topk_kd
+from distillery.losses import LOSSES, LossContext
+from distillery.losses.tokens import label_smoothed_nll, topk_kd
+from distillery.outputs import MAIN, ModelOutput
 
 # --- the loss: hand-computed values --------------------------------------------------------------------------
 # Two target positions and a padded third; vocabulary of 4; T = 2.
@@ -44,11 +46,12 @@ def test_topk_kd_temperature_and_padding():
 def test_label_smoothing_and_mixture_golden():
     logits, values, ids, labels = _case()
     assert float(label_smoothed_nll(logits, labels, 0.1)) == pytest.approx(0.6243480, abs=1e-6)
-    loss, parts = cmlm_loss(logits, labels, values, ids, alpha=0.5, temperature=2.0, smoothing=0.1)
-    assert float(loss) == pytest.approx(0.6259584, abs=1e-6)
-    assert set(parts) == {"nll", "kd"}
-    only, parts = cmlm_loss(logits, labels, None, None, alpha=0.0, temperature=2.0, smoothing=0.1)
-    assert float(only) == pytest.approx(0.6243480, abs=1e-6) and set(parts) == {"nll"}
+    # the registered losses, weighted as C-MLM's alpha 0.5 is written in params: {token_nll: 0.5, topk_kd: 0.5}
+    ctx = LossContext(temperature=2.0, label_smoothing=0.1)
+    student, teacher = ModelOutput(logits={MAIN: logits}), ModelOutput(logits={MAIN: values}, ids=ids)
+    mixed = sum(w * LOSSES.get(n)(ctx)(student, teacher, {"labels": labels}) for n, w in (("token_nll", 0.5), ("topk_kd", 0.5)))
+    assert float(mixed) == pytest.approx(0.6259584, abs=1e-6)
+    assert LOSSES.get("topk_kd").needs == {"labels", "tokens", "topk"} and LOSSES.get("token_nll").needs == {"labels", "tokens"}
 
 
 # --- masks ----------------------------------------------------------------------------------------------------

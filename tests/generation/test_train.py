@@ -1,68 +1,64 @@
-"""A tiny seq2seq student trained, saved, exported and decoded (greedy ONNX equals PyTorch)."""
+"""A tiny seq2seq student trained through the one recipe, saved, exported and decoded (greedy ONNX equals
+PyTorch)."""
 
+import json
 
 import pytest
 import torch
 
 from distillery.errors import DistilleryError
-from distillery.generation.config import (
-    GenExportConfig,
-)
+from distillery.generation.config import GenExportConfig
 from distillery.generation.data import encode
-from tests.generation.helpers import (
-    make_tok,
-    multi30k_pairs,
-    needs_data,
-    student_cfg,
-)
+from tests.generation.helpers import make_tok, needs_data, prepared_pairs, student_cfg, train_translator
 
 
 @needs_data
 def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypatch):
-    from distillery.generation.export import (
-        OnnxTranslator,
-        export_seq2seq,
-        greedy_agreement,
-    )
-    from distillery.generation.student import (
-        allowed_ids,
-        build_student,
-        load_seq2seq,
-        output_vocab,
-    )
-    from distillery.generation.train import train_seq2seq
+    from distillery.generation.export import OnnxTranslator, export_seq2seq, greedy_agreement, next_token_logits
+    from distillery.generation.student import encoder_inputs, load_seq2seq
+    from distillery.students import load_student
+    from distillery.students.seq2seq import allowed_ids
 
     tok = make_tok()
-    frame = multi30k_pairs(16)
-    enc = encode(tok, frame)
-    cfg = student_cfg(alpha=0.0)
-    vocab = output_vocab(cfg, enc, len(tok))
-    assert tok.sep_token_id in vocab and len(vocab) < 300
-    model = build_student(cfg, tok, 64, vocab)
-    assert torch.equal(allowed_ids(model), torch.from_numpy(vocab))
-    for weight in (model.model.shared.weight, model.model.decoder.layers[0].encoder_attn.q_proj.weight):
-        assert abs(float(weight.detach().std()) - 32 ** -0.5) < 0.01  # N(0, 1/d_model), not BART's 0.02
-    before = train_seq2seq(build_student(cfg, tok, 64, vocab), student_cfg(alpha=0.0, epochs=0.25), enc, None)
-    after = train_seq2seq(model, cfg, enc, None)
-    assert after["final_nll"] < before["final_nll"]
-    model.save_pretrained(tmp_path / "student")
-    tok.save_pretrained(tmp_path / "student")
-    model, tok = load_seq2seq(tmp_path / "student")
-    assert torch.equal(allowed_ids(model), torch.from_numpy(vocab))  # the output vocabulary is in the weights
+    frame, enc = prepared_pairs(tmp_path, tok)
+    short = train_translator(tmp_path, student_cfg(epochs=1), "short")
+    m = train_translator(tmp_path, student_cfg(epochs=6, losses={"token_nll": 0.5, "topk_kd": 0.5}))
+    assert m["final_loss"] < short["final_loss"] and m["alpha"] == 0.5 and m["top_k"] == 2
+    history = json.loads((tmp_path / "student" / "student.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 7)) and "dev_bleu_greedy" in history[-1]
+    student, _, info = load_student(tmp_path / "student")
+    vocab = sorted({i for t in enc.tgt for i in t} | {tok.sep_token_id})
+    assert allowed_ids(student.hf).tolist() == vocab == info["config"]["vocab"]  # the output vocabulary is in the weights
+    for weight in (student.hf.model.shared.weight, student.hf.model.decoder.layers[0].encoder_attn.q_proj.weight):
+        assert abs(float(weight.detach().std()) - 32 ** -0.5) < 0.02  # N(0, 1/d_model), not BART's 0.02
+    model, tok = load_seq2seq(tmp_path / "student")  # what export and evaluate load: transformers' own classes
     out = model.generate(input_ids=torch.tensor([[*enc.src[0], tok.sep_token_id]]), max_new_tokens=8)
-    assert set(out[0, 1:].tolist()) <= set(vocab.tolist()) | {tok.pad_token_id}
-    from distillery.generation.export import next_token_logits
-    from distillery.generation.student import encoder_inputs
-
+    assert set(out[0, 1:].tolist()) <= set(vocab) | {tok.pad_token_id}
     batch = encoder_inputs(enc, range(4))
     dec = torch.tensor([[tok.cls_token_id, *enc.tgt[i][:3]] for i in range(4)])
     with torch.inference_mode():
         full = model(**batch, decoder_input_ids=dec).logits[:, -1]
         hidden = model.get_encoder()(**batch).last_hidden_state
         assert torch.allclose(next_token_logits(model, dec, hidden, batch["attention_mask"]), full, atol=1e-4)
-    result = export_seq2seq(GenExportConfig(opset=17, min_agreement=0.99), model, tok, enc, 12, tmp_path / "export")
+        sub = student(**batch, decoder_input_ids=dec).main[:, -1]  # (bs, |vocab|): the training logits
+        assert torch.allclose(sub, full[:, vocab], atol=1e-4)
+    result = export_seq2seq(GenExportConfig(opset=17, min_agreement=0.99), model, tok, enc, 12,
+                            tmp_path / "exports" / "student")
     assert result["greedy_agreement_dev"] == 1.0
-    assert greedy_agreement(model, OnnxTranslator(tmp_path / "export"), enc, 12) == 1.0
+    assert greedy_agreement(model, OnnxTranslator(tmp_path / "exports" / "student"), enc, 12) == 1.0
+    # the study's table: BLEU in both runtimes and latency by the one statistic (interleaved medians)
+    from distillery.generation.config import GenEvaluateConfig
+    from distillery.generation.report import evaluate_all
+    from distillery.io import write_json
+
+    write_json(tmp_path / "teacher.json", {"base_model": "tiny", "masked_token_accuracy": 0.1})
+    summary = evaluate_all(["student"], tmp_path, tmp_path / "exports", frame.iloc[:8], encode(tok, frame.iloc[:8]), tok,
+                           tmp_path / "teacher.json", GenEvaluateConfig(beam=2, batch_size=8, latency_sentences=4,
+                                                                        threads=1), 12, tmp_path / "eval")
+    row = summary["students"][0]
+    assert row["alpha"] == 0.5 and row["top_k"] == 2 and all(row[f"{r}_ms_bs{b}"] > 0 for r in ("torch", "onnx")
+                                                             for b in (1, 32))
+    assert "| student | alpha | k | T |" in (tmp_path / "eval" / "table.md").read_text()
     import distillery.generation.export as export_mod
 
     monkeypatch.setattr(export_mod, "greedy_agreement", lambda *a, **k: 0.5)

@@ -46,7 +46,7 @@ def _attend(attn, q_in: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     return attn.out_proj(out.transpose(1, 2).reshape(q_in.shape))
 
 
-class _Encoder(nn.Module):
+class EncoderWithCrossKV(nn.Module):
     """`src [SEP]` -> encoder states and each decoder layer's cross-attention keys and values."""
 
     def __init__(self, model) -> None:
@@ -62,7 +62,7 @@ class _Encoder(nn.Module):
         return (hidden, *kv)
 
 
-class _CachedStep(nn.Module):
+class CachedStep(nn.Module):
     """One decoding step of BART's decoder (post-layer-norm blocks) with a key-value cache, written out from the
     model's own modules so that the cache is plain tensors in and out of the graph."""
 
@@ -102,7 +102,7 @@ def next_token_logits(model, decoder_input_ids: torch.Tensor, encoder_hidden_sta
     return model.lm_head(hidden[:, -1]) + model.final_logits_bias[0]
 
 
-class _DecoderStep(nn.Module):
+class UncachedStep(nn.Module):
     """The decoder without a cache (the whole prefix at every step): kept for `bench/cmlm_decoder.py`."""
 
     def __init__(self, model) -> None:
@@ -132,7 +132,7 @@ def greedy_torch(model, batch: dict[str, torch.Tensor], max_new: int) -> np.ndar
     return out[:, 1:].numpy()
 
 
-def _kv_names(n_layers: int, kind: str, suffix: str = "") -> list[str]:
+def kv_names(n_layers: int, kind: str, suffix: str = "") -> list[str]:
     return [f"{kind}_{kv}_{i}{suffix}" for i in range(n_layers) for kv in ("key", "value")]
 
 
@@ -142,26 +142,26 @@ def export_onnx(model, folder: Path, opset: int) -> None:
     n = model.config.decoder_layers
     ex = {"input_ids": torch.tensor([[1000, 1001, 1002, model.config.eos_token_id]] * 2),
           "attention_mask": torch.ones(2, 4, dtype=torch.long)}
-    enc = _Encoder(model)(**ex)
-    cross = _kv_names(n, "cross")
+    enc = EncoderWithCrossKV(model)(**ex)
+    cross = kv_names(n, "cross")
     past = [torch.zeros(2, model.config.decoder_attention_heads, 3, model.config.d_model //
                         model.config.decoder_attention_heads) for _ in range(2 * n)]
     step = (torch.tensor([[1000]] * 2), torch.tensor([3]), ex["attention_mask"], *past, *enc[1:])
     src = {0: "batch", 2: "src"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Encoder(model), (ex["input_ids"], ex["attention_mask"]), str(folder / ENCODER),
+        torch.onnx.export(EncoderWithCrossKV(model), (ex["input_ids"], ex["attention_mask"]), str(folder / ENCODER),
                           input_names=["input_ids", "attention_mask"], output_names=["encoder_hidden_states", *cross],
                           dynamic_axes={"input_ids": {0: "batch", 1: "src"}, "attention_mask": {0: "batch", 1: "src"},
                                         "encoder_hidden_states": {0: "batch", 1: "src"}, **{c: src for c in cross}},
                           opset_version=opset, dynamo=False)
-        names = ["token", "position", "attention_mask", *_kv_names(n, "past"), *cross]
-        torch.onnx.export(_CachedStep(model), step, str(folder / DECODER), input_names=names,
-                          output_names=["logits", *_kv_names(n, "present")],
+        names = ["token", "position", "attention_mask", *kv_names(n, "past"), *cross]
+        torch.onnx.export(CachedStep(model), step, str(folder / DECODER), input_names=names,
+                          output_names=["logits", *kv_names(n, "present")],
                           dynamic_axes={"token": {0: "batch"}, "attention_mask": {0: "batch", 1: "src"},
                                         **{c: src for c in cross}, "logits": {0: "batch"},
-                                        **{p: {0: "batch", 2: "past"} for p in _kv_names(n, "past")},
-                                        **{p: {0: "batch", 2: "past1"} for p in _kv_names(n, "present")}},
+                                        **{p: {0: "batch", 2: "past"} for p in kv_names(n, "past")},
+                                        **{p: {0: "batch", 2: "past1"} for p in kv_names(n, "present")}},
                           opset_version=opset, dynamo=False)
 
 
@@ -175,7 +175,7 @@ def export_uncached_decoder(model, path: Path, opset: int) -> None:
     dec = torch.tensor([[model.config.decoder_start_token_id, 1000, 1001]] * 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_DecoderStep(model), (dec, hidden, ex["attention_mask"]), str(path),
+        torch.onnx.export(UncachedStep(model), (dec, hidden, ex["attention_mask"]), str(path),
                           input_names=["decoder_input_ids", "encoder_hidden_states", "attention_mask"],
                           output_names=["logits"],
                           dynamic_axes={"decoder_input_ids": {0: "batch", 1: "tgt"},
@@ -202,14 +202,14 @@ class OnnxTranslator:
         m = self.meta
         enc = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
         n = (len(enc) - 1) // 2
-        feed = {"attention_mask": attention_mask, **dict(zip(_kv_names(n, "cross"), enc[1:]))}
+        feed = {"attention_mask": attention_mask, **dict(zip(kv_names(n, "cross"), enc[1:]))}
         heads, dh = enc[1].shape[1], enc[1].shape[3]
         past = [np.zeros((len(input_ids), heads, 0, dh), dtype=np.float32) for _ in range(2 * n)]
         token = np.full((len(input_ids), 1), m["decoder_start_token_id"], dtype=np.int64)
         out, done = [], np.zeros(len(input_ids), dtype=bool)
         for t in range(max_new):
             logits, *past = self.decoder.run(None, {"token": token, "position": np.array([t], dtype=np.int64), **feed,
-                                                    **dict(zip(_kv_names(n, "past"), past))})
+                                                    **dict(zip(kv_names(n, "past"), past))})
             nxt = np.where(done, m["pad_token_id"], logits.argmax(-1))
             out.append(nxt)
             token = nxt[:, None]

@@ -1,15 +1,15 @@
 """The generation study's table: per student BLEU on the test set (beam search in PyTorch; greedy through its
-ONNX export), parameters, latency per sentence at batch 1 and 32; the teacher's masked-token accuracy and
-the tokenizer's BLEU ceiling beside them; the KD students' gain over the likelihood-only student."""
+ONNX export), parameters, latency per sentence at batch 1 and 32 (every student and runtime taking turns on each
+batch, as in every table); the teacher's masked-token accuracy and the tokenizer's BLEU ceiling beside them;
+the KD students' gain over the likelihood-only student."""
 
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from distillery.errors import DistilleryError
+from distillery.evaluate.latency import interleaved_median_ms
 from distillery.generation.config import GenEvaluateConfig
 from distillery.generation.data import (
     Encoded,
@@ -24,17 +24,18 @@ from distillery.generation.student import encoder_inputs, load_seq2seq, n_params
 from distillery.io import atomic_file, read_json, write_json
 
 
-def _ms_per_sentence(fn, enc: Encoded, rows: np.ndarray, batch: int) -> float:
-    """Median over batches of wall ms per sentence, after one untimed warm-up batch (a batch is at most the
-    sentences there are)."""
-    batch = min(batch, len(rows))
-    fn(rows[:batch])
-    times = []
-    for s in range(0, len(rows) - batch + 1, batch):
-        t0 = time.perf_counter()
-        fn(rows[s:s + batch])
-        times.append((time.perf_counter() - t0) * 1000 / batch)
-    return round(statistics.median(times), 2)
+def time_runners(runners: dict, n: int, rows: np.ndarray) -> dict:
+    """ms per sentence of each runner (`rows -> output`) at batch 1 (the first `len(rows)` sentences) and at batch
+    32 (at least 64 sentences), by the one statistic of every table (`evaluate/latency.py`): the runners take
+    turns on each batch, one untimed warm-up round, the median over batches."""
+    out: dict = {key: {} for key in runners}
+    for bs, pool in ((1, rows), (32, np.arange(min(n, max(64, len(rows)))))):
+        batches = [pool[s:s + bs] for s in range(0, len(pool) - min(bs, len(pool)) + 1, min(bs, len(pool)))]
+        ms = interleaved_median_ms(list(runners.values()), lambda r, k: batches[r % len(batches)], len(batches), 1,
+                                   desc=f"timing at batch {bs}")
+        for key, v in zip(runners, ms):
+            out[key][bs] = round(v / len(batches[0]), 2)
+    return out
 
 
 def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encoded, refs: list[str],
@@ -57,19 +58,15 @@ def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encod
             return model.generate(**encoder_inputs(test, rows), num_beams=cfg.beam, max_new_tokens=max_new,
                                   max_length=None, early_stopping=cfg.beam > 1)
 
-    rows = np.arange(min(cfg.latency_sentences, len(test.src)))
     trained = read_json(student_dir / "student.json")
-    return {
+    row = {
         "name": name, "alpha": trained["alpha"], "top_k": trained["top_k"] if trained["alpha"] > 0 else None,
         "temperature": trained["temperature"] if trained["alpha"] > 0 else None, "steps": trained["steps"],
         "bleu": bleu(hyps, refs), "bleu_lowercase": bleu(hyps, refs, lowercase=True),
         "onnx_greedy_bleu": bleu(greedy, refs), "params_m": round(n_params(model) / 1e6, 2),
-        "torch_ms_bs1": _ms_per_sentence(run_torch, test, rows, 1),
-        "torch_ms_bs32": _ms_per_sentence(run_torch, test, np.arange(min(len(test.src), max(64, len(rows)))), 32),
-        "onnx_ms_bs1": _ms_per_sentence(run_onnx, test, rows, 1),
-        "onnx_ms_bs32": _ms_per_sentence(run_onnx, test, np.arange(min(len(test.src), max(64, len(rows)))), 32),
         "examples": [{"source": None, "reference": r, "output": h} for r, h in list(zip(refs, hyps))[:3]],
     }
+    return row, {"torch": run_torch, "onnx": run_onnx}
 
 
 def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConfig, out_dir: Path) -> dict:
@@ -118,7 +115,15 @@ def evaluate_all(students: list[str], models_dir: Path, exports_dir: Path, test_
                  tokenizer, teacher_metrics: Path, cfg: GenEvaluateConfig, max_new: int, out_dir: Path) -> dict:
     torch.set_num_threads(cfg.threads)
     refs = list(test_frame["tgt"])
-    rows = [evaluate_student(n, models_dir / n, exports_dir / n, test, refs, cfg, max_new) for n in students]
+    rows, runners = [], {}
+    for n in students:
+        row, run = evaluate_student(n, models_dir / n, exports_dir / n, test, refs, cfg, max_new)
+        rows.append(row)
+        runners |= {(n, runtime): fn for runtime, fn in run.items()}
+    ms = time_runners(runners, len(test.src), np.arange(min(cfg.latency_sentences, len(test.src))))
+    for row in rows:
+        for runtime in ("torch", "onnx"):
+            row |= {f"{runtime}_ms_bs{bs}": v for bs, v in ms[(row["name"], runtime)].items()}
     for r in rows:
         for ex, src in zip(r["examples"], test_frame["src"]):
             ex["source"] = src

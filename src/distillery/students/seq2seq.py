@@ -37,6 +37,7 @@ class Seq2SeqStudentConfig:
     sep_id: int = 102
     max_positions: int = 128
     vocab: list[int] = field(default_factory=list)  # the output vocabulary's ids (set by the task); [] = every id
+    init_std: float = 0.0  # 0: d_model^-0.5 (BART's own default, 0.02, is for width 1024)
 
 
 @STUDENTS.register("seq2seq")
@@ -74,7 +75,7 @@ class Seq2SeqStudent(Student):
             activation_dropout=0.0, activation_function="gelu", max_position_embeddings=c.max_positions,
             pad_token_id=c.pad_id, bos_token_id=c.cls_id, eos_token_id=c.sep_id, decoder_start_token_id=c.cls_id,
             forced_eos_token_id=None, forced_bos_token_id=None, scale_embedding=True, tie_word_embeddings=True,
-            init_std=c.d_model ** -0.5)
+            init_std=c.init_std or c.d_model ** -0.5)
         model = BartForConditionalGeneration(config)
         if c.vocab and len(c.vocab) < c.vocab_size:
             blocked = torch.ones(c.vocab_size, dtype=torch.bool)

@@ -21,7 +21,7 @@ from distillery.generation.data import Encoded, encode, load_split, load_tokeniz
 from distillery.generation.soft_labels import TopK
 from distillery.generation.student import decoder_io, encoder_inputs
 from distillery.io import read_json, write_json
-from distillery.losses import LossContext
+from distillery.losses import LOSSES, LossContext
 from distillery.outputs import MAIN, ModelOutput
 from distillery.students import STUDENTS, save_student
 from distillery.tasks.base import TASKS, Step, Task, build_losses
@@ -74,9 +74,25 @@ class Seq2Seq(Task):
         step = cfg.steps()[-1]
         ctx = LossContext(temperature=step.temperature, label_smoothing=cfg.loss_args.get("label_smoothing", 0.0))
         losses = build_losses(step.losses, step.param, ctx, self.model, allowed=SERVED, device=self.device)
+        for name, (_, loss) in losses.items():
+            if "tokens" not in loss.needs:
+                fits = sorted(n for n in LOSSES if "tokens" in LOSSES.get(n).needs)
+                raise DistilleryError(f"param {step.param}.losses.{name}: reads one answer per text, and a seq2seq "
+                                      f"student answers per token; use {', '.join(fits)}")
         self.steps = [Step(step, losses, set().union(*(loss.needs for _, loss in losses.values())))]
         self.targets = self.teacher_targets() if "topk" in self.steps[0].needs else None
         torch.manual_seed(cfg.seed)  # training's dropout draws from here, whatever building the student drew
+
+    def start(self, step: Step, rng: np.random.Generator) -> None:
+        """`max_examples` > 0: a seeded sample of the training pairs (the output vocabulary stays the whole set's)."""
+        n = len(self.enc.src)
+        if step.cfg.max_examples and step.cfg.max_examples < n:
+            keep = np.sort(rng.choice(n, size=step.cfg.max_examples, replace=False))
+            self.frame = self.frame.iloc[keep].reset_index(drop=True)
+            self.enc = dataclasses.replace(self.enc, src=[self.enc.src[i] for i in keep],
+                                           tgt=[self.enc.tgt[i] for i in keep])
+            if self.targets is not None:
+                self.targets = self.teacher_targets()
 
     def build_student(self, family):
         cfg, tok = self.cfg, self.tokenizer
