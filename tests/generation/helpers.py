@@ -74,7 +74,7 @@ def prepared_pairs(root, tok, n: int = 16):
     tiny C-MLM teacher's top-k artifact (`root/art`, k = 4) for them; (frame, encoded)."""
     from distillery.data.table import write_table
     from distillery.generation.data import encode
-    from distillery.generation.soft_labels import TopKStore, label_pairs, write_topk
+    from distillery.generation.soft_labels import topk_store, label_pairs, write_topk
     from distillery.io import write_json
     from distillery.logits.fingerprint import teacher_fingerprint
 
@@ -87,7 +87,7 @@ def prepared_pairs(root, tok, n: int = 16):
     teacher = tiny_mlm(tok, root / "teacher")
     enc = encode(tok, frame)
     fp = teacher_fingerprint(root / "teacher", 7)
-    store = TopKStore(root / "store", fp, 4, "fp32")
+    store = topk_store(root / "store", fp, 4, "fp32")
     label_pairs(teacher, enc, frame["id"].tolist(), store, 7, 4, 2048, False, 5)
     write_topk(root / "art", frame["id"].tolist(), enc, store, {"fingerprint": fp, "copies": 7, "top_k": 4})
     return frame, enc

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from distillery.data.batching import length_batches
-from distillery.generation.soft_labels import TopK
+from distillery.logits.artifact import Logits
 from distillery.generation.student import decoder_io, encoder_inputs
 from distillery.losses.tokens import label_smoothed_nll, topk_kd
 from distillery.students import load_student
@@ -65,7 +65,7 @@ def test_seq2seq_student_through_the_recipe_equals_the_former_loop(tmp_path):
     start = tiny_translator(tok, vocab, dropout=0.1, max_positions=99)  # as the task builds it: max(96, 64) + 3
     torch.manual_seed(0)
     reference = former_seq2seq_loop(Seq2SeqStudent.build(start.config), enc,
-                                    TeacherTargets(TopK(tmp_path / "art"), frame["id"].tolist(), enc, 2, "s"), epochs=2)
+                                    TeacherTargets(Logits(tmp_path / "art"), frame["id"].tolist(), enc, 2, "s"), epochs=2)
     cfg = student_cfg(losses={"token_nll": 0.5, "topk_kd": 0.5}, epochs=2, model_args={"dropout": 0.1})
     m = train_translator(tmp_path, cfg, "new")
     new, _, _ = load_student(tmp_path / "new")

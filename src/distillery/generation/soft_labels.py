@@ -6,7 +6,8 @@ consecutive keys and lie side by side once sorted. They live, like the classifie
 content-addressed store (`.cache/logits/<fingerprint>-cmlm-c<copies>/<precision>/.../part-*.npz`,
 checksummed parts): a re-run labels only pairs it has not seen, a killed run resumes, and `torchrun`
 splits the batches over processes as for the classifier logits. The stage output (`data/soft_labels/`)
-holds exactly the prepared training pairs, in checksummed shards with a manifest naming the teacher.
+holds exactly the prepared training pairs in the one artifact format (`logits/artifact.py`: checksummed
+shards, a manifest naming the teacher), its token ids a column beside the logits.
 """
 
 import time
@@ -18,34 +19,22 @@ from tqdm import tqdm
 
 from distillery.data.batching import length_batches
 from distillery.dist import World, finish, init_world
-from distillery.errors import DistilleryError
 from distillery.generation.config import GenSoftLabelConfig
 from distillery.generation.data import Encoded, encode, load_split, teacher_inputs
 from distillery.generation.masks import strided_masks
 from distillery.generation.teacher import mlm_head, uses_segments
 from distillery.hardware import bf16_supported
-from distillery.io import atomic_dir, atomic_file, write_json
-from distillery.logits.arrays import PART_HASH, digest, npz_bytes, open_npz, read_manifest
+from distillery.io import write_json
+from distillery.logits.artifact import write_logits
 from distillery.logits.fingerprint import ids_to_u64
 from distillery.logits.store import LogitStore
 
-MANIFEST = "manifest.json"
-FORMAT = "cmlm-topk-1"
+STORE_FEATURES = ("ids",)  # the store's and artifact's column beside the top-k logits: their token ids
 
 
-class TopKStore(LogitStore):
-    """The logit store with an int32 `ids` column beside the fp16 top-k `logits` (one row a target position)."""
-
-    def __init__(self, root: str | Path, fingerprint: str, top_k: int, precision: str) -> None:
-        super().__init__(root, fingerprint, top_k, features=("ids",), precision=precision)
-
-    def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        arrays = {"logits": cols["logits"].astype(np.float16), "ids": cols["ids"].astype(np.int32)}
-        data = npz_bytes(keys=keys, **arrays, **self.origin_array())
-        with atomic_file(self.dir / f"part-{digest(data)[:PART_HASH]}.npz", "wb") as fh:
-            fh.write(data)
-        self._merge([keys], {c: [v] for c, v in arrays.items()})
+def topk_store(root: str | Path, fingerprint: str, top_k: int, precision: str) -> LogitStore:
+    """The one logit store, a row per target position: the top-k logits (fp16) and their token `ids` (int32)."""
+    return LogitStore(root, fingerprint, top_k, features=STORE_FEATURES, precision=precision)
 
 
 def position_keys(pair_keys: np.ndarray, n_positions: np.ndarray) -> np.ndarray:
@@ -84,7 +73,7 @@ def topk_batch(model, head, enc: Encoded, rows: np.ndarray, max_copies: int, top
     return copy_owner, position, values.numpy(), top.numpy().astype(np.int32)
 
 
-def label_pairs(model, enc: Encoded, pair_ids: list[str], store: TopKStore, max_copies: int, top_k: int,
+def label_pairs(model, enc: Encoded, pair_ids: list[str], store: LogitStore, max_copies: int, top_k: int,
                 batch_tokens: int, bf16: bool, checkpoint_every: int, world: World | None = None) -> dict:
     """Make sure the store holds every target position of every pair; label only pairs it lacks."""
     world = world or World()
@@ -132,63 +121,18 @@ def label_pairs(model, enc: Encoded, pair_ids: list[str], store: TopKStore, max_
             "precision": "bf16" if use_bf16 else "fp32"}
 
 
-def write_topk(out_dir: Path, pair_ids: list[str], enc: Encoded, store: TopKStore, meta: dict) -> None:
-    """The stage output: every target position of `pair_ids` from the store, sorted by key, and a manifest."""
+def write_topk(out_dir: Path, pair_ids: list[str], enc: Encoded, store: LogitStore, meta: dict) -> None:
+    """The stage output, in the one artifact format (`logits/artifact.py`): every target position of `pair_ids`
+    from the store (keys: pair key + position), its top-k logits and token ids, and a manifest."""
     n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
     keys = np.sort(position_keys(ids_to_u64(pair_ids), n_pos))
-    cols = store.get_all(keys)
-    data = npz_bytes(keys=keys, logits=cols["logits"].astype(np.float16), ids=cols["ids"].astype(np.int32))
-    with atomic_dir(out_dir, "gen-soft-labels") as tmp:
-        (tmp / "shard-00000.npz").write_bytes(data)
-        write_json(tmp / MANIFEST, {"format": FORMAT, **meta, "pairs": len(pair_ids), "positions": len(keys),
-                                    "shards": [{"file": "shard-00000.npz", "rows": len(keys), "sha256": digest(data)}]})
-
-
-class TopK:
-    """The soft-labels artifact opened read-only: top-k logits and ids per target position of each pair."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        mpath = self.path / MANIFEST
-        self.manifest = read_manifest(mpath, FORMAT, "gen-soft-labels")
-        keys, logits, ids = [], [], []
-        for sh in self.manifest["shards"]:
-            p = self.path / sh["file"]
-            data = p.read_bytes() if p.is_file() else b""
-            z = open_npz(data, ["logits", "ids"]) if digest(data) == sh.get("sha256") else None
-            if z is None:
-                raise DistilleryError(f"{p}: missing or damaged (does not match the checksum in {mpath}); "
-                                      "re-run `distillery gen-soft-labels`")
-            keys.append(z["keys"])
-            logits.append(z["logits"])
-            ids.append(z["ids"])
-        self.keys, self.logits, self.ids = np.concatenate(keys), np.concatenate(logits), np.concatenate(ids)
-
-    def check_teacher(self, teacher_dir: str | Path) -> None:
-        from distillery.logits.fingerprint import teacher_fingerprint
-
-        here = teacher_fingerprint(teacher_dir, int(self.manifest.get("copies", 0)))
-        if here != self.manifest.get("fingerprint"):
-            raise DistilleryError(f"{self.path / MANIFEST}: made by teacher fingerprint {self.manifest.get('fingerprint')}, "
-                                  f"but {teacher_dir} is {here}; re-run `distillery gen-soft-labels` with this teacher")
-
-    def offsets(self, pair_ids: list[str], n_positions: np.ndarray, what: str) -> np.ndarray:
-        """Row of each pair's first position; refuses pairs (or positions) the artifact lacks."""
-        want = ids_to_u64(pair_ids)
-        first = np.minimum(np.searchsorted(self.keys, want), max(len(self.keys) - 1, 0))
-        last = np.minimum(first + n_positions - 1, len(self.keys) - 1)
-        ok = (self.keys[first] == want) & (self.keys[last] == want + (n_positions - 1).astype(np.uint64))
-        if not ok.all():
-            bad = int(np.flatnonzero(~ok)[0])
-            raise DistilleryError(f"{self.path / MANIFEST}: no soft labels for {int((~ok).sum())} pairs of {what} "
-                                  f"(e.g. {pair_ids[bad]}); they were made for other data: re-run "
-                                  "`distillery gen-soft-labels`")
-        return first
+    write_logits(out_dir, keys, store.get_all(keys), {**meta, "pairs": len(pair_ids), "positions": len(keys)},
+                 features=STORE_FEATURES, kind="gen-soft-labels")
 
 
 def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path, store_dir: Path, out_dir: Path,
                       metrics: Path) -> dict:
-    from distillery.generation.soft_labels import TopKStore, label_pairs, write_topk
+    from distillery.generation.soft_labels import label_pairs, topk_store, write_topk
     from distillery.generation.teacher import check_positions, load_mlm
     from distillery.hardware import precision
     from distillery.logits.fingerprint import teacher_fingerprint
@@ -200,7 +144,7 @@ def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path
     world = init_world()
     fp = teacher_fingerprint(teacher_dir, cfg.max_copies)
     prec = precision(cfg.bf16)
-    store = TopKStore(store_dir, f"{fp}-cmlm", cfg.top_k, prec)
+    store = topk_store(store_dir, f"{fp}-cmlm", cfg.top_k, prec)
     world.barrier()
     t0 = time.perf_counter()
     ids = frame["id"].tolist()
@@ -211,7 +155,7 @@ def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path
         finish(world)
         return stats
     if world.size > 1:
-        store = TopKStore(store_dir, f"{fp}-cmlm", cfg.top_k, prec)
+        store = topk_store(store_dir, f"{fp}-cmlm", cfg.top_k, prec)
     write_topk(out_dir, ids, enc, store, {"fingerprint": fp, "teacher": str(teacher_dir), "copies": cfg.max_copies,
                                           "top_k": cfg.top_k, "precision": prec})
     result = {"pairs": len(ids), **stats, "processes": world.size, "seconds": round(time.perf_counter() - t0, 1)}

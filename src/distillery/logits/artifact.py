@@ -12,22 +12,24 @@ from distillery.errors import DistilleryError
 from distillery.io import atomic_dir, write_json
 from distillery.logits.arrays import column, digest, npz_bytes, open_npz, read_manifest
 from distillery.logits.fingerprint import ids_to_u64, teacher_fingerprint
+from distillery.logits.store import stored
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2  # 2: parts named by the SHA-256 of their bytes, shards checksummed in the manifest
 
 
-def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.ndarray], meta: dict,
+def write_logits(out_dir: str | Path, ids: Sequence[str] | np.ndarray, cols: dict[str, np.ndarray], meta: dict,
                  features: Sequence[str] = (), rows_per_shard: int = 1_000_000, kind: str = "soft-labels") -> None:
-    """Write the stage output: a few large fp16 shards (ids sorted) and a manifest.
+    """Write the stage output: a few large shards (rows sorted by key; values fp16, token ids int32) and a manifest.
 
-    The manifest lists the arrays each shard holds: `logits` (n, num_labels) and one entry per
-    requested feature, e.g. {"name": "cls@3", "array": "cls_3", "dim": 384}.
+    `ids`: the example ids (text hashes), or the rows' uint64 keys themselves (a C-MLM teacher's target
+    positions: pair key + position). The manifest lists the arrays each shard holds: `logits` (n, width) and one
+    entry per requested feature, e.g. {"name": "cls@3", "array": "cls_3", "dim": 384}, {"name": "ids", ...}.
     """
-    keys = ids_to_u64(ids)
+    keys = ids if isinstance(ids, np.ndarray) and ids.dtype == np.uint64 else ids_to_u64(ids)
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
-    cols = {c: v[order].astype(np.float16) for c, v in cols.items()}
+    cols = {c: stored(v[order]) for c, v in cols.items()}
     with atomic_dir(out_dir, kind) as tmp:
         shards = []
         for k, s in enumerate(range(0, max(len(keys), 1), rows_per_shard)):
@@ -36,7 +38,7 @@ def write_logits(out_dir: str | Path, ids: Sequence[str], cols: dict[str, np.nda
             (tmp / name).write_bytes(data)
             shards.append({"file": name, "rows": int(len(keys[s:s + rows_per_shard])), "sha256": digest(data)})
         write_json(tmp / MANIFEST, {
-            "format": FORMAT_VERSION, **meta, "dtype": "float16", "n_rows": int(len(keys)),
+            "format": FORMAT_VERSION, "dtype": "float16", **meta, "n_rows": int(len(keys)),
             "features": [{"name": f, "array": column(f), "dim": int(cols[column(f)].shape[1])} for f in features],
             "shards": shards,
         })
@@ -70,10 +72,11 @@ class Logits:
         self.path = d
 
     def check_teacher(self, teacher_dir: str | Path) -> str:
-        """Refuse logits made by another teacher (weights, tokenizer or max_seq_len); return the fingerprint."""
+        """Refuse logits made by another teacher (weights, tokenizer, and the setting the fingerprint covers:
+        `max_seq_len` for a classifier's logits, the strided `copies` for a C-MLM teacher's); return the fingerprint."""
         mpath = self.path / MANIFEST
         fp = self.manifest.get("fingerprint")
-        here = teacher_fingerprint(teacher_dir, int(self.manifest.get("max_seq_len", 0)))
+        here = teacher_fingerprint(teacher_dir, int(self.manifest.get("copies", self.manifest.get("max_seq_len", 0))))
         if fp != here:
             raise DistilleryError(
                 f"{mpath}: logits were made by teacher fingerprint {fp}, but the teacher in {teacher_dir} is "
@@ -101,4 +104,15 @@ class Logits:
             )
         return self.arrays[column(feature)][pos_c].astype(np.float32)
 
-
+    def rows(self, ids: Sequence[str], n_rows: np.ndarray, what: str) -> np.ndarray:
+        """Row of each example's first row where an example has `n_rows` consecutive ones (a pair's target
+        positions, keyed pair key + position); refuses examples (or rows) the artifact lacks."""
+        want = ids_to_u64(ids)
+        first = np.minimum(np.searchsorted(self.keys, want), max(len(self.keys) - 1, 0))
+        last = np.minimum(first + n_rows - 1, len(self.keys) - 1)
+        ok = (self.keys[first] == want) & (self.keys[last] == want + (n_rows - 1).astype(np.uint64))
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
+            raise DistilleryError(f"{self.path / MANIFEST}: no soft labels for {int((~ok).sum())} examples of {what} "
+                                  f"(e.g. {ids[bad]}); they were made for other data: re-run the soft-labels stage")
+        return first

@@ -19,9 +19,16 @@ from distillery.logits.arrays import PART_HASH, column, digest, npz_bytes, open_
 ORIGIN = "origin"  # the array in each part naming the store key (fingerprint/precision/features) it was made under
 
 
+def stored(v: np.ndarray) -> np.ndarray:
+    """How a column is kept: token ids as int32, every value (logits, features) as float16."""
+    return v.astype(np.int32) if np.issubdtype(v.dtype, np.integer) else v.astype(np.float16)
+
+
 class LogitStore:
     """Content-addressed logits (and requested features) of one teacher under
-    `root/<fingerprint>/<precision>/`, in parts named by the SHA-256 of their bytes.
+    `root/<fingerprint>/<precision>/`, in parts named by the SHA-256 of their bytes. A row is a text (a
+    classifier's logits, `width` = its labels) or a target position (a C-MLM teacher's top-k logits, `width` = k,
+    with the feature `ids`: their token ids).
 
     Every part is checked against its name when the store is opened: a part that is empty, cut short,
     not an archive or altered in any way is reported on stderr, removed, and its texts are labelled
@@ -29,7 +36,7 @@ class LogitStore:
     ("fp32" or "bf16", what the run really used) is part of the key: bf16 logits never serve an fp32 run.
     """
 
-    def __init__(self, root: str | Path, fingerprint: str, num_labels: int, features: Sequence[str] = (),
+    def __init__(self, root: str | Path, fingerprint: str, width: int, features: Sequence[str] = (),
                  precision: str = "fp32") -> None:
         self.dir = Path(root) / fingerprint / precision
         self.discarded: list[str] = []
@@ -38,7 +45,7 @@ class LogitStore:
         # every part carries the key it was made under and is checked against it on read: a part copied in from
         # another teacher's (or precision's, or feature set's) store is never served
         self.origin = f"{fingerprint}/{precision}/{','.join(sorted(features))}"
-        self.num_labels = num_labels
+        self.width = width
         self.columns = ["logits"] + [column(f) for f in features]
         self._keys = np.zeros(0, dtype=np.uint64)
         self._cols: dict[str, np.ndarray] = {}
@@ -83,8 +90,8 @@ class LogitStore:
             elif z is None:
                 self._discard(p, "damaged (its contents do not match its checksum)")
             else:
-                if z["logits"].shape[1] != self.num_labels:
-                    raise DistilleryError(f"{p}: {z['logits'].shape[1]} logits per row, expected {self.num_labels}; "
+                if z["logits"].shape[1] != self.width:
+                    raise DistilleryError(f"{p}: {z['logits'].shape[1]} logits per row, expected {self.width}; "
                                           f"delete {self.dir}")
                 keys.append(z["keys"])
                 for c in self.columns:
@@ -92,7 +99,7 @@ class LogitStore:
         self._merge(keys, {c: v for c, v in cols.items() if v})
         self._sorted()
         if "logits" not in self._cols:
-            self._cols["logits"] = np.zeros((0, self.num_labels), dtype=np.float16)
+            self._cols["logits"] = np.zeros((0, self.width), dtype=np.float16)
 
     def _discard(self, part: Path, why: str) -> None:
         """A part that must not be served: named on stderr, removed, its texts labelled again."""
@@ -125,7 +132,7 @@ class LogitStore:
     def add(self, keys: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         """Persist one part atomically, then merge it into memory."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        half = {c: v.astype(np.float16) for c, v in cols.items()}
+        half = {c: stored(v) for c, v in cols.items()}
         data = npz_bytes(keys=keys, **half, **self.origin_array())
         with atomic_file(self.dir / f"part-{digest(data)[:PART_HASH]}.npz", "wb") as fh:
             fh.write(data)

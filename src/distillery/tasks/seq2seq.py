@@ -18,9 +18,9 @@ import torch
 from distillery.data.batching import length_batches
 from distillery.errors import DistilleryError
 from distillery.generation.data import Encoded, encode, load_split, load_tokenizer
-from distillery.generation.soft_labels import TopK
 from distillery.generation.student import decoder_io, encoder_inputs
 from distillery.io import read_json, write_json
+from distillery.logits.artifact import MANIFEST, Logits
 from distillery.losses import LOSSES, LossContext
 from distillery.outputs import MAIN, ModelOutput
 from distillery.students import STUDENTS, save_student
@@ -33,14 +33,17 @@ MAX_POSITIONS = 1024
 class TeacherTargets:
     """The teacher's top-k (values, ids) per target position of the training pairs, gathered per batch."""
 
-    def __init__(self, topk: TopK, pair_ids: list[str], enc: Encoded, k: int, param: str) -> None:
-        stored = int(topk.manifest.get("top_k", topk.logits.shape[1]))
+    def __init__(self, art: Logits, pair_ids: list[str], enc: Encoded, k: int, param: str) -> None:
+        if "ids" not in art.arrays:
+            raise DistilleryError(f"{art.path / MANIFEST}: holds no token ids: not a C-MLM teacher's top-k soft labels; "
+                                  "give --logits the gen-soft-labels output")
+        stored = art.logits.shape[1]
         if k > stored:
             raise DistilleryError(f"param {param}.loss_args.top_k: {k}, but the soft labels keep {stored} per token; "
                                   "lower it or raise gen_soft_labels.top_k and re-run gen-soft-labels")
         self.n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
-        self.first = topk.offsets(pair_ids, self.n_pos, "the training data")
-        self.values, self.ids, self.k = topk.logits, topk.ids, k
+        self.first = art.rows(pair_ids, self.n_pos, "the training data")
+        self.values, self.ids, self.k = art.logits, art.arrays["ids"], k
 
     def batch(self, rows: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(bs, width, k) values and ids (vocabulary ids); positions past a pair's end hold zeros (their
@@ -122,11 +125,11 @@ class Seq2Seq(Task):
         if load_tokenizer(str(paths.teacher)).get_vocab() != self.tokenizer.get_vocab():
             raise DistilleryError(f"{paths.teacher}: the teacher's vocabulary differs from gen_prepare.tokenizer "
                                   f"{self.limits['tokenizer']!r}; teacher and student must share one: set both to one model")
-        topk = TopK(paths.logits)
-        topk.check_teacher(paths.teacher)
-        k = int(cfg.loss_args.get("top_k", topk.manifest.get("top_k", 1)))
-        targets = TeacherTargets(topk, self.frame["id"].tolist(), self.enc, k, f"students.{cfg.name}")
-        self.outside = round(float(1 - np.isin(topk.ids[:, 0], self.model.vocab.cpu().numpy()).mean()), 4)
+        art = Logits(paths.logits)
+        art.check_teacher(paths.teacher)
+        k = int(cfg.loss_args.get("top_k", art.logits.shape[1]))
+        targets = TeacherTargets(art, self.frame["id"].tolist(), self.enc, k, f"students.{cfg.name}")
+        self.outside = round(float(1 - np.isin(targets.ids[:, 0], self.model.vocab.cpu().numpy()).mean()), 4)
         return targets
 
     def batches(self, step: Step, rng: np.random.Generator) -> list:
