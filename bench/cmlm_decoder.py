@@ -4,7 +4,7 @@
 
 Trains a student of the study's size (3 + 3 layers, width 128, the study's `distill` settings, likelihood
 only) through the one recipe on `--steps` batches of 64 of the study's Multi30k pairs, exports it (encoder.onnx + decoder.onnx with the cache, as
-`gen-export` ships it) and, beside it, the decoder without a cache that the export shipped before (every step
+`distillery export` ships it) and, beside it, the decoder without a cache that the export shipped before (every step
 re-reads the whole prefix). Then greedy-decodes the first `--sentences` sentences of test_2016_flickr with
 both at batch 1 and 32, the two taking turns on each batch (`evaluate/latency.py`, the one statistic), and
 prints ms per sentence, the speed-up, and how many outputs are the same. About 10 minutes on 2 cores.
@@ -24,7 +24,8 @@ from distillery.config import merge_student
 from distillery.distill.recipe import Paths, distill
 from distillery.evaluate.latency import interleaved_median_ms
 from distillery.export.runtime import session
-from distillery.generation.config import GenExportConfig, GenPrepareConfig
+from distillery.config import ExportConfig
+from distillery.generation.config import GenPrepareConfig
 from distillery.generation.data import encode, load_split, load_tokenizer, prepare_pairs
 from distillery.generation.export import OnnxTranslator, export_seq2seq, export_uncached_decoder
 from distillery.generation.student import encoder_inputs, load_seq2seq
@@ -87,7 +88,7 @@ def main() -> None:
     print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s")
     model, tok = load_seq2seq(work / "student")
     model.eval()
-    export_seq2seq(GenExportConfig(opset=17, min_agreement=0.99), model, tok, test, max_new, work / "export")
+    export_seq2seq(ExportConfig(opset=17, min_agreement=0.99, quantize=False, license="apache-2.0"), model, tok, test, max_new, work / "export")
     export_uncached_decoder(model, work / "uncached.onnx", 17)
     cached = OnnxTranslator(work / "export", threads=args.threads)
     runners = {"without cache": Uncached(cached, work / "uncached.onnx", args.threads), "with cache": cached}

@@ -11,7 +11,6 @@ from stages.evaluate import evaluate
 from stages.export import export
 from stages.ensemble import ensemble
 from stages.gen_evaluate import gen_evaluate
-from stages.gen_export import gen_export
 from stages.gen_prepare import gen_prepare
 from stages.gen_soft_labels import gen_soft_labels
 from stages.gen_teacher import gen_teacher
@@ -72,7 +71,6 @@ app.command("mt-evaluate", context_settings=SETTINGS)(mt_evaluate)
 app.command("gen-prepare", context_settings=SETTINGS)(gen_prepare)
 app.command("gen-teacher", context_settings=SETTINGS)(gen_teacher)
 app.command("gen-soft-labels", context_settings=SETTINGS)(gen_soft_labels)
-app.command("gen-export", context_settings=SETTINGS)(gen_export)
 app.command("gen-evaluate", context_settings=SETTINGS)(gen_evaluate)
 
 if __name__ == "__main__":

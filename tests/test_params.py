@@ -76,7 +76,6 @@ def test_every_block_of_the_cmlm_study_params_is_valid():
     from distillery.generation.config import (
         CmlmTeacherConfig,
         GenEvaluateConfig,
-        GenExportConfig,
         GenPrepareConfig,
         GenSoftLabelConfig,
     )
@@ -87,7 +86,7 @@ def test_every_block_of_the_cmlm_study_params_is_valid():
     assert (prep.src_lang, prep.tgt_lang) == ("de", "en")
     from_section(CmlmTeacherConfig, "gen_teacher", p["gen_teacher"])
     soft = from_section(GenSoftLabelConfig, "gen_soft_labels", p["gen_soft_labels"])
-    from_section(GenExportConfig, "gen_export", p["gen_export"])
+    from_section(ExportConfig, "export", p["export"])
     from_section(GenEvaluateConfig, "gen_evaluate", p["gen_evaluate"])
     students = {name: student_config(name, block, p["distill"]) for name, block in p["students"].items()}
     assert all(s.task == "seq2seq" and s.loss_args["top_k"] <= soft.top_k for s in students.values())

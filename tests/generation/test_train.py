@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distillery.errors import DistilleryError
-from distillery.generation.config import GenExportConfig
+from distillery.config import ExportConfig
 from distillery.generation.data import encode
 from tests.generation.helpers import make_tok, needs_data, prepared_pairs, student_cfg, train_translator
 
@@ -42,10 +42,24 @@ def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypat
         assert torch.allclose(next_token_logits(model, dec, hidden, batch["attention_mask"]), full, atol=1e-4)
         sub = student(**batch, decoder_input_ids=dec).main[:, -1]  # (bs, |vocab|): the training logits
         assert torch.allclose(sub, full[:, vocab], atol=1e-4)
-    result = export_seq2seq(GenExportConfig(opset=17, min_agreement=0.99), model, tok, enc, 12,
+    result = export_seq2seq(ExportConfig(opset=17, min_agreement=0.99, quantize=False, license="apache-2.0"), model, tok, enc, 12,
                             tmp_path / "exports" / "student")
     assert result["greedy_agreement_dev"] == 1.0
     assert greedy_agreement(model, OnnxTranslator(tmp_path / "exports" / "student"), enc, 12) == 1.0
+    # `distillery export` takes a seq2seq student by its task (the study's export stage)
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"export": {"opset": 17, "min_agreement": 0.99,
+                                                                     "quantize": False, "license": "apache-2.0"}}))
+    r = subprocess.run([sys.executable, "-m", "stages.cli", "export", "--name", "student", "--students", str(tmp_path),
+                        "--prepared", str(tmp_path / "prepared"), "--out", str(tmp_path / "cli-export"),
+                        "--metrics", str(tmp_path / "cli-export.json")], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and "greedy output equal to PyTorch on 100.00% of dev" in r.stdout, r.stderr[-2000:]
+    assert {"encoder.onnx", "decoder.onnx", "export.json", "generation.json"} <= {p.name for p in (tmp_path / "cli-export").iterdir()}
+    assert json.loads((tmp_path / "cli-export.json").read_text())["greedy_agreement_dev"] == 1.0
     # the study's table: BLEU in both runtimes and latency by the one statistic (interleaved medians)
     from distillery.generation.config import GenEvaluateConfig
     from distillery.generation.report import evaluate_all
@@ -63,6 +77,6 @@ def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypat
 
     monkeypatch.setattr(export_mod, "greedy_agreement", lambda *a, **k: 0.5)
     with pytest.raises(DistilleryError, match="ONNX greedy output equals PyTorch's on 50.00% of dev, under "
-                                              "gen_export.min_agreement 99.00%; nothing was written"):
-        export_seq2seq(GenExportConfig(opset=17, min_agreement=0.99), model, tok, enc, 12, tmp_path / "refused")
+                                              "export.min_agreement 99.00%; nothing was written"):
+        export_seq2seq(ExportConfig(opset=17, min_agreement=0.99, quantize=False, license="apache-2.0"), model, tok, enc, 12, tmp_path / "refused")
     assert not (tmp_path / "refused").exists() and not list(tmp_path.glob(".refused*"))

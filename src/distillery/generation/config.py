@@ -78,16 +78,6 @@ class GenSoftLabelConfig:
 
 
 @dataclass(frozen=True)
-class GenExportConfig:
-    opset: int
-    min_agreement: float  # greedy outputs of ONNX equal to PyTorch's on at least this share of dev
-
-    def __post_init__(self) -> None:
-        check_int(self.opset, "gen_export.opset", 14, 30)
-        check_num(self.min_agreement, "gen_export.min_agreement", 0, 1)
-
-
-@dataclass(frozen=True)
 class GenEvaluateConfig:
     beam: int
     batch_size: int  # sentences per generate() call for BLEU

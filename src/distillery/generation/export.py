@@ -22,7 +22,6 @@ from torch import nn
 
 from distillery.errors import DistilleryError
 from distillery.export.runtime import session
-from distillery.generation.config import GenExportConfig
 from distillery.generation.data import Encoded, encode, load_split, max_new_tokens
 from distillery.generation.student import encoder_inputs
 from distillery.io import atomic_dir, write_json
@@ -191,7 +190,7 @@ class OnnxTranslator:
         folder = Path(folder)
         for name in (ENCODER, DECODER, "generation.json"):
             if not (folder / name).is_file():
-                raise DistilleryError(f"{folder / name}: missing; run `distillery gen-export` first")
+                raise DistilleryError(f"{folder / name}: missing; run `distillery export` first")
         import json
 
         self.meta = json.loads((folder / "generation.json").read_text())
@@ -236,10 +235,11 @@ def greedy_agreement(model, translator: OnnxTranslator, enc: Encoded, max_new: i
     return same / len(enc.src)
 
 
-def export_seq2seq(cfg: GenExportConfig, model, tokenizer, dev: Encoded, max_new: int, out_dir: Path) -> dict:
-    """Write encoder.onnx, decoder.onnx, generation.json and the tokenizer to `out_dir`; check agreement."""
+def export_seq2seq(cfg, model, tokenizer, dev: Encoded, max_new: int, out_dir: Path) -> dict:
+    """Write encoder.onnx, decoder.onnx, generation.json, export.json and the tokenizer to `out_dir`; check
+    agreement (`cfg`: the export section, its opset and min_agreement)."""
     t0 = time.perf_counter()
-    with atomic_dir(out_dir, "gen-export") as tmp:
+    with atomic_dir(out_dir, "export") as tmp:
         export_onnx(model, tmp, cfg.opset)
         c = model.config
         write_json(tmp / "generation.json", {
@@ -253,19 +253,17 @@ def export_seq2seq(cfg: GenExportConfig, model, tokenizer, dev: Encoded, max_new
         agreement = greedy_agreement(model, OnnxTranslator(tmp), dev, max_new)
         if agreement < cfg.min_agreement:
             raise DistilleryError(f"ONNX greedy output equals PyTorch's on {agreement:.2%} of dev, under "
-                                  f"gen_export.min_agreement {cfg.min_agreement:.2%}; nothing was written")
+                                  f"export.min_agreement {cfg.min_agreement:.2%}; nothing was written")
         mb = sum(p.stat().st_size for p in tmp.glob("*.onnx")) / 2**20
-    return {"greedy_agreement_dev": round(agreement, 4), "onnx_mb": round(mb, 1),
-            "export_seconds": round(time.perf_counter() - t0, 1)}
+        result = {"greedy_agreement_dev": round(agreement, 4), "onnx_mb": round(mb, 1),
+                  "export_seconds": round(time.perf_counter() - t0, 1)}
+        write_json(tmp / "export.json", {"opset": cfg.opset, **result})
+    return result
 
 
-def export_stage(cfg: GenExportConfig, student_dir: Path, prepared: Path, out_dir: Path, metrics: Path) -> dict:
-    from distillery.generation.export import export_seq2seq
+def export_stage(cfg, student_dir: Path, prepared: Path, out_dir: Path) -> dict:
+    """`distillery export` of a seq2seq student: its dev set checks the export."""
     from distillery.generation.student import load_seq2seq
 
     model, tok = load_seq2seq(student_dir)
-    dev = encode(tok, load_split(prepared, "dev"))
-    result = export_seq2seq(cfg, model, tok, dev, max_new_tokens(prepared), out_dir)
-    write_json(metrics, result)
-    return result
-
+    return export_seq2seq(cfg, model, tok, encode(tok, load_split(prepared, "dev")), max_new_tokens(prepared), out_dir)

@@ -139,5 +139,12 @@ class Task:
     def save(self, seconds: float, history: list[dict], processes: int) -> dict:
         raise NotImplementedError
 
+    @staticmethod
+    def export(cfg, student_dir: Path, prepared: Path, out: Path, teacher: Path | None = None,
+               augmented: Path | None = None) -> dict:
+        """`distillery export` of a student of this task (`cfg`: the export section), checked against PyTorch;
+        returns the export's figures."""
+        raise NotImplementedError
+
 
 TASKS: Registry[type[Task]] = Registry("task")

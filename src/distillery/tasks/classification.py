@@ -162,3 +162,11 @@ class Classification(Task):
             "training": dataclasses.asdict(cfg), "history": history})
         write_json(self.paths.metrics, metrics)
         return metrics
+
+    @staticmethod
+    def export(cfg, student_dir: Path, prepared: Path, out: Path, teacher: Path | None = None,
+               augmented: Path | None = None) -> dict:
+        """One graph (+ int8, the model card), checked against PyTorch on dev (`export/onnx.py`)."""
+        from distillery.export.onnx import export_student
+
+        return export_student(cfg, student_dir, prepared, out, teacher, augmented)

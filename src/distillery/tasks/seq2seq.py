@@ -179,3 +179,11 @@ class Seq2Seq(Task):
             "training": dataclasses.asdict(cfg), "history": history})
         write_json(self.paths.metrics, metrics)
         return metrics
+
+    @staticmethod
+    def export(cfg, student_dir: Path, prepared: Path, out: Path, teacher: Path | None = None,
+               augmented: Path | None = None) -> dict:
+        """An encoder and a decoder step with a key-value cache, checked on greedy output (`generation/export.py`)."""
+        from distillery.generation.export import export_stage
+
+        return export_stage(cfg, student_dir, prepared, out)
