@@ -261,8 +261,9 @@ def export_seq2seq(cfg, model, tokenizer, dev: Encoded, max_new: int, out_dir: P
     return result
 
 
-def export_stage(cfg, student_dir: Path, prepared: Path, out_dir: Path) -> dict:
-    """`distillery export` of a seq2seq student: its dev set checks the export."""
+def export_stage(cfg, student_dir: Path, prepared: Path, out_dir: Path, teacher: Path | None = None,
+                 augmented: Path | None = None) -> dict:
+    """`distillery export` of a seq2seq student: its dev set checks the export (no teacher or transfer set)."""
     from distillery.generation.student import load_seq2seq
 
     model, tok = load_seq2seq(student_dir)

@@ -24,17 +24,17 @@ BLOCKED = -1e4  # final_logits_bias of tokens outside the output vocabulary
 
 @dataclass
 class Seq2SeqStudentConfig:
+    output_vocab: str = "target"  # "target": the tokens of the training targets (and [SEP]); "full": every token
+    dropout: float = 0.1
+    d_model: int = 128  # width
     encoder_layers: int = 3
     decoder_layers: int = 3
-    d_model: int = 128
-    heads: int = 4
+    heads: int = 4  # attention heads, in the encoder and the decoder
     ffn_dim: int = 512
-    dropout: float = 0.1
-    output_vocab: str = "target"  # "target": the tokens of the training targets (and [SEP]); "full": every token
     vocab_size: int = 30522  # the shared (teacher's) vocabulary; set by the task from the tokenizer
     pad_id: int = 0
-    cls_id: int = 101
-    sep_id: int = 102
+    cls_id: int = 101  # the decoder's start token
+    sep_id: int = 102  # the end of a sentence
     max_positions: int = 128
     vocab: list[int] = field(default_factory=list)  # the output vocabulary's ids (set by the task); [] = every id
     init_std: float = 0.0  # 0: d_model^-0.5 (BART's own default, 0.02, is for width 1024)

@@ -20,6 +20,7 @@ from distillery.data.table import read_table
 from distillery.distill.teacher import TeacherSource
 from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict_logits
+from distillery.export.onnx import export_student
 from distillery.io import write_json
 from distillery.losses import LOSSES, LossContext
 from distillery.students import STUDENTS, save_student
@@ -163,10 +164,4 @@ class Classification(Task):
         write_json(self.paths.metrics, metrics)
         return metrics
 
-    @staticmethod
-    def export(cfg, student_dir: Path, prepared: Path, out: Path, teacher: Path | None = None,
-               augmented: Path | None = None) -> dict:
-        """One graph (+ int8, the model card), checked against PyTorch on dev (`export/onnx.py`)."""
-        from distillery.export.onnx import export_student
-
-        return export_student(cfg, student_dir, prepared, out, teacher, augmented)
+    export = staticmethod(export_student)  # one graph (+ int8, the model card), checked against PyTorch on dev

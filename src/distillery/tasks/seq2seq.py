@@ -18,6 +18,7 @@ import torch
 from distillery.data.batching import length_batches
 from distillery.errors import DistilleryError
 from distillery.generation.data import Encoded, encode, load_split, load_tokenizer
+from distillery.generation.export import export_stage
 from distillery.generation.student import decoder_io, encoder_inputs
 from distillery.io import read_json, write_json
 from distillery.logits.artifact import MANIFEST, Logits
@@ -180,10 +181,4 @@ class Seq2Seq(Task):
         write_json(self.paths.metrics, metrics)
         return metrics
 
-    @staticmethod
-    def export(cfg, student_dir: Path, prepared: Path, out: Path, teacher: Path | None = None,
-               augmented: Path | None = None) -> dict:
-        """An encoder and a decoder step with a key-value cache, checked on greedy output (`generation/export.py`)."""
-        from distillery.generation.export import export_stage
-
-        return export_stage(cfg, student_dir, prepared, out)
+    export = staticmethod(export_stage)  # an encoder and a decoder step with a key-value cache, checked on greedy output
