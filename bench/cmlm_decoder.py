@@ -71,7 +71,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     params = yaml.safe_load((STUDY / "params.yaml").read_text())
-    prep = {**params["gen_prepare"], "data_dir": str((STUDY / params["gen_prepare"]["data_dir"]).resolve()),
+    prep = {**params["prepare"], "data_dir": str((STUDY / params["prepare"]["data_dir"]).resolve()),
             "max_eval": args.sentences}
     work = Path(tempfile.mkdtemp(prefix="cmlm-decoder-"))
     tok = load_tokenizer(prep["tokenizer"])

@@ -10,12 +10,6 @@ from stages.distill import distill
 from stages.evaluate import evaluate
 from stages.export import export
 from stages.ensemble import ensemble
-from stages.gen_evaluate import gen_evaluate
-from stages.gen_prepare import gen_prepare
-from stages.gen_soft_labels import gen_soft_labels
-from stages.gen_teacher import gen_teacher
-from stages.mt_evaluate import mt_evaluate
-from stages.mt_export import mt_export
 from stages.prepare import prepare
 from stages.soft_labels import soft_labels
 from stages.teacher import teacher
@@ -65,13 +59,6 @@ app.command("evaluate", context_settings=SETTINGS)(evaluate)
 app.command("export", context_settings=SETTINGS)(export)
 # the MT-DNN KD study (studies/mtdnn): ensembles of teachers, one multi-task student
 app.command("ensemble", context_settings=SETTINGS)(ensemble)
-app.command("mt-export", context_settings=SETTINGS)(mt_export)
-app.command("mt-evaluate", context_settings=SETTINGS)(mt_evaluate)
-# the C-MLM study (studies/cmlm): a text-generation student distilled from a conditional masked LM
-app.command("gen-prepare", context_settings=SETTINGS)(gen_prepare)
-app.command("gen-teacher", context_settings=SETTINGS)(gen_teacher)
-app.command("gen-soft-labels", context_settings=SETTINGS)(gen_soft_labels)
-app.command("gen-evaluate", context_settings=SETTINGS)(gen_evaluate)
 
 if __name__ == "__main__":
     app()

@@ -101,6 +101,12 @@ def section_values(doc: dict, section: str):
     return node
 
 
+def section_values_set(doc: dict, section: str, sets: list[str]):
+    """A section's values with `--set` overrides applied (as they are where the section is not a block)."""
+    values = section_values(doc, section)
+    return apply_sets(values, sets) if isinstance(values, dict) else values
+
+
 def stage_config(cls: type, params: Path, section: str, sets: list[str]):
     """A stage's config: its section of `params`, then `--set` overrides, validated."""
     from distillery.config import from_section
@@ -123,3 +129,20 @@ def check_outputs(kind: str, out: Path | None = None, metrics: Path | None = Non
         check_file_target(metrics, "--metrics")
     if live_dir is not None:
         claim_output(live_dir, "live", "--live-dir")
+
+
+def study_task(doc: dict) -> str:
+    """The task of the study a params file describes: `distill.common.task` (classification, the main pipeline's,
+    where it is not set). Stages whose work differs by task (prepare, teacher, soft-labels, evaluate) ask it."""
+    common = (doc.get("distill") or {}).get("common") if isinstance(doc.get("distill"), dict) else None
+    return str((common or {}).get("task", "classification")) if isinstance(common or {}, dict) else "classification"
+
+
+def task_stage(doc: dict, stage: str):
+    """The study task's own library call for `stage`, or None where the task does it the classification way."""
+    task = study_task(doc)
+    if task == "classification":
+        return None
+    from distillery.tasks import get_task
+
+    return getattr(get_task(task, "distill.common.task"), stage, None)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, read_params, stage_config
+from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, read_params, section_values_set, stage_config, task_stage
 
 
 def student_names(params: Path) -> list[str]:
@@ -26,6 +26,10 @@ def evaluate(
     exports: Annotated[Path, typer.Option(help="Folder of `export` outputs (each student's ONNX and int8 ONNX).")] = Path("exports"),
     out: Annotated[Path, typer.Option(help="Where summary.json, table.md, tradeoff.csv and tradeoff.png go.")] = Path("metrics/eval"),
     student: Annotated[list[str], typer.Option(help="A student to evaluate (repeat); default: every key of `students` in --params.")] = [],
+    teacher_metrics: Annotated[Path, typer.Option(help="A seq2seq study: the teacher's metrics (its masked-token accuracy).")] = Path("metrics/teacher.json"),
+    teachers: Annotated[Path, typer.Option(help="A multi-task study: the folder of ensemble members.")] = Path("models/teachers"),
+    ensemble_metrics: Annotated[Path, typer.Option(help="A multi-task study: the ensembles' metrics (<task>.json).")] = Path("metrics/ensemble"),
+    single: Annotated[Path, typer.Option(help="A multi-task study: the single-task students (<task>/).")] = Path("models/single"),
     params: Annotated[Path, typer.Option(help=PARAMS_HELP)] = Path("params.yaml"),
     set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
 ) -> None:
@@ -34,6 +38,13 @@ def evaluate(
     Settings: the `evaluate` section (threads, repeats, warmup, batch_sizes, runtimes, opset)."""
     from distillery.config import EvaluateConfig, check_name
 
+    doc = read_params(params, required=True)
+    own = task_stage(doc, "evaluate_study")
+    if own:  # seq2seq: BLEU, size, latency; multitask: a column per task, ensembles and single-task students
+        paths = {"students": students, "exports": exports, "prepared": prepared, "teacher_metrics": teacher_metrics,
+                 "out": out, "teachers": teachers, "ensemble_metrics": ensemble_metrics, "single": single}
+        typer.echo(own(section_values_set(doc, "evaluate", set_), "evaluate", doc, paths))
+        return
     cfg = stage_config(EvaluateConfig, params, "evaluate", set_)
     names = list(student) or student_names(params)
     for n in names:

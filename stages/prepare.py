@@ -5,7 +5,17 @@ from typing import Annotated
 
 import typer
 
-from stages.common import check_outputs, PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import (
+    PARAMS_HELP,
+    SECTION_HELP,
+    SET_HELP,
+    check_outputs,
+    one_line_errors,
+    read_params,
+    section_values_set,
+    stage_config,
+    task_stage,
+)
 
 
 @one_line_errors
@@ -20,11 +30,17 @@ def prepare(
 
     Settings: the `prepare` section: task (a GLUE preset: sst2 cola mrpc rte stsb, or your task's name), data_dir
     with train_file / dev_file (or hf_dataset), the columns, labels or problem: regression, metrics, max_train,
-    max_dev, seed, duplicates (README "Your own data")."""
+    max_dev, seed, duplicates (README "Your own data"). A seq2seq study (`distill.common.task: seq2seq`) reads
+    parallel text instead: data_dir, src_lang, tgt_lang, splits, tokenizer, max_src_len, max_tgt_len, ..."""
     from distillery.config import PrepareConfig
     from distillery.data.prepare import prepare as run
 
     check_outputs("prepare", out, metrics)
+    doc = read_params(params, required=True)
+    own = task_stage(doc, "prepare_data")
+    if own:  # a study whose data is not a classification task's (seq2seq: parallel text)
+        typer.echo(own(section_values_set(doc, section, set_), section, out, metrics))
+        return
     cfg = stage_config(PrepareConfig, params, section, set_)
     info = run(cfg, out, metrics)
     c = info["counts"]

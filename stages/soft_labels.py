@@ -5,7 +5,17 @@ from typing import Annotated
 
 import typer
 
-from stages.common import check_outputs, PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import (
+    PARAMS_HELP,
+    SECTION_HELP,
+    SET_HELP,
+    check_outputs,
+    one_line_errors,
+    read_params,
+    section_values_set,
+    stage_config,
+    task_stage,
+)
 
 
 @one_line_errors
@@ -28,6 +38,13 @@ def soft_labels(
     from distillery.config import SoftLabelConfig
 
     check_outputs("soft-labels", out, metrics)
+    doc = read_params(params, required=True)
+    own = task_stage(doc, "label")
+    if own:  # seq2seq: the top-k logits and token ids at every target position
+        msg = own(section_values_set(doc, section, set_), section, teacher, prepared, augmented, store, out, metrics)
+        if msg:
+            typer.echo(msg)
+        return
     cfg = stage_config(SoftLabelConfig, params, section, set_)
     from distillery.logits.run import soft_labels as run
 

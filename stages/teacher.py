@@ -5,7 +5,17 @@ from typing import Annotated
 
 import typer
 
-from stages.common import check_outputs, PARAMS_HELP, SECTION_HELP, SET_HELP, one_line_errors, stage_config
+from stages.common import (
+    PARAMS_HELP,
+    SECTION_HELP,
+    SET_HELP,
+    check_outputs,
+    one_line_errors,
+    read_params,
+    section_values_set,
+    stage_config,
+    task_stage,
+)
 
 
 @one_line_errors
@@ -18,13 +28,19 @@ def teacher(
     set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
     section: Annotated[str, typer.Option(help=SECTION_HELP)] = "teacher",
 ) -> None:
-    """Fine-tune a sequence classifier from a base checkpoint with the transformers Trainer.
+    """Fine-tune a sequence classifier from a base checkpoint with the transformers Trainer (a seq2seq study:
+    the C-MLM teacher, a masked LM on `[CLS] source [SEP] target [SEP]`).
 
     Settings: the `teacher` section (base_model, max_seq_len, epochs, batch_size, lr, ...)."""
     from distillery.config import TeacherConfig
     from distillery.io import write_json
 
     check_outputs("teacher", out, metrics, live_dir)
+    doc = read_params(params, required=True)
+    own = task_stage(doc, "train_teacher")
+    if own:  # seq2seq: the C-MLM teacher (a masked LM on source and target)
+        typer.echo(own(section_values_set(doc, section, set_), section, prepared, out, metrics, live_dir))
+        return
     cfg = stage_config(TeacherConfig, params, section, set_)
     from distillery.teacher.train import train_teacher
 

@@ -61,7 +61,8 @@ def test_every_block_of_the_mtdnn_study_params_is_valid():
     for m in members:
         from_section(TeacherConfig, "teacher", {**p["teacher"], "seed": m.seed, "dropout": m.dropout, "epochs": m.epochs})
     from_section(SoftLabelConfig, "soft_labels", p["soft_labels"])
-    from_section(MtEvaluateConfig, "mt_evaluate", p["mt_evaluate"])
+    from_section(MtEvaluateConfig, "evaluate", p["evaluate"])
+    from_section(ExportConfig, "export", p["export"])
     for name, block in p["students"].items():
         cfg = student_config(name, block, p["distill"])
         assert cfg.tasks == tuple(p["tasks"]) and cfg.task == "multitask"
@@ -82,12 +83,12 @@ def test_every_block_of_the_cmlm_study_params_is_valid():
     from distillery.distill.recipe import student_config
 
     p = yaml.safe_load((REPO / "studies" / "cmlm" / "params.yaml").read_text(encoding="utf-8"))
-    prep = from_section(GenPrepareConfig, "gen_prepare", p["gen_prepare"])
+    prep = from_section(GenPrepareConfig, "prepare", p["prepare"])
     assert (prep.src_lang, prep.tgt_lang) == ("de", "en")
-    from_section(CmlmTeacherConfig, "gen_teacher", p["gen_teacher"])
-    soft = from_section(GenSoftLabelConfig, "gen_soft_labels", p["gen_soft_labels"])
+    from_section(CmlmTeacherConfig, "teacher", p["teacher"])
+    soft = from_section(GenSoftLabelConfig, "soft_labels", p["soft_labels"])
     from_section(ExportConfig, "export", p["export"])
-    from_section(GenEvaluateConfig, "gen_evaluate", p["gen_evaluate"])
+    from_section(GenEvaluateConfig, "evaluate", p["evaluate"])
     students = {name: student_config(name, block, p["distill"]) for name, block in p["students"].items()}
     assert all(s.task == "seq2seq" and s.loss_args["top_k"] <= soft.top_k for s in students.values())
     assert any("topk_kd" not in s.losses for s in students.values())  # the likelihood-only baseline is in the run

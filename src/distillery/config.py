@@ -488,9 +488,9 @@ class MtEvaluateConfig:
     warmup: int
 
     def __post_init__(self) -> None:
-        check_int(self.threads, "mt_evaluate.threads", 1, 1024)
-        check_int(self.latency_texts, "mt_evaluate.latency_texts", 1)
-        check_int(self.warmup, "mt_evaluate.warmup", 0)
+        check_int(self.threads, "evaluate.threads", 1, 1024)
+        check_int(self.latency_texts, "evaluate.latency_texts", 1)
+        check_int(self.warmup, "evaluate.warmup", 0)
 
 
 def from_section(cls: type, section: str, values: Any):

@@ -70,7 +70,7 @@ def tiny_translator(tok, vocab=None, **args):
 
 
 def prepared_pairs(root, tok, n: int = 16):
-    """A prepared folder (train/dev/limits.json, as gen-prepare writes it) of the first n Multi30k pairs, and a
+    """A prepared folder (train/dev/limits.json, as prepare writes it) of the first n Multi30k pairs, and a
     tiny C-MLM teacher's top-k artifact (`root/art`, k = 4) for them; (frame, encoded)."""
     from distillery.data.table import write_table
     from distillery.generation.data import encode

@@ -76,7 +76,7 @@ def test_topk_soft_labels_cover_every_position_resume_and_check_teacher(tmp_path
 
 @needs_data
 def test_soft_labels_under_torchrun_equal_one_process(tmp_path):
-    """`torchrun --nproc-per-node 2 ... gen-soft-labels`: each process labels every other batch into the store,
+    """`torchrun --nproc-per-node 2 ... soft-labels`: each process labels every other batch into the store,
     rank 0 writes the artifact; it holds the same ids and top-k tokens as a one-process run."""
     import os
 
@@ -92,11 +92,12 @@ def test_soft_labels_under_torchrun_equal_one_process(tmp_path):
 
     write_table(frame, prepared / "train.tsv")
     (prepared / "limits.json").write_text('{"max_src_len": 96, "max_tgt_len": 64, "tokenizer": "all-MiniLM-L6-v2"}')
-    (tmp_path / "params.yaml").write_text("gen_soft_labels: {top_k: 3, max_copies: 7, batch_tokens: 512, bf16: false}\n")
+    (tmp_path / "params.yaml").write_text("soft_labels: {top_k: 3, max_copies: 7, batch_tokens: 512, bf16: false}\n"
+                                          "distill: {common: {task: seq2seq}}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     out = {}
     for name, launcher in (("one", ()), ("two", ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"))):
-        r = subprocess.run([sys.executable, *launcher, "-m", "stages.cli", "gen-soft-labels", "--teacher", "teacher", "--prepared", "prepared", "--store",
+        r = subprocess.run([sys.executable, *launcher, "-m", "stages.cli", "soft-labels", "--teacher", "teacher", "--prepared", "prepared", "--store",
                                    f"store-{name}", "--out", f"art-{name}", "--metrics", f"{name}.json"],
                            cwd=tmp_path, capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stderr[-2000:]

@@ -48,7 +48,7 @@ def test_mtdnn_study_tiny(tmp_path):
     p["distill"]["common"].update(max_seq_len=64, lr=1e-3)
     p["distill"]["mtdnn"]["model_args"].update(base_model=str(base), num_layers=1)
     p["students"] = {"mtdnn_kd": {**p["students"]["mtdnn_kd"], "tasks": ["sst2", "rte"]}}  # mtdnn_gold: the same path
-    p["mt_evaluate"].update(latency_texts=3, warmup=1)
+    p["evaluate"].update(latency_texts=3, warmup=1)
     (study / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     sh(["git", "init", "-q"], repo)
     sh(["git", "add", "-A"], repo)
@@ -56,7 +56,7 @@ def test_mtdnn_study_tiny(tmp_path):
 
     first = sh(DVC + ["repro", "studies/mtdnn/dvc.yaml"], repo)
     assert {"teacher@sst2-a", "teacher@sst2-b", "ensemble@rte", "single@rte", "distill@mtdnn_kd",
-            "mt-export@mtdnn_kd", "evaluate"} <= ran(first)
+            "export@mtdnn_kd", "evaluate"} <= ran(first)
     table = (study / "metrics/eval/table.md").read_text()
     for row in ("| teacher (first member) |", "| ensemble (K=2) |", "| single-task students (KD) |", "| mtdnn_kd | pytorch |",
                 "| mtdnn_kd | onnx |", "sst2 acc | rte acc | average"):

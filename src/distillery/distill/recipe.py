@@ -24,7 +24,8 @@ from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
 from distillery.io import staged_live
 from distillery.students import STUDENTS
-from distillery.tasks import Paths, Step, Task, get_task
+from distillery.tasks import get_task
+from distillery.tasks.base import Paths, Step, Task
 
 __all__ = ["Paths", "Recipe", "distill", "lr_schedule", "student_config"]
 

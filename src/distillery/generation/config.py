@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from distillery.config import check, check_int, check_num, check_name
 
-SPLITS = ("train", "dev", "test")  # prepared names; gen_prepare.splits maps each to a file stem
+SPLITS = ("train", "dev", "test")  # prepared names; prepare.splits maps each to a file stem
 
 
 @dataclass(frozen=True)
@@ -24,16 +24,16 @@ class GenPrepareConfig:
 
     def __post_init__(self) -> None:
         for name in ("src_lang", "tgt_lang"):
-            check_name(getattr(self, name), f"gen_prepare.{name}")
-        check(isinstance(self.splits, dict) and set(self.splits) == set(SPLITS), "gen_prepare.splits",
+            check_name(getattr(self, name), f"prepare.{name}")
+        check(isinstance(self.splits, dict) and set(self.splits) == set(SPLITS), "prepare.splits",
                f"must map each of {', '.join(SPLITS)} to a file stem, got {self.splits!r}")
         for split, stem in self.splits.items():
-            check_name(str(stem), f"gen_prepare.splits.{split}")
-        check_int(self.max_src_len, "gen_prepare.max_src_len", 1, 1000)
-        check_int(self.max_tgt_len, "gen_prepare.max_tgt_len", 1, 1000)
-        check_int(self.max_train, "gen_prepare.max_train", 0)
-        check_int(self.max_eval, "gen_prepare.max_eval", 0)
-        check_int(self.seed, "gen_prepare.seed", 0)
+            check_name(str(stem), f"prepare.splits.{split}")
+        check_int(self.max_src_len, "prepare.max_src_len", 1, 1000)
+        check_int(self.max_tgt_len, "prepare.max_tgt_len", 1, 1000)
+        check_int(self.max_train, "prepare.max_train", 0)
+        check_int(self.max_eval, "prepare.max_eval", 0)
+        check_int(self.seed, "prepare.seed", 0)
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ class CmlmTeacherConfig:
     bf16: bool
 
     def __post_init__(self) -> None:
-        check_num(self.epochs, "gen_teacher.epochs", 0)
-        check_int(self.batch_size, "gen_teacher.batch_size", 1)
-        check_num(self.lr, "gen_teacher.lr", 0, lo_open=True)
-        check_num(self.weight_decay, "gen_teacher.weight_decay", 0)
-        check_num(self.warmup_ratio, "gen_teacher.warmup_ratio", 0, 1, hi_open=True)
-        check_num(self.mask_prob, "gen_teacher.mask_prob", 0, 1, lo_open=True)
-        check_num(self.eos_mask_prob, "gen_teacher.eos_mask_prob", 0, 1)
-        check_int(self.seed, "gen_teacher.seed", 0)
+        check_num(self.epochs, "teacher.epochs", 0)
+        check_int(self.batch_size, "teacher.batch_size", 1)
+        check_num(self.lr, "teacher.lr", 0, lo_open=True)
+        check_num(self.weight_decay, "teacher.weight_decay", 0)
+        check_num(self.warmup_ratio, "teacher.warmup_ratio", 0, 1, hi_open=True)
+        check_num(self.mask_prob, "teacher.mask_prob", 0, 1, lo_open=True)
+        check_num(self.eos_mask_prob, "teacher.eos_mask_prob", 0, 1)
+        check_int(self.seed, "teacher.seed", 0)
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,10 @@ class GenSoftLabelConfig:
     checkpoint_every: int = 2048  # pairs per store part: a killed run loses at most this much work
 
     def __post_init__(self) -> None:
-        check_int(self.top_k, "gen_soft_labels.top_k", 1, 1024)
-        check_int(self.max_copies, "gen_soft_labels.max_copies", 1, 1000)
-        check_int(self.batch_tokens, "gen_soft_labels.batch_tokens", 1)
-        check_int(self.checkpoint_every, "gen_soft_labels.checkpoint_every", 1)
+        check_int(self.top_k, "soft_labels.top_k", 1, 1024)
+        check_int(self.max_copies, "soft_labels.max_copies", 1, 1000)
+        check_int(self.batch_tokens, "soft_labels.batch_tokens", 1)
+        check_int(self.checkpoint_every, "soft_labels.checkpoint_every", 1)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class GenEvaluateConfig:
     threads: int
 
     def __post_init__(self) -> None:
-        check_int(self.beam, "gen_evaluate.beam", 1, 64)
-        check_int(self.batch_size, "gen_evaluate.batch_size", 1)
-        check_int(self.latency_sentences, "gen_evaluate.latency_sentences", 1)
-        check_int(self.threads, "gen_evaluate.threads", 1, 1024)
+        check_int(self.beam, "evaluate.beam", 1, 64)
+        check_int(self.batch_size, "evaluate.batch_size", 1)
+        check_int(self.latency_sentences, "evaluate.latency_sentences", 1)
+        check_int(self.threads, "evaluate.threads", 1, 1024)

@@ -25,7 +25,7 @@ from distillery.io import atomic_dir, read_json, write_json
 
 def read_lines(path: Path) -> list[str]:
     if not path.is_file():
-        raise DistilleryError(f"{path}: no such file; check gen_prepare.data_dir and gen_prepare.splits")
+        raise DistilleryError(f"{path}: no such file; check prepare.data_dir and prepare.splits")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
@@ -52,7 +52,7 @@ def read_parallel(src_path: Path, tgt_path: Path, tokenizer, max_src_len: int, m
         raise DistilleryError(f"{tgt_path}: {len(tgt)} lines, but {src_path} has {len(src)}; line i of one must "
                               "translate line i of the other: fix the files")
     if not src:
-        raise DistilleryError(f"{src_path}: no sentences; point gen_prepare.data_dir at a folder of parallel text")
+        raise DistilleryError(f"{src_path}: no sentences; point prepare.data_dir at a folder of parallel text")
     for path, side, limit, param in ((src_path, src, max_src_len, "max_src_len"),
                                      (tgt_path, tgt, max_tgt_len, "max_tgt_len")):
         empty = [i for i, s in enumerate(side) if is_blank(s)]
@@ -65,7 +65,7 @@ def read_parallel(src_path: Path, tgt_path: Path, tokenizer, max_src_len: int, m
             raise DistilleryError(f"{path}:{i + 1}: the tokenizer makes no tokens of {side[i]!r}; remove the pair")
         if (lengths > limit).any():
             i = int(np.flatnonzero(lengths > limit)[0])
-            raise DistilleryError(f"{path}:{i + 1}: {lengths[i]} tokens, more than gen_prepare.{param} = {limit}; "
+            raise DistilleryError(f"{path}:{i + 1}: {lengths[i]} tokens, more than prepare.{param} = {limit}; "
                                   f"raise the limit or remove the pair ({int((lengths > limit).sum())} lines are over it)")
     return pd.DataFrame({"id": [text_id(s, t) for s, t in zip(src, tgt)], "src": src, "tgt": tgt,
                          "line": np.arange(1, len(src) + 1)})
@@ -89,7 +89,7 @@ def prepare_pairs(cfg: GenPrepareConfig, tokenizer, out_dir: Path) -> dict:
     frames["train"] = train
     if cfg.max_eval:
         frames["dev"], frames["test"] = frames["dev"].iloc[:cfg.max_eval], frames["test"].iloc[:cfg.max_eval]
-    with atomic_dir(out_dir, "gen-prepare") as tmp:
+    with atomic_dir(out_dir, "prepare") as tmp:
         for split, f in frames.items():
             write_table(f[["id", "src", "tgt", "line"]].reset_index(drop=True), tmp / f"{split}.tsv")
         write_json(tmp / "limits.json", {"max_src_len": cfg.max_src_len, "max_tgt_len": cfg.max_tgt_len,
@@ -102,7 +102,7 @@ def load_split(prepared: Path, split: str) -> pd.DataFrame:
     frame = read_table(Path(prepared) / f"{split}.tsv", required=("id", "src", "tgt"))
     empty = frame.index[(frame["src"] == "") | (frame["tgt"] == "")]
     if len(empty):
-        raise DistilleryError(f"{Path(prepared) / f'{split}.tsv'}:{int(empty[0]) + 2}: empty sentence; re-run gen-prepare")
+        raise DistilleryError(f"{Path(prepared) / f'{split}.tsv'}:{int(empty[0]) + 2}: empty sentence; re-run `distillery prepare`")
     return frame
 
 
@@ -160,7 +160,7 @@ def load_tokenizer(name: str):
     try:
         return AutoTokenizer.from_pretrained(resolve_model(name))
     except (OSError, ValueError) as e:
-        raise DistilleryError(f"param gen_prepare.tokenizer {name!r}: cannot load ({str(e).splitlines()[0]}); give a "
+        raise DistilleryError(f"param prepare.tokenizer {name!r}: cannot load ({str(e).splitlines()[0]}); give a "
                               "Hugging Face id (with a network) or a local folder") from None
 
 

@@ -98,7 +98,7 @@ def label_pairs(model, enc: Encoded, pair_ids: list[str], store: LogitStore, max
                       {"logits": np.concatenate([p[1] for p in pending]), "ids": np.concatenate([p[2] for p in pending])})
             pending.clear()
 
-    bar = tqdm(total=int(sum(len(b) for b in batches)), desc="gen-soft-labels", unit="pair", mininterval=5)
+    bar = tqdm(total=int(sum(len(b) for b in batches)), desc="soft-labels", unit="pair", mininterval=5)
     done = 0
     for b in batches:
         rows = todo[b]
@@ -127,7 +127,7 @@ def write_topk(out_dir: Path, pair_ids: list[str], enc: Encoded, store: LogitSto
     n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
     keys = np.sort(position_keys(ids_to_u64(pair_ids), n_pos))
     write_logits(out_dir, keys, store.get_all(keys), {**meta, "pairs": len(pair_ids), "positions": len(keys)},
-                 features=STORE_FEATURES, kind="gen-soft-labels")
+                 features=STORE_FEATURES, kind="soft-labels")
 
 
 def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path, store_dir: Path, out_dir: Path,

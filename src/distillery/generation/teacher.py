@@ -50,7 +50,7 @@ def load_mlm(name: str):
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForMaskedLM.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise DistilleryError(f"gen_teacher.base_model {name!r}: cannot load a masked LM ({str(e).splitlines()[0]}); "
+        raise DistilleryError(f"teacher.base_model {name!r}: cannot load a masked LM ({str(e).splitlines()[0]}); "
                               "give a Hugging Face id (with a network) or a local folder") from None
     return model, tokenizer
 
@@ -77,8 +77,8 @@ def check_positions(model, enc: Encoded) -> None:
     longest = max(len(s) + len(t) + 3 for s, t in zip(enc.src, enc.tgt))
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and longest > limit:
-        raise DistilleryError(f"gen_prepare.max_src_len + max_tgt_len: a pair of {longest} tokens is longer than the "
-                              f"teacher's {limit} positions; lower the limits and re-run gen-prepare")
+        raise DistilleryError(f"prepare.max_src_len + max_tgt_len: a pair of {longest} tokens is longer than the "
+                              f"teacher's {limit} positions; lower the limits and re-run `distillery prepare`")
 
 
 def batch_tensors(model, enc: Encoded, rows) -> dict[str, torch.Tensor]:
@@ -141,7 +141,7 @@ def train_cmlm(model, enc: Encoded, dev: Encoded, cfg: CmlmTeacherConfig, live=N
     use_bf16 = cfg.bf16 and bf16_supported("cpu")
     gen = torch.Generator().manual_seed(cfg.seed)
     step, t0, losses = 0, time.perf_counter(), []
-    bar = tqdm(total=total, desc="gen-teacher", unit="step", mininterval=5)
+    bar = tqdm(total=total, desc="teacher", unit="step", mininterval=5)
     model.train()
     while step < total:
         for rows in length_batches(lengths, batch_size=cfg.batch_size, rng=rng):
@@ -180,7 +180,7 @@ def teacher_stage(cfg: CmlmTeacherConfig, prepared: Path, out_dir: Path, metrics
     with staged_live(live_dir) as (live_tmp, publish):  # curves change together with the model
         with Live(str(live_tmp), dvcyaml=False, save_dvc_exp=False) as live:
             result = train_cmlm(model, train, dev, cfg, live)
-        with atomic_dir(out_dir, "gen-teacher") as tmp:
+        with atomic_dir(out_dir, "teacher") as tmp:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
         publish()

@@ -96,6 +96,9 @@ class Task:
     """The base of every task (module docstring). Subclasses set `model`, `tokenizer` and `steps` in `setup`."""
 
     name = ""
+    # the study's other stages where they differ from the classification pipeline's (None: they do not);
+    # each is called by its stage command with the params section's values: see tasks/seq2seq.py
+    prepare_data = train_teacher = label = evaluate_study = None
     eval_each_epoch = True  # dev score after every epoch of the last step (else after its last epoch only)
 
     def __init__(self, cfg: StudentConfig, paths: Paths, device: torch.device) -> None:

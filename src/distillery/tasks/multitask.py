@@ -190,3 +190,22 @@ class MultiTask(Task):
             "training": dataclasses.asdict(cfg), "history": history})
         write_json(self.paths.metrics, metrics)
         return metrics
+
+    @staticmethod
+    def export(cfg, student_dir: Path, prepared: Path, out: Path, teacher: Path | None = None,
+               augmented: Path | None = None) -> dict:
+        """One ONNX graph with an output per task (the encoder runs once), checked on every task's dev set."""
+        from distillery.multitask.export import export_multitask
+
+        return export_multitask(student_dir, prepared, out, cfg.opset, cfg.min_agreement)
+
+    @staticmethod
+    def evaluate_study(values: dict, section: str, doc: dict, paths: dict) -> str:
+        """One table: single teachers, ensembles, single-task students, each multi-task student and its export."""
+        from distillery.config import MtEvaluateConfig, from_section, study_tasks
+        from distillery.multitask.report import mt_evaluate
+
+        cfg = from_section(MtEvaluateConfig, section, values)
+        mt_evaluate(cfg, study_tasks(doc), list(doc.get("students") or {}), paths["prepared"], paths["ensemble_metrics"],
+                    paths["teachers"], paths["students"], paths["single"], paths["exports"], paths["out"])
+        return f"evaluated -> {paths['out']}"

@@ -1,8 +1,8 @@
 """Sequence-to-sequence generation (C-MLM, Chen et al. 2020): a translator distilled from a conditional masked LM.
 
-Data: parallel text prepared by `gen-prepare` (`train.tsv`, `dev.tsv`, `limits.json` naming the tokenizer the
+Data: parallel text prepared by `distillery prepare` (`train.tsv`, `dev.tsv`, `limits.json` naming the tokenizer the
 teacher and the student share). Teacher targets: the teacher's top-k logits and token ids per target position
-(the `gen-soft-labels` artifact, checked against the teacher's fingerprint and vocabulary), read as a
+(the `soft-labels` artifact, checked against the teacher's fingerprint and vocabulary), read as a
 `ModelOutput` whose `logits` are the k values and `ids` their token ids. Student: the `seq2seq` family.
 Losses: `token_nll` (label-smoothed likelihood) and `topk_kd`, weighted like any other losses; C-MLM's
 (1 - alpha) * likelihood + alpha * KD is `{token_nll: 1 - alpha, topk_kd: alpha}`. Scoring: greedy BLEU on dev,
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distillery.config import from_section
 from distillery.data.batching import length_batches
 from distillery.errors import DistilleryError
 from distillery.generation.data import Encoded, encode, load_split, load_tokenizer
@@ -37,11 +38,11 @@ class TeacherTargets:
     def __init__(self, art: Logits, pair_ids: list[str], enc: Encoded, k: int, param: str) -> None:
         if "ids" not in art.arrays:
             raise DistilleryError(f"{art.path / MANIFEST}: holds no token ids: not a C-MLM teacher's top-k soft labels; "
-                                  "give --logits the gen-soft-labels output")
+                                  "give --logits the soft-labels output")
         stored = art.logits.shape[1]
         if k > stored:
             raise DistilleryError(f"param {param}.loss_args.top_k: {k}, but the soft labels keep {stored} per token; "
-                                  "lower it or raise gen_soft_labels.top_k and re-run gen-soft-labels")
+                                  "lower it or raise soft_labels.top_k and re-run `distillery soft-labels`")
         self.n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
         self.first = art.rows(pair_ids, self.n_pos, "the training data")
         self.values, self.ids, self.k = art.logits, art.arrays["ids"], k
@@ -124,7 +125,7 @@ class Seq2Seq(Task):
             raise DistilleryError(f"param students.{cfg.name}.losses.topk_kd: needs the teacher (--teacher) whose "
                                   "soft labels --logits holds")
         if load_tokenizer(str(paths.teacher)).get_vocab() != self.tokenizer.get_vocab():
-            raise DistilleryError(f"{paths.teacher}: the teacher's vocabulary differs from gen_prepare.tokenizer "
+            raise DistilleryError(f"{paths.teacher}: the teacher's vocabulary differs from prepare.tokenizer "
                                   f"{self.limits['tokenizer']!r}; teacher and student must share one: set both to one model")
         art = Logits(paths.logits)
         art.check_teacher(paths.teacher)
@@ -182,3 +183,44 @@ class Seq2Seq(Task):
         return metrics
 
     export = staticmethod(export_stage)  # an encoder and a decoder step with a key-value cache, checked on greedy output
+
+    @staticmethod
+    def prepare_data(values: dict, section: str, out: Path, metrics: Path) -> str:
+        """Parallel text: every pair validated (file and line), a seeded sample of the training pairs, stable ids."""
+        from distillery.generation.config import GenPrepareConfig
+        from distillery.generation.data import prepare_stage
+
+        c = prepare_stage(from_section(GenPrepareConfig, section, values), out, metrics)
+        return f"pairs: train {c['train']}, dev {c['dev']}, test {c['test']} -> {out}"
+
+    @staticmethod
+    def train_teacher(values: dict, section: str, prepared: Path, out: Path, metrics: Path, live_dir: Path) -> str:
+        """The C-MLM teacher: a masked LM fine-tuned on `[CLS] source [SEP] target [SEP]`, target tokens masked."""
+        from distillery.generation.config import CmlmTeacherConfig
+        from distillery.generation.teacher import teacher_stage
+
+        r = teacher_stage(from_section(CmlmTeacherConfig, section, values), prepared, out, metrics, live_dir)
+        return f"teacher masked-token accuracy (dev): {r['masked_token_accuracy']:.4f} -> {out}"
+
+    @staticmethod
+    def label(values: dict, section: str, teacher: Path, prepared: Path, augmented, store: Path, out: Path,
+              metrics: Path) -> str | None:
+        """The teacher's top-k logits and token ids at every target position (each masked once)."""
+        from distillery.generation.config import GenSoftLabelConfig
+        from distillery.generation.soft_labels import soft_labels_stage
+
+        r = soft_labels_stage(from_section(GenSoftLabelConfig, section, values), teacher, prepared, store, out, metrics)
+        if "pairs" not in r:  # a worker process under torchrun; rank 0 reports
+            return None
+        return f"soft labels: {r['pairs']} pairs ({r['labelled_pairs']} labelled, {r['reused_pairs']} from the store) -> {out}"
+
+    @staticmethod
+    def evaluate_study(values: dict, section: str, doc: dict, paths: dict) -> str:
+        """BLEU on the test set (beam in PyTorch, greedy through the export), size, latency per sentence."""
+        from distillery.generation.config import GenEvaluateConfig
+        from distillery.generation.report import evaluate_stage
+
+        cfg = from_section(GenEvaluateConfig, section, values)
+        r = evaluate_stage(cfg, list(doc.get("students") or {}), paths["students"], paths["exports"], paths["prepared"],
+                           paths["teacher_metrics"], paths["out"])
+        return f"evaluated {len(r['students'])} students -> {paths['out']}"
