@@ -41,7 +41,9 @@ def export(
     r = get_task(task, f"{info}:training.task").export(cfg, students / name, prepared, out, teacher, augmented)
     if "greedy_agreement_dev" in r:
         typer.echo(f"exported {name}: greedy output equal to PyTorch on {r['greedy_agreement_dev']:.2%} of dev")
-    else:
+    elif "onnx_agreement" in r:
         typer.echo(f"exported {name}: ONNX agreement {r['onnx_agreement']:.4%}, max |diff| {r['onnx_max_abs_diff']:.2e}")
+    else:  # a multi-task student: agreement per task
+        typer.echo(f"exported {name}: " + ", ".join(f"{t} agreement {v['agreement']:.4f}" for t, v in r.items()))
     if metrics:
         write_json(metrics, r)
