@@ -398,7 +398,7 @@ def test_a_typod_family_group_is_refused(tmp_path):
     doc["students"] = {"s": {"model": "bilstm", "losses": {"ce": 1}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc))
     assert one_line(cli("distill", "--name", "s", cwd=tmp_path)) == (
-        "error: param distill.bilstmm: not a family group; use bilstm, common, fastbert, mtdnn, transformer")
+        "error: param distill.bilstmm: not a family group; use bilstm, common, fastbert, mtdnn, seq2seq, transformer")
 
 
 def test_metrics_that_is_a_folder_is_refused_before_out_is_written(tmp_path):

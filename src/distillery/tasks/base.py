@@ -61,11 +61,11 @@ class Step:
         return not self.cfg.param.endswith(".intermediate")
 
 
-def build_losses(weights: dict[str, float], param: str, ctx: LossContext, model, regression: bool = False,
+def build_losses(weights: dict[str, float], param: str, ctx: LossContext, model, regression: str = "",
                  allowed: frozenset[str] | None = None, device: torch.device | None = None) -> dict:
     """`{name: (weight, Loss)}` of the losses with a weight > 0, each checked against what the student gives
-    (`model.provides`), the task's problem (a regression has no class probabilities) and the needs the
-    task can serve (`allowed`)."""
+    (`model.provides`), the task's problem (`regression`: the name of a regression task, which has no class
+    probabilities) and the needs the task can serve (`allowed`)."""
     losses = {}
     for name, weight in weights.items():
         cls = LOSSES.get(name, param=f"{param}.losses")
@@ -76,8 +76,9 @@ def build_losses(weights: dict[str, float], param: str, ctx: LossContext, model,
         if weight <= 0:
             continue
         if cls.probabilities and regression:
-            fits = sorted(n for n in LOSSES if not LOSSES.get(n).probabilities)
-            raise DistilleryError(f"param {param}.losses.{name}: needs class probabilities, and the task is a "
+            fits = sorted(n for n in LOSSES if not LOSSES.get(n).probabilities
+                          and not (LOSSES.get(n).needs & STUDENT_PARTS) - model.provides)
+            raise DistilleryError(f"param {param}.losses.{name}: needs class probabilities, and task {regression} is a "
                                   f"regression (one output); use {', '.join(fits)}")
         lacking = (cls.needs & STUDENT_PARTS) - model.provides
         if "cls" in cls.needs and "hidden" not in model.provides:

@@ -105,7 +105,8 @@ class Classification(Task):
         ctx = LossContext(temperature=step.temperature, layer_map=tuple(getattr(mc, "layer_map", None) or ()),
                           patient_layers=tuple(getattr(mc, "patient_layers", None) or ()),
                           student_width=getattr(mc, "hidden_size", 0), teacher_width=self.teacher_config.hidden_size)
-        losses = build_losses(step.losses, step.param, ctx, self.model, self.prep.task.regression, device=self.device)
+        regression = self.prep.task.name if self.prep.task.regression else ""
+        losses = build_losses(step.losses, step.param, ctx, self.model, regression, device=self.device)
         needs = set().union(*(loss.needs for _, loss in losses.values()))
         if self.model.trained_by and not needs & self.model.trained_by:
             trainers = sorted(n for n in LOSSES if LOSSES.get(n).needs & self.model.trained_by)
