@@ -36,7 +36,7 @@ def export_multitask(student_dir: str | Path, prepared_root: str | Path, out_dir
                               "use `distillery export`")
     max_len = int(info["max_seq_len"])
     preps = {t: load_prepared(Path(prepared_root) / t) for t in model.tasks}
-    with atomic_dir(out_dir, "mt-export") as tmp:
+    with atomic_dir(out_dir, "export") as tmp:
         pair_task = next((t for t in model.tasks if preps[t].task.is_pair), model.tasks[0])
         ex = preps[pair_task].dev.iloc[:2]
         example = model.collate(tokenizer, ex["text_a"].tolist(),
