@@ -23,7 +23,7 @@ def export(
     """Export a student to ONNX with dynamic batch/sequence axes and check it against PyTorch on dev, by its
     task: a classifier as one graph (+ int8, model card); a multi-task student as one graph with an output per task,
     checked on every task's dev set (--prepared: the folder of prepared tasks); a seq2seq student as an encoder and
-    a decoder step with a key-value cache, checked on greedy output (--prepared: gen-prepare's folder).
+    a decoder step with a key-value cache, checked on greedy output (--prepared: the prepared parallel text).
 
     Settings: the `export` section (opset, min_agreement, quantize, license)."""
     from distillery.config import ExportConfig, check_name

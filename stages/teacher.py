@@ -5,17 +5,8 @@ from typing import Annotated
 
 import typer
 
-from stages.common import (
-    PARAMS_HELP,
-    SECTION_HELP,
-    SET_HELP,
-    check_outputs,
-    one_line_errors,
-    read_params,
-    section_values_set,
-    stage_config,
-    task_stage,
-)
+from stages.common import PARAMS_HELP, SECTION_HELP, SET_HELP, check_outputs, one_line_errors, read_params
+from stages.common import section_values_set, stage_config, task_stage
 
 
 @one_line_errors
