@@ -134,8 +134,9 @@ def check_outputs(kind: str, out: Path | None = None, metrics: Path | None = Non
 def study_task(doc: dict) -> str:
     """The task of the study a params file describes: `distill.common.task` (classification, the main pipeline's,
     where it is not set). Stages whose work differs by task (prepare, teacher, soft-labels, evaluate) ask it."""
-    common = (doc.get("distill") or {}).get("common") if isinstance(doc.get("distill"), dict) else None
-    return str((common or {}).get("task", "classification")) if isinstance(common or {}, dict) else "classification"
+    distill = doc.get("distill")
+    common = distill.get("common") if isinstance(distill, dict) else None
+    return str(common.get("task", "classification")) if isinstance(common, dict) else "classification"
 
 
 def task_stage(doc: dict, stage: str):

@@ -45,7 +45,7 @@ class TeacherTargets:
                                   "lower it or raise soft_labels.top_k and re-run `distillery soft-labels`")
         self.n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
         self.first = art.rows(pair_ids, self.n_pos, "the training data")
-        self.values, self.ids, self.k = art.logits, art.arrays["ids"], k
+        self.art, self.values, self.ids, self.k = art, art.logits, art.arrays["ids"], k
 
     def batch(self, rows: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(bs, width, k) values and ids (vocabulary ids); positions past a pair's end hold zeros (their
@@ -96,8 +96,9 @@ class Seq2Seq(Task):
             self.frame = self.frame.iloc[keep].reset_index(drop=True)
             self.enc = dataclasses.replace(self.enc, src=[self.enc.src[i] for i in keep],
                                            tgt=[self.enc.tgt[i] for i in keep])
-            if self.targets is not None:
-                self.targets = self.teacher_targets()
+            if self.targets is not None:  # the sample's rows of the artifact already opened and checked
+                self.targets = TeacherTargets(self.targets.art, self.frame["id"].tolist(), self.enc, self.targets.k,
+                                              f"students.{self.cfg.name}")
 
     def build_student(self, family):
         cfg, tok = self.cfg, self.tokenizer
