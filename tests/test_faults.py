@@ -218,7 +218,7 @@ def test_scratch_of_a_killed_run_is_removed_by_the_next(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()  # a pid that has exited
-    left = [tmp_path / f".s1.{dead}.abc123.tmp", tmp_path / f".s1.old", tmp_path / f".m.json.{dead}.x9.tmp"]
+    left = [tmp_path / f".s1.{dead}.abc123.tmp", tmp_path / ".s1.old", tmp_path / f".m.json.{dead}.x9.tmp"]
     left[0].mkdir()
     (left[0] / "student.pt").write_bytes(b"0" * 1000)
     left[1].mkdir()

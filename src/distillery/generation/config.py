@@ -50,9 +50,11 @@ class CmlmTeacherConfig:
     eos_mask_prob: float  # probability that the final [SEP] is masked too (so the model learns to end)
     seed: int
     bf16: bool
+    logging_steps: int = 50  # steps per point of the training-loss curve
 
     def __post_init__(self) -> None:
         check_num(self.epochs, "teacher.epochs", 0)
+        check_int(self.logging_steps, "teacher.logging_steps", 1)
         check_int(self.batch_size, "teacher.batch_size", 1)
         check_num(self.lr, "teacher.lr", 0, lo_open=True)
         check_num(self.weight_decay, "teacher.weight_decay", 0)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from distillery.data.batching import length_batches
 from distillery.dist import World, finish, init_world
@@ -27,6 +26,7 @@ from distillery.hardware import bf16_supported
 from distillery.io import write_json
 from distillery.logits.artifact import write_logits
 from distillery.logits.fingerprint import ids_to_u64
+from distillery.logits.label import fill_store
 from distillery.logits.store import LogitStore
 
 STORE_FEATURES = ("ids",)  # the store's and artifact's column beside the top-k logits: their token ids
@@ -75,7 +75,8 @@ def topk_batch(model, head, enc: Encoded, rows: np.ndarray, max_copies: int, top
 
 def label_pairs(model, enc: Encoded, pair_ids: list[str], store: LogitStore, max_copies: int, top_k: int,
                 batch_tokens: int, bf16: bool, checkpoint_every: int, world: World | None = None) -> dict:
-    """Make sure the store holds every target position of every pair; label only pairs it lacks."""
+    """Make sure the store holds every target position of every pair; label only pairs it lacks (through the
+    one labelling loop, `fill_store`)."""
     world = world or World()
     pair_keys = ids_to_u64(pair_ids)
     n_pos = np.array([len(t) + 1 for t in enc.tgt], dtype=np.int64)
@@ -88,36 +89,20 @@ def label_pairs(model, enc: Encoded, pair_ids: list[str], store: LogitStore, max
     lengths = np.array([len(enc.src[i]) + len(enc.tgt[i]) + 3 for i in todo], dtype=np.int64)
     batches = length_batches(lengths, batch_tokens=max(batch_tokens // max_copies, 1), tie=pair_keys[todo])
     batches = batches[world.rank::world.size]
-    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    right = total = 0
-    t0 = time.perf_counter()
+    hits = [0, 0]  # teacher top-1 equal to the reference token, positions labelled
 
-    def flush() -> None:
-        if pending:
-            store.add(np.concatenate([p[0] for p in pending]),
-                      {"logits": np.concatenate([p[1] for p in pending]), "ids": np.concatenate([p[2] for p in pending])})
-            pending.clear()
+    def answers():
+        for b in batches:
+            rows = todo[b]
+            owner, position, values, top = topk_batch(model, head, enc, rows, max_copies, top_k, use_bf16)
+            gold = np.array([(enc.tgt[rows[o]] + [enc.sep])[p] for o, p in zip(owner, position)])
+            hits[0] += int((top[:, 0] == gold).sum())
+            hits[1] += len(gold)
+            yield pair_keys[rows][owner] + position.astype(np.uint64), {"logits": values, "ids": top}, len(rows)
 
-    bar = tqdm(total=int(sum(len(b) for b in batches)), desc="soft-labels", unit="pair", mininterval=5)
-    done = 0
-    for b in batches:
-        rows = todo[b]
-        owner, position, values, top = topk_batch(model, head, enc, rows, max_copies, top_k, use_bf16)
-        keys = pair_keys[rows][owner] + position.astype(np.uint64)
-        gold = np.array([(enc.tgt[rows[o]] + [enc.sep])[p] for o, p in zip(owner, position)])
-        right += int((top[:, 0] == gold).sum())
-        total += len(gold)
-        pending.append((keys, values, top))
-        done += len(rows)
-        if done >= checkpoint_every:
-            flush()
-            done = 0
-        bar.update(len(rows))
-    flush()
-    bar.close()
-    secs = time.perf_counter() - t0
+    secs = fill_store(store, answers(), int(sum(len(b) for b in batches)), checkpoint_every, unit="pair")
     return {"labelled_pairs": len(todo), "reused_pairs": int(complete.sum()), "positions": int(n_pos.sum()),
-            "teacher_seconds": round(secs, 1), "top1_equals_reference": round(right / total, 4) if total else None,
+            "teacher_seconds": round(secs, 1), "top1_equals_reference": round(hits[0] / hits[1], 4) if hits[1] else None,
             "precision": "bf16" if use_bf16 else "fp32"}
 
 

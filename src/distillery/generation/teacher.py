@@ -7,35 +7,21 @@ initialised. The vocabulary projection, the costly part (vocab x width per token
 positions only.
 """
 
-import contextlib
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from datasets import Dataset
 
-from distillery.data.batching import length_batches
 from distillery.errors import DistilleryError
 from distillery.generation.config import CmlmTeacherConfig
 from distillery.generation.data import Encoded, encode, load_split, pad, teacher_inputs
 from distillery.generation.masks import training_mask
 from distillery.hardware import bf16_supported
-from distillery.io import atomic_dir, staged_live, write_json
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """transformers' weight-loading report (missing head weights are expected here) kept out of the log."""
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(before)
+from distillery.io import atomic_dir, scratch_dir, staged_live, write_json
+from distillery.teacher.models import check_finite
+from distillery.teacher.train import fit, quiet_loading
 
 
 def load_mlm(name: str):
@@ -46,7 +32,7 @@ def load_mlm(name: str):
 
     path = resolve_model(name)
     try:
-        with quiet_transformers():
+        with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForMaskedLM.from_pretrained(path)
     except (OSError, ValueError) as e:
@@ -99,92 +85,89 @@ def batch_tensors(model, enc: Encoded, rows) -> dict[str, torch.Tensor]:
     return out
 
 
-def masked_logits(model, head, batch: dict, masked: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """Vocabulary logits (n_masked, V) at the `masked` positions, the inputs there replaced by [MASK]."""
-    inputs = batch["input_ids"].masked_fill(masked, mask_id)
-    kw = {k: batch[k] for k in ("attention_mask", "token_type_ids") if k in batch}
-    hidden = model.base_model(input_ids=inputs, **kw).last_hidden_state  # (bs, L, d)
-    return head(hidden[masked])  # (n_masked, V)
+class MaskedTargets(torch.nn.Module):
+    """The C-MLM objective around a masked LM, for the one teacher loop (`teacher.train.fit`): cross-entropy at
+    the masked target positions (`labels` other than -100), the vocabulary projection run at those positions
+    only; `logits` answers the predicted token there (-100 elsewhere), which is all the dev score needs."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+        mlm_head(model)  # refuse an architecture without a known head before training
+
+    def forward(self, input_ids, attention_mask, labels, token_type_ids=None) -> dict:
+        masked = labels != -100
+        kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        logits = mlm_head(self.model)(hidden[masked])  # (n_masked, V)
+        pred = torch.full_like(labels, -100)
+        pred[masked] = logits.argmax(-1)
+        return {"loss": torch.nn.functional.cross_entropy(logits.float(), labels[masked]), "logits": pred}
 
 
-@torch.no_grad()
-def masked_accuracy(model, enc: Encoded, cfg: CmlmTeacherConfig, batch_size: int = 64) -> float:
-    """Share of masked target tokens (masked as in training, a fixed seed) predicted exactly."""
-    model.eval()
-    head, gen = mlm_head(model), torch.Generator().manual_seed(cfg.seed + 1)
-    right = total = 0
-    for s in range(0, len(enc.src), batch_size):
-        batch = batch_tensors(model, enc, range(s, min(s + batch_size, len(enc.src))))
-        masked = training_mask(batch["target"], batch["eos"], cfg.mask_prob, cfg.eos_mask_prob, gen)
-        logits = masked_logits(model, head, batch, masked, enc.mask)
-        right += int((logits.argmax(-1) == batch["input_ids"][masked]).sum())
-        total += int(masked.sum())
-    return right / max(total, 1)
+class MaskingCollator:
+    """Batches of pair rows (`row`, and `dev` for the dev set) padded, their target tokens masked: drawn anew
+    for every training batch (a generator seeded by `teacher.seed`), fixed for dev (drawn once, seed + 1),
+    so every evaluation scores the same masks."""
+
+    def __init__(self, model, train: Encoded, dev: Encoded, cfg: CmlmTeacherConfig) -> None:
+        self.model, self.enc, self.cfg = model, {False: train, True: dev}, cfg
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        dev_gen, self.dev_masks = torch.Generator().manual_seed(cfg.seed + 1), []
+        for s in range(0, len(dev.src), 64):
+            batch = batch_tensors(model, dev, range(s, min(s + 64, len(dev.src))))
+            masked = training_mask(batch["target"], batch["eos"], cfg.mask_prob, cfg.eos_mask_prob, dev_gen)
+            self.dev_masks.extend(np.flatnonzero(m) for m in masked.numpy())
+
+    def __call__(self, features: list[dict]) -> dict:
+        rows, is_dev = [f["row"] for f in features], bool(features[0].get("dev", False))
+        batch = batch_tensors(self.model, self.enc[is_dev], rows)
+        if is_dev:
+            masked = torch.zeros_like(batch["target"])
+            for r, i in enumerate(rows):
+                masked[r, self.dev_masks[i]] = True
+        else:
+            masked = training_mask(batch["target"], batch["eos"], self.cfg.mask_prob, self.cfg.eos_mask_prob, self.gen)
+        ids = batch.pop("input_ids")
+        batch.pop("target"), batch.pop("eos")
+        return {**batch, "input_ids": ids.masked_fill(masked, self.enc[False].mask), "labels": ids.masked_fill(~masked, -100)}
 
 
-def train_cmlm(model, enc: Encoded, dev: Encoded, cfg: CmlmTeacherConfig, live=None) -> dict:
-    """Fine-tune with cross-entropy on the masked target tokens; returns the metrics."""
-    from transformers import get_linear_schedule_with_warmup
+def masked_accuracy(p) -> dict:
+    """Share of the masked target tokens predicted exactly (the Trainer's `compute_metrics`)."""
+    preds, labels = np.asarray(p.predictions), np.asarray(p.label_ids)
+    scored = labels != -100
+    return {"masked_token_accuracy": float((preds[scored] == labels[scored]).mean()) if scored.any() else 0.0}
 
-    torch.manual_seed(cfg.seed)
-    check_positions(model, enc)
-    head = mlm_head(model)
-    lengths = np.array([len(s) + len(t) + 3 for s, t in zip(enc.src, enc.tgt)])
-    rng = np.random.default_rng(cfg.seed)
-    per_epoch = math.ceil(len(lengths) / cfg.batch_size)
-    total = int(round(per_epoch * cfg.epochs))
-    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm", "layer_norm"))]
-    rest = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm", "layer_norm"))]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                            lr=cfg.lr)
-    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), max(total, 1))
-    use_bf16 = cfg.bf16 and bf16_supported("cpu")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step, t0, losses = 0, time.perf_counter(), []
-    bar = tqdm(total=total, desc="teacher", unit="step", mininterval=5)
-    model.train()
-    while step < total:
-        for rows in length_batches(lengths, batch_size=cfg.batch_size, rng=rng):
-            if step >= total:
-                break
-            batch = batch_tensors(model, enc, rows)
-            masked = training_mask(batch["target"], batch["eos"], cfg.mask_prob, cfg.eos_mask_prob, gen)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                logits = masked_logits(model, head, batch, masked, enc.mask)
-            loss = torch.nn.functional.cross_entropy(logits.float(), batch["input_ids"][masked])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            step += 1
-            bar.update(1)
-            if live is not None and step % 50 == 0:
-                live.log_metric("train/loss", float(np.mean(losses[-50:])))
-                live.next_step()
-    bar.close()
-    secs = time.perf_counter() - t0
-    acc = masked_accuracy(model, dev, cfg)
-    return {"masked_token_accuracy": round(acc, 4), "train_pairs": len(lengths), "steps": total,
-            "final_loss": round(float(np.mean(losses[-50:])), 4) if losses else None,
-            "train_seconds": round(secs, 1), "precision": "bf16" if use_bf16 else "fp32"}
+
+def pair_rows(enc: Encoded, dev: bool) -> Dataset:
+    lengths = [len(s) + len(t) + 3 for s, t in zip(enc.src, enc.tgt)]
+    return Dataset.from_dict({"row": list(range(len(lengths))), "length": lengths, "dev": [dev] * len(lengths)})
 
 
 def teacher_stage(cfg: CmlmTeacherConfig, prepared: Path, out_dir: Path, metrics: Path, live_dir: Path) -> dict:
-    from distillery.generation.teacher import load_mlm, train_cmlm
-    from dvclive import Live
-
+    """Fine-tune with cross-entropy on the masked target tokens through the one teacher loop; save the masked LM."""
+    torch.manual_seed(cfg.seed)  # the new head's weights
     model, tok = load_mlm(cfg.base_model)
     train, dev = encode(tok, load_split(prepared, "train")), encode(tok, load_split(prepared, "dev"))
+    check_positions(model, train)
+    check_positions(model, dev)
+    use_bf16 = cfg.bf16 and bf16_supported("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
     with staged_live(live_dir) as (live_tmp, publish):  # curves change together with the model
-        with Live(str(live_tmp), dvcyaml=False, save_dvc_exp=False) as live:
-            result = train_cmlm(model, train, dev, cfg, live)
+        with scratch_dir(out_dir, "trainer") as scratch:
+            final, state = fit(cfg, MaskedTargets(model), tok, pair_rows(train, False), pair_rows(dev, True),
+                               MaskingCollator(model, train, dev, cfg), masked_accuracy, "masked_token_accuracy",
+                               scratch, live_tmp, use_bf16, remove_unused_columns=False, per_device_eval_batch_size=64)
+        check_finite(model, f"the trained teacher for {out_dir}", "lower teacher.lr or check the data")
         with atomic_dir(out_dir, "teacher") as tmp:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
         publish()
-    result = {"base_model": cfg.base_model, **result}
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    result = {"base_model": cfg.base_model, "masked_token_accuracy": round(float(final["eval_masked_token_accuracy"]), 4),
+              "train_pairs": len(train.src), "steps": state.global_step,
+              "final_loss": round(float(losses[-1]), 4) if losses else None,
+              "train_seconds": round(time.perf_counter() - t0, 1), "precision": "bf16" if use_bf16 else "fp32"}
     write_json(metrics, result)
     return result
-

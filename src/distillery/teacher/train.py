@@ -183,21 +183,30 @@ def _save_teacher(cfg: TeacherConfig, prep, model, tokenizer, out_dir: str | Pat
 
 def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, live_dir: str | Path, task,
          use_bf16: bool) -> tuple[dict[str, float], int]:
-    """Fine-tune with the Trainer (nothing when epochs is 0), then score every dev row: (the task's metrics,
-    rows scored)."""
-    from dvclive import Live
-
-    metric = task.metric
+    """Fine-tune and score every dev row: (the task's metrics, rows scored)."""
 
     def compute_metrics(p) -> dict:
         preds = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
         return {**task.score(p.label_ids, np.asarray(preds).reshape(len(p.label_ids), -1)), "scored": len(preds)}
 
-    args = TrainingArguments(
+    final, _ = fit(cfg, model, tokenizer, train_ds, dev_ds, DataCollatorWithPadding(tokenizer), compute_metrics,
+                   task.metric, scratch, live_dir, use_bf16)
+    return {m: float(final[f"eval_{m}"]) for m in task.metrics}, int(final["eval_scored"])
+
+
+def fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metric: str, scratch: Path,
+        live_dir: str | Path, use_bf16: bool, **extra) -> tuple[dict, object]:
+    """The one teacher loop, for every task: fine-tune `model` with the transformers `Trainer` (linear warm-up and
+    decay, AdamW without decay on biases and norms, clipping at 1, batches grouped by length, nothing when
+    epochs is 0), curves to DVCLive; then the dev evaluation of the final weights. `extra`: more
+    `TrainingArguments`. Returns (that evaluation's metrics, the trainer's state)."""
+    from dvclive import Live
+
+    args = TrainingArguments(**{
+        "per_device_eval_batch_size": 128, **extra}, **dict(
         output_dir=str(scratch),
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=128,
         learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio,
@@ -211,7 +220,7 @@ def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, 
         train_sampling_strategy="group_by_length",
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
-    )
+    ))
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
         callback = _LiveCallback(live, metric)
         trainer = Trainer(
@@ -219,7 +228,7 @@ def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, 
             args=args,
             train_dataset=train_ds,
             eval_dataset=dev_ds,
-            data_collator=DataCollatorWithPadding(tokenizer),
+            data_collator=collator,
             processing_class=tokenizer,
             compute_metrics=compute_metrics,
             callbacks=[callback],
@@ -230,7 +239,7 @@ def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, 
             final = callback.last_eval[1]  # the last epoch's evaluation saw the final weights: not again
         else:
             final = trainer.evaluate()
-    return {m: float(final[f"eval_{m}"]) for m in task.metrics}, int(final["eval_scored"])
+    return final, trainer.state
 
 
 def load_teacher(teacher_dir: str | Path, n_labels: int | None = None):
