@@ -17,7 +17,7 @@ import torch
 
 from distillery.config import EvaluateConfig
 from distillery.data.batching import length_batches, text_lengths
-from distillery.io import atomic_file
+from distillery.evaluate.tables import md, pyplot, save_figure, write_tables
 from distillery.metrics import task_metric
 from distillery.students.exits import first_exit, uncertainty
 
@@ -82,10 +82,9 @@ def exit_curves(models: list[tuple[str, object, object, int]], dev: pd.DataFrame
     from distillery.evaluate.latency import Runner, latencies_ms
 
     if not models:  # the declared outputs still exist, and say so
-        with atomic_file(out / "exits.csv") as fh:
-            fh.write("model,speed,score,speedup_bs1\n")
-        with atomic_file(out / "exits.md") as fh:
-            fh.write("No student with early exits was evaluated.\n")
+        write_tables(out, "No student with early exits was evaluated.\n",
+                     pd.DataFrame(columns=["model", "speed", "score", "speedup_bs1"]), None, csv="exits.csv",
+                     table="exits.md")
         plot(pd.DataFrame(), metric, cfg, out / "exits.png")
         return None
     labels = dev["label"].to_numpy()
@@ -119,10 +118,8 @@ def exit_curves(models: list[tuple[str, object, object, int]], dev: pd.DataFrame
         table["score_drop_points"] = (full - table["score"]) * 100
         tables.append(table)
     result = pd.concat(tables, ignore_index=True)
-    with atomic_file(out / "exits.csv") as fh:
-        result.to_csv(fh, index=False, float_format="%.4f")
-    with atomic_file(out / "exits.md") as fh:
-        fh.write(render(result, pd.DataFrame(alone_rows), metric, cfg))
+    write_tables(out, render(result, pd.DataFrame(alone_rows), metric, cfg), result, None, csv="exits.csv",
+                 table="exits.md", float_format="%.4f")
     plot(result, metric, cfg, out / "exits.png")
     return result
 
@@ -134,30 +131,23 @@ def render(table: pd.DataFrame, alone: pd.DataFrame, metric: str, cfg: EvaluateC
     lines = [f"Early exits: {metric} against speed (exit when normalised entropy < speed). Drop: points below the "
              "full backbone; FLOPs: share of the full backbone's; x: measured speed-up against the full backbone "
              f"(PyTorch, median of {cfg.exit_repeats} interleaved calls); exits: share of texts leaving at each layer.",
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             ""]
+    rows = []
     for r in table.itertuples(index=False):
         d = r._asdict()
-        cells = [r.model, f"{r.speed:g}", f"{r.score:.4f}", f"{r.score_drop_points:+.2f}".replace("+-", "-"),
+        rows.append([r.model, f"{r.speed:g}", f"{r.score:.4f}", f"{r.score_drop_points:+.2f}".replace("+-", "-"),
                  f"{r.mean_exit:.2f}", f"{r.flops_ratio:.1%}", *[f"{d[f'speedup_bs{b}']:.2f}" for b in cfg.batch_sizes],
                  *[f"{d[f'latency_bs{b}_ms']:.2f}" for b in cfg.batch_sizes],
-                 " / ".join(f"{d[f'exit{i}_share']:.0%}" for i in layers)]
-        lines.append("| " + " | ".join(cells) + " |")
+                     " / ".join(f"{d[f'exit{i}_share']:.0%}" for i in layers)])
     cols = [c for c in alone.columns if c != "model"]
-    lines += ["", f"Each exit alone ({metric} of its own predictions on every text):", "",
-              "| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for r in alone.itertuples(index=False):
-        lines.append(f"| {r[0]} | " + " | ".join(f"{v:.4f}" for v in r[1:]) + " |")
+    lines += md(head, rows) + ["", f"Each exit alone ({metric} of its own predictions on every text):", ""]
+    lines += md(["model", *cols], [[r[0], *(f"{v:.4f}" for v in r[1:])] for r in alone.itertuples(index=False)])
     return "\n".join(lines) + "\n"
 
 
 def plot(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, path: Path) -> None:
     """Metric against measured speed-up (one panel per batch size), one line per model with exits."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(cfg.batch_sizes), figsize=(5.5 * len(cfg.batch_sizes), 4.5), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(cfg.batch_sizes), figsize=(5.5 * len(cfg.batch_sizes), 4.5), squeeze=False)
     for ax, bs in zip(axes[0], cfg.batch_sizes if len(table) else []):
         for name, t in table.groupby("model", sort=False):
             ax.plot(t[f"speedup_bs{bs}"], t["score"], marker="o", label=name)
@@ -171,6 +161,4 @@ def plot(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, path: Path) -> N
         ax.legend(fontsize=8)
     fig.suptitle("Early exits: accuracy against measured speed-up (labels: speed)")
     fig.tight_layout()
-    with atomic_file(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

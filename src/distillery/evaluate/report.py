@@ -19,7 +19,8 @@ from distillery.config import EvaluateConfig
 from distillery.data.prepare import load_prepared
 from distillery.evaluate.latency import Runner, latencies_ms
 from distillery.evaluate.predict import predict
-from distillery.io import atomic_file, scratch_dir, write_json
+from distillery.evaluate.tables import md, pyplot, save_figure, write_tables
+from distillery.io import scratch_dir
 from distillery.students import load_student
 from distillery.teacher.train import load_teacher
 
@@ -164,12 +165,8 @@ def write_report(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
     for r in table[table.runtime == "pytorch"].to_dict("records"):
         summary[r["model"]] = {metric: round(r["score"], 4), **{m: round(r[m], 4) for m in others},
                                "retention": round(r["retention"], 4), first: round(r[first], 3)}
-    write_json(out / "summary.json", summary)
-    with atomic_file(out / "tradeoff.csv") as fh:
-        table.to_csv(fh, index=False, float_format="%.4f")
     md = render_table(table, metric, cfg, where, others)
-    with atomic_file(out / "table.md") as fh:
-        fh.write(md)
+    write_tables(out, md, table, summary, csv="tradeoff.csv", float_format="%.4f")
     plot_tradeoff(table, metric, first, out / "tradeoff.png")
     return {"summary": summary, "markdown": md, "table": table}
 
@@ -185,15 +182,15 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
     agree = "Pearson r with PyTorch" if where.get("regression") else "agreement"
     head += [f"{RUNTIME_LABELS[r]} {metric} ({agree})" for r in runtimes if r != "pytorch"]
     head += ["disk MB (" + " / ".join(RUNTIME_LABELS[r] for r in runtimes) + ")"]
-    lines = [f"Evaluated on `{where['set']}`: {where['task']}, {where['rows']} rows"
+    title = [f"Evaluated on `{where['set']}`: {where['task']}, {where['rows']} rows"
              + (f" (from {where['source']})" if where.get("source") else "")
-             + ". Every column is measured on this set.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             + ". Every column is measured on this set.", ""]
 
     def cell(model, col, runtime, fmt):
         v = wide.loc[model, (col, runtime)] if (col, runtime) in wide.columns else float("nan")
         return "-" if pd.isna(v) else format(v, fmt)
 
+    rows = []
     for m in order:
         cells = [m, wide.loc[m, ("family", "pytorch")], cell(m, "params_m", "pytorch", ".2f"),
                  cell(m, "score", "pytorch", ".4f"), cell(m, "retention", "pytorch", ".1%"),
@@ -201,20 +198,18 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
         for r in runtimes[1:]:
             s, a = cell(m, "score", r, ".4f"), cell(m, "agreement", r, ".4f" if where.get("regression") else ".2%")
             cells.append("-" if s == "-" else f"{s} ({a})")
-        cells.append(" / ".join(cell(m, "disk_mb", r, ".1f") for r in runtimes))
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        rows.append([*cells, " / ".join(cell(m, "disk_mb", r, ".1f") for r in runtimes)])
+    lines = title + md(head, rows)
     head = ["model"] + [f"{RUNTIME_LABELS[r]} @bs{bs}" for bs in cfg.batch_sizes for r in runtimes]
     lines += ["", f"Latency in ms: median of {cfg.repeats} calls on real texts, every model and runtime taking turns "
               f"on each batch, {cfg.threads} threads. In brackets: the speed-up against the teacher in the same "
-              "runtime (`tradeoff.csv` also has it against the teacher in PyTorch).", "",
-              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m in order:
-        cells = [m]
-        for bs in cfg.batch_sizes:
-            for r in runtimes:
-                ms, x = cell(m, f"latency_bs{bs}_ms", r, ".2f"), cell(m, f"speedup_bs{bs}", r, ".1f")
-                cells.append("-" if ms == "-" else (ms if m == "teacher" else f"{ms} ({x}x)"))
-        lines.append("| " + " | ".join(cells) + " |")
+              "runtime (`tradeoff.csv` also has it against the teacher in PyTorch).", ""]
+
+    def speed(m, bs, r):
+        ms, x = cell(m, f"latency_bs{bs}_ms", r, ".2f"), cell(m, f"speedup_bs{bs}", r, ".1f")
+        return "-" if ms == "-" else (ms if m == "teacher" else f"{ms} ({x}x)")
+
+    lines += md(head, [[m, *(speed(m, bs, r) for bs in cfg.batch_sizes for r in runtimes)] for m in order])
     return "\n".join(lines) + "\n"
 
 
@@ -231,13 +226,10 @@ def pareto(table: pd.DataFrame, x: str, y: str = "score") -> pd.DataFrame:
 def plot_tradeoff(table: pd.DataFrame, metric: str, x: str, path: Path) -> None:
     """Metric against latency (log axis, plain tick labels) for every model and runtime: one colour
     per family, one marker per runtime, the Pareto frontier as a dashed step line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    plt = pyplot()
     families = list(dict.fromkeys(table["family"]))
     colour = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
     marker = {"pytorch": "o", "onnx": "s", "int8": "^"}
@@ -264,6 +256,4 @@ def plot_tradeoff(table: pd.DataFrame, metric: str, x: str, path: Path) -> None:
     ax.legend(handles=handles, fontsize=8, loc="lower right", ncol=2)
     ax.set_title(f"{metric} against latency: every model in every runtime it ships in")
     fig.tight_layout()
-    with atomic_file(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -21,7 +21,8 @@ from distillery.generation.data import (
 from distillery.generation.decode import bleu, ceiling_bleu, detokenize, translate
 from distillery.generation.export import OnnxTranslator
 from distillery.generation.student import encoder_inputs, load_seq2seq, n_params
-from distillery.io import atomic_file, read_json, write_json
+from distillery.evaluate.tables import md, pyplot, save_figure, write_tables
+from distillery.io import read_json
 
 
 def time_runners(runners: dict, n: int, rows: np.ndarray) -> dict:
@@ -71,10 +72,6 @@ def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encod
 
 def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConfig, out_dir: Path) -> dict:
     """Write table.md, table.csv, summary.json and bleu.png to `out_dir`; return the summary."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     base = next((r for r in rows if r["alpha"] == 0), None)
@@ -84,29 +81,22 @@ def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConf
             f"accuracy on dev {teacher['masked_token_accuracy']:.4f}. BLEU: sacreBLEU, cased, detokenised; beam "
             f"{cfg.beam} in PyTorch; the vocabulary's ceiling (references round-tripped through the "
             f"tokenizer) is {ceiling:.2f}. Latency: ms per sentence, {cfg.threads} threads.\n\n")
-    lines = [("| student | alpha | k | T | steps | BLEU | BLEU (lowercase) | gain vs likelihood | ONNX greedy BLEU | "
-              "params (M) | PyTorch beam ms @bs1 | @bs32 | ONNX greedy ms @bs1 | @bs32 |"), "|" + "---|" * 14]
-    for r in rows:
-        gain = "" if r["alpha"] == 0 or r["bleu_gain_over_likelihood"] is None else f"{r['bleu_gain_over_likelihood']:+.2f}"
-        lines.append(f"| {r['name']} | {r['alpha']} | {r['top_k'] or ''} | {r['temperature'] or ''} | {r['steps']} | "
-                     f"{r['bleu']:.2f} | {r['bleu_lowercase']:.2f} | {gain} | {r['onnx_greedy_bleu']:.2f} | "
-                     f"{r['params_m']} | {r['torch_ms_bs1']} | {r['torch_ms_bs32']} | {r['onnx_ms_bs1']} | "
-                     f"{r['onnx_ms_bs32']} |")
-    with atomic_file(out_dir / "table.md") as fh:
-        fh.write(head + "\n".join(lines) + "\n")
-    flat = pd.DataFrame([{k: v for k, v in r.items() if k != "examples"} for r in rows])
-    with atomic_file(out_dir / "table.csv") as fh:
-        flat.to_csv(fh, index=False)
+    gain = {r["name"]: "" if r["alpha"] == 0 or r["bleu_gain_over_likelihood"] is None
+            else f"{r['bleu_gain_over_likelihood']:+.2f}" for r in rows}
+    lines = md(["student", "alpha", "k", "T", "steps", "BLEU", "BLEU (lowercase)", "gain vs likelihood", "ONNX greedy BLEU",
+                "params (M)", "PyTorch beam ms @bs1", "@bs32", "ONNX greedy ms @bs1", "@bs32"],
+               [[r["name"], r["alpha"], r["top_k"] or "", r["temperature"] or "", r["steps"], f"{r['bleu']:.2f}",
+                 f"{r['bleu_lowercase']:.2f}", gain[r["name"]], f"{r['onnx_greedy_bleu']:.2f}", r["params_m"],
+                 r["torch_ms_bs1"], r["torch_ms_bs32"], r["onnx_ms_bs1"], r["onnx_ms_bs32"]] for r in rows])
     summary = {"teacher": teacher, "bleu_ceiling": ceiling, "students": rows}
-    write_json(out_dir / "summary.json", summary)
-    fig, ax = plt.subplots(figsize=(6, 3))
+    write_tables(out_dir, head + "\n".join(lines) + "\n",
+                 pd.DataFrame([{k: v for k, v in r.items() if k != "examples"} for r in rows]), summary)
+    fig, ax = pyplot().subplots(figsize=(6, 3))
     ax.barh([r["name"] for r in rows], [r["bleu"] for r in rows], color="tab:blue")
     ax.set_xlabel("BLEU (test)")
     ax.set_title("C-MLM distillation, German -> English")
     fig.tight_layout()
-    with atomic_file(out_dir / "bleu.png", "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / "bleu.png", dpi=100)
     print(head + "\n".join(lines))
     return summary
 

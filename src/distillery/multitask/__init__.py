@@ -6,5 +6,6 @@ encoder with a head per task, learns from them and from gold labels, tasks mixed
 - `ensemble`: average the members' stored logits of one task into its soft-target artifact;
 - the multi-task student is a student family (`students/multitask.py`, registered as `mtdnn`);
 - `sampler`: batches of one task each, tasks in proportion to their size;
-- `train`: the training recipe; `report`: the study's table; `export`: one ONNX graph for every task.
+- `export`: one ONNX graph for every task. The student trains through the one recipe (`tasks/multitask.py`);
+  the study's table is `evaluate/multitask.py`.
 """

@@ -203,7 +203,7 @@ class MultiTask(Task):
     def evaluate_study(values: dict, section: str, doc: dict, paths: dict) -> str:
         """One table: single teachers, ensembles, single-task students, each multi-task student and its export."""
         from distillery.config import MtEvaluateConfig, from_section, study_tasks
-        from distillery.multitask.report import mt_evaluate
+        from distillery.evaluate.multitask import mt_evaluate
 
         cfg = from_section(MtEvaluateConfig, section, values)
         mt_evaluate(cfg, study_tasks(doc), list(doc.get("students") or {}), paths["prepared"], paths["ensemble_metrics"],

@@ -21,7 +21,8 @@ from distillery.config import MtEvaluateConfig
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
 from distillery.evaluate.latency import interleaved_median_ms
-from distillery.io import atomic_file, read_json, write_json
+from distillery.evaluate.tables import md, pyplot, save_figure, write_tables
+from distillery.io import read_json
 from distillery.multitask.export import ONNX, onnx_runner
 from distillery.students import load_student
 from distillery.teacher.train import load_teacher
@@ -217,54 +218,38 @@ def _fmt(v, scale=100.0, digits=2) -> str:
 def render(table: pd.DataFrame, tasks: list[str], metric: dict, g: pd.DataFrame | None) -> str:
     head = ["model", "runtime"] + [f"{t} {METRIC_NAME[metric[t]]}" for t in tasks] + ["average", "models", "params (M)",
                                                                                        "bs1 ms/text"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in table.iterrows():
-        cells = [r["model"], r["runtime"]] + [_fmt(r[t]) for t in tasks] + [
-            _fmt(r["average"]), str(int(r["models"])), "–" if pd.isna(r["params_m"]) else f"{r['params_m']:.1f}",
-            "–" if pd.isna(r["ms_bs1"]) else f"{r['ms_bs1']:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = md(head, [[r["model"], r["runtime"], *(_fmt(r[t]) for t in tasks), _fmt(r["average"]), int(r["models"]),
+                       "–" if pd.isna(r["params_m"]) else f"{r['params_m']:.1f}",
+                       "–" if pd.isna(r["ms_bs1"]) else f"{r['ms_bs1']:.2f}"] for _, r in table.iterrows()])
     if g is not None:
-        lines += ["", "| task | ensemble gain over a single teacher (member mean) | mtdnn_kd gain over mtdnn_gold | "
-                  "share kept |", "|---|---|---|---|"]
-        for _, r in g.iterrows():
-            if r["kept"] is None or pd.isna(r["kept"]):
-                kept = "– (no ensemble gain)"
-            elif r["kept"] >= 1:
-                kept = f"all ({r['kept'] * 100:.0f}%)"
-            else:
-                kept = f"{r['kept'] * 100:.0f}%"
-            signed = lambda v: "–" if pd.isna(v) else f"{v * 100:+.2f}"  # noqa: E731
-            lines.append(f"| {r['task']} | {signed(r['ensemble_gain'])} | {signed(r['kd_gain'])} | {kept} |")
+        def kept(v):
+            return "– (no ensemble gain)" if v is None or pd.isna(v) else f"all ({v * 100:.0f}%)" if v >= 1 else f"{v * 100:.0f}%"
+
+        def signed(v):
+            return "–" if pd.isna(v) else f"{v * 100:+.2f}"
+
+        lines += [""] + md(["task", "ensemble gain over a single teacher (member mean)", "mtdnn_kd gain over mtdnn_gold",
+                            "share kept"], [[r["task"], signed(r["ensemble_gain"]), signed(r["kd_gain"]), kept(r["kept"])]
+                                            for _, r in g.iterrows()])
     return "\n".join(lines) + "\n"
 
 
 def write_report(table: pd.DataFrame, tasks: list[str], metric: dict, ens: dict, out: str | Path) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     g = gains(table, tasks)
     text = render(table, tasks, metric, g)
-    with atomic_file(out / "table.md") as f:
-        f.write(text)
-    with atomic_file(out / "table.csv") as f:
-        table.to_csv(f, index=False)
-    plot(table, tasks, out / "tasks.png")
     summary = {"rows": table.where(table.notna(), None).to_dict(orient="records"),
                "gains": None if g is None else g.where(g.notna(), None).to_dict(orient="records")}
-    write_json(out / "summary.json", summary)
+    write_tables(Path(out), text, table, summary)
+    plot(table, tasks, Path(out) / "tasks.png")
     print(text)
     return summary
 
 
 def plot(table: pd.DataFrame, tasks: list[str], path: Path) -> None:
     """Grouped bars: each model's score per task and on average (PyTorch rows)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pt = table[table["runtime"] == "pytorch"]
     cols = tasks + ["average"]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = pyplot().subplots(figsize=(9, 4))
     width = 0.8 / max(len(pt), 1)
     for i, (_, r) in enumerate(pt.iterrows()):
         ax.bar(np.arange(len(cols)) + i * width, [100 * (r[c] if pd.notna(r[c]) else 0) for c in cols], width,
@@ -273,6 +258,4 @@ def plot(table: pd.DataFrame, tasks: list[str], path: Path) -> None:
     ax.set_ylabel("dev score (acc / F1 / MCC) x 100")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    with atomic_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
