@@ -62,7 +62,7 @@ def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypat
     assert json.loads((tmp_path / "cli-export.json").read_text())["greedy_agreement_dev"] == 1.0
     # the study's table: BLEU in both runtimes and latency by the one statistic (interleaved medians)
     from distillery.generation.config import GenEvaluateConfig
-    from distillery.generation.report import evaluate_all
+    from distillery.evaluate.seq2seq import evaluate_all
     from distillery.io import write_json
 
     write_json(tmp_path / "teacher.json", {"base_model": "tiny", "masked_token_accuracy": 0.1})

@@ -219,7 +219,7 @@ class Seq2Seq(Task):
     def evaluate_study(values: dict, section: str, doc: dict, paths: dict) -> str:
         """BLEU on the test set (beam in PyTorch, greedy through the export), size, latency per sentence."""
         from distillery.generation.config import GenEvaluateConfig
-        from distillery.generation.report import evaluate_stage
+        from distillery.evaluate.seq2seq import evaluate_stage
 
         cfg = from_section(GenEvaluateConfig, section, values)
         r = evaluate_stage(cfg, list(doc.get("students") or {}), paths["students"], paths["exports"], paths["prepared"],

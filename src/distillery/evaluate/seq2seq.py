@@ -123,7 +123,6 @@ def evaluate_all(students: list[str], models_dir: Path, exports_dir: Path, test_
 
 def evaluate_stage(cfg: GenEvaluateConfig, students: list[str], models_dir: Path, exports_dir: Path, prepared: Path,
                    teacher_metrics: Path, out_dir: Path) -> dict:
-    from distillery.generation.report import evaluate_all
 
     if not students:
         raise DistilleryError("param students: no students to evaluate; add one to the study's params.yaml")
