@@ -28,7 +28,8 @@ from distillery.config import ExportConfig
 from distillery.generation.config import GenPrepareConfig
 from distillery.generation.data import encode, load_split, load_tokenizer, prepare_pairs
 from distillery.generation.export import OnnxTranslator, export_seq2seq, export_uncached_decoder
-from distillery.generation.student import encoder_inputs, load_seq2seq
+from distillery.generation.data import encoder_inputs
+from distillery.students import load_student
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "studies" / "cmlm"
@@ -90,8 +91,8 @@ def main() -> None:
                            work / "live"))
     print(f"trained {m['steps']} steps ({epochs} epochs) in {time.perf_counter() - t0:.0f} s; dev greedy BLEU "
           f"{m['dev_bleu_greedy']}")
-    model, tok = load_seq2seq(work / "student")
-    model.eval()
+    student, tok, _ = load_student(work / "student")
+    model = student.hf
     export_seq2seq(ExportConfig(opset=17, min_agreement=0.99, quantize=False, license="apache-2.0"), model, tok, test, max_new, work / "export")
     export_uncached_decoder(model, work / "uncached.onnx", 17)
     cached = OnnxTranslator(work / "export", threads=args.threads)

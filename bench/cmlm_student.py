@@ -23,7 +23,7 @@ from distillery.config import merge_student
 from distillery.distill.recipe import Paths, distill
 from distillery.generation.data import encode, load_split, load_tokenizer
 from distillery.generation.decode import bleu, translate
-from distillery.generation.student import load_seq2seq
+from distillery.students import load_student
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "cmlm"
 
@@ -42,7 +42,7 @@ def run(spec: str, params: dict, prepared: Path, dev, dev_refs, tok, lr: float, 
     t0 = time.perf_counter()
     result = distill(cfg, Paths(prepared, None, work / "none", None, out, out.with_suffix(".json"), work / "live"))
     seconds = time.perf_counter() - t0
-    model, _ = load_seq2seq(out)
+    model = load_student(out)[0].hf
     hyps = translate(model, tok, dev, 1, 64, limits["max_tgt_len"] + 1)  # as the seq2seq task scores dev
     return {"run": spec, "train_s": round(seconds), "steps": result["steps"], "final_loss": result["final_loss"],
             "dev_bleu_greedy": bleu(hyps, dev_refs), "distinct_outputs": f"{len(set(hyps))}/{len(hyps)}",

@@ -25,7 +25,7 @@ def test_cached_decoder_step_gives_the_uncached_logits_at_every_step():
         next_token_logits,
     )
     from distillery.export.runtime import session
-    from distillery.generation.student import encoder_inputs
+    from distillery.generation.data import encoder_inputs
 
     tok = make_tok()
     enc = encode(tok, multi30k_pairs(6))

@@ -15,7 +15,7 @@ from tests.generation.helpers import make_tok, needs_data, prepared_pairs, stude
 @needs_data
 def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypatch):
     from distillery.generation.export import OnnxTranslator, export_seq2seq, greedy_agreement, next_token_logits
-    from distillery.generation.student import encoder_inputs, load_seq2seq
+    from distillery.generation.data import encoder_inputs
     from distillery.students import load_student
     from distillery.students.seq2seq import allowed_ids
 
@@ -31,7 +31,7 @@ def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypat
     assert allowed_ids(student.hf).tolist() == vocab == info["config"]["vocab"]  # the output vocabulary is in the weights
     for weight in (student.hf.model.shared.weight, student.hf.model.decoder.layers[0].encoder_attn.q_proj.weight):
         assert abs(float(weight.detach().std()) - 32 ** -0.5) < 0.02  # N(0, 1/d_model), not BART's 0.02
-    model, tok = load_seq2seq(tmp_path / "student")  # what export and evaluate load: transformers' own classes
+    model = student.hf  # what export and evaluate run: transformers' own classes
     out = model.generate(input_ids=torch.tensor([[*enc.src[0], tok.sep_token_id]]), max_new_tokens=8)
     assert set(out[0, 1:].tolist()) <= set(vocab) | {tok.pad_token_id}
     batch = encoder_inputs(enc, range(4))

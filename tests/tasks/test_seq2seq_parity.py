@@ -13,7 +13,7 @@ import torch
 
 from distillery.data.batching import length_batches
 from distillery.logits.artifact import Logits
-from distillery.generation.student import decoder_io, encoder_inputs
+from distillery.generation.data import decoder_io, encoder_inputs
 from distillery.losses.tokens import label_smoothed_nll, topk_kd
 from distillery.students import load_student
 from distillery.students.seq2seq import Seq2SeqStudent

@@ -14,13 +14,14 @@ from distillery.generation.config import GenEvaluateConfig
 from distillery.generation.data import (
     Encoded,
     encode,
+    encoder_inputs,
     load_split,
     load_tokenizer,
     max_new_tokens,
 )
 from distillery.generation.decode import bleu, ceiling_bleu, detokenize, translate
 from distillery.generation.export import OnnxTranslator
-from distillery.generation.student import encoder_inputs, load_seq2seq, n_params
+from distillery.students import load_student
 from distillery.evaluate.tables import md, pyplot, save_figure, write_tables
 from distillery.io import read_json
 
@@ -41,8 +42,8 @@ def time_runners(runners: dict, n: int, rows: np.ndarray) -> dict:
 
 def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encoded, refs: list[str],
                      cfg: GenEvaluateConfig, max_new: int) -> dict:
-    model, tok = load_seq2seq(student_dir)
-    model.eval()
+    student, tok, trained = load_student(student_dir)
+    model = student.hf
     hyps = translate(model, tok, test, cfg.beam, cfg.batch_size, max_new)
     onnx = OnnxTranslator(export_dir, threads=cfg.threads)
 
@@ -59,12 +60,11 @@ def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encod
             return model.generate(**encoder_inputs(test, rows), num_beams=cfg.beam, max_new_tokens=max_new,
                                   max_length=None, early_stopping=cfg.beam > 1)
 
-    trained = read_json(student_dir / "student.json")
     row = {
         "name": name, "alpha": trained["alpha"], "top_k": trained["top_k"] if trained["alpha"] > 0 else None,
         "temperature": trained["temperature"] if trained["alpha"] > 0 else None, "steps": trained["steps"],
         "bleu": bleu(hyps, refs), "bleu_lowercase": bleu(hyps, refs, lowercase=True),
-        "onnx_greedy_bleu": bleu(greedy, refs), "params_m": round(n_params(model) / 1e6, 2),
+        "onnx_greedy_bleu": bleu(greedy, refs), "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "examples": [{"source": None, "reference": r, "output": h} for r, h in list(zip(refs, hyps))[:3]],
     }
     return row, {"torch": run_torch, "onnx": run_onnx}

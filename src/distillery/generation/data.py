@@ -152,6 +152,26 @@ def pad(seqs: list[list[int]], value: int) -> np.ndarray:
     return out
 
 
+def encoder_inputs(enc: Encoded, rows) -> dict:
+    """The student's encoder inputs `src [SEP]` of `rows`, padded: input_ids and attention_mask (bs, S) tensors."""
+    import torch
+
+    seqs = [[*enc.src[i], enc.sep] for i in rows]
+    ids = torch.from_numpy(pad(seqs, enc.pad))
+    lengths = torch.tensor([len(s) for s in seqs])
+    return {"input_ids": ids, "attention_mask": (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()}
+
+
+def decoder_io(enc: Encoded, rows) -> tuple:
+    """The student's decoder inputs `[CLS] tgt` and labels `tgt [SEP]` of `rows` (bs, T) tensors; labels -100 on
+    padding."""
+    import torch
+
+    inp = [[enc.cls, *enc.tgt[i]] for i in rows]
+    lab = [[*enc.tgt[i], enc.sep] for i in rows]
+    return torch.from_numpy(pad(inp, enc.pad)), torch.from_numpy(pad(lab, -100))
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 

@@ -12,8 +12,7 @@ import re
 import numpy as np
 import torch
 
-from distillery.generation.data import Encoded
-from distillery.generation.student import encoder_inputs
+from distillery.generation.data import Encoded, encoder_inputs
 
 _JOINS = [(re.compile(r" ' "), "'"), (re.compile(r" ' s\b"), "'s"), (re.compile(r"(\w) - (\w)"), r"\1-\2"),
           (re.compile(r" ([.,!?;:])"), r"\1")]

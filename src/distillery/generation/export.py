@@ -22,8 +22,7 @@ from torch import nn
 
 from distillery.errors import DistilleryError
 from distillery.export.runtime import session
-from distillery.generation.data import Encoded, encode, load_split, max_new_tokens
-from distillery.generation.student import encoder_inputs
+from distillery.generation.data import Encoded, encode, encoder_inputs, load_split, max_new_tokens
 from distillery.io import atomic_dir, write_json
 
 ENCODER, DECODER = "encoder.onnx", "decoder.onnx"
@@ -264,7 +263,7 @@ def export_seq2seq(cfg, model, tokenizer, dev: Encoded, max_new: int, out_dir: P
 def export_stage(cfg, student_dir: Path, prepared: Path, out_dir: Path, teacher: Path | None = None,
                  augmented: Path | None = None) -> dict:
     """`distillery export` of a seq2seq student: its dev set checks the export (no teacher or transfer set)."""
-    from distillery.generation.student import load_seq2seq
+    from distillery.students import load_student
 
-    model, tok = load_seq2seq(student_dir)
-    return export_seq2seq(cfg, model, tok, encode(tok, load_split(prepared, "dev")), max_new_tokens(prepared), out_dir)
+    student, tok, _ = load_student(student_dir)
+    return export_seq2seq(cfg, student.hf, tok, encode(tok, load_split(prepared, "dev")), max_new_tokens(prepared), out_dir)

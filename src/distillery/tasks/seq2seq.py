@@ -18,9 +18,8 @@ import torch
 from distillery.config import from_section
 from distillery.data.batching import length_batches
 from distillery.errors import DistilleryError
-from distillery.generation.data import Encoded, encode, load_split, load_tokenizer
+from distillery.generation.data import Encoded, decoder_io, encode, encoder_inputs, load_split, load_tokenizer
 from distillery.generation.export import export_stage
-from distillery.generation.student import decoder_io, encoder_inputs
 from distillery.io import read_json, write_json
 from distillery.logits.artifact import MANIFEST, Logits
 from distillery.losses import LOSSES, LossContext
@@ -174,7 +173,7 @@ class Seq2Seq(Task):
                    "top_k": self.targets.k if self.targets else None, "temperature": last.cfg.temperature,
                    "processes": processes, "output_vocab": len(self.model.vocab),
                    "teacher_top1_outside_vocab": getattr(self, "outside", None),
-                   "params": int(sum(p.numel() for p in {id(p): p for p in self.model.parameters()}.values()))}
+                   "params": sum(p.numel() for p in self.model.parameters())}  # a tied weight counted once
         self.model.to("cpu")
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "task": self.name, **{k: metrics[k] for k in ("alpha", "top_k", "temperature", "steps")},
