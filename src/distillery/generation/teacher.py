@@ -88,7 +88,7 @@ def batch_tensors(model, enc: Encoded, rows) -> dict[str, torch.Tensor]:
 class MaskedTargets(torch.nn.Module):
     """The C-MLM objective around a masked LM, for the one teacher loop (`teacher.train.fit`): cross-entropy at
     the masked target positions (`labels` other than -100), the vocabulary projection run at those positions
-    only; `logits` answers the predicted token there (-100 elsewhere), which is all the dev score needs."""
+    only; in evaluation `logits` answers the predicted token there (-100 elsewhere), all the dev score needs."""
 
     def __init__(self, model) -> None:
         super().__init__()
@@ -100,9 +100,12 @@ class MaskedTargets(torch.nn.Module):
         kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
         logits = mlm_head(self.model)(hidden[masked])  # (n_masked, V)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels[masked])
+        if self.model.training:  # the Trainer reads the loss only
+            return {"loss": loss}
         pred = torch.full_like(labels, -100)
         pred[masked] = logits.argmax(-1)
-        return {"loss": torch.nn.functional.cross_entropy(logits.float(), labels[masked]), "logits": pred}
+        return {"loss": loss, "logits": pred}
 
 
 class MaskingCollator:

@@ -203,24 +203,25 @@ def fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metr
     from dvclive import Live
 
     args = TrainingArguments(**{
-        "per_device_eval_batch_size": 128, **extra}, **dict(
-        output_dir=str(scratch),
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,
-        lr_scheduler_type="linear",
-        bf16=use_bf16,
-        logging_steps=cfg.logging_steps,
-        eval_strategy="epoch" if cfg.epochs > 0 else "no",
-        save_strategy="no",
-        report_to="none",
-        seed=cfg.seed,
-        train_sampling_strategy="group_by_length",
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-    ))
+        "output_dir": str(scratch),
+        "num_train_epochs": cfg.epochs,
+        "per_device_train_batch_size": cfg.batch_size,
+        "per_device_eval_batch_size": 128,
+        "learning_rate": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "warmup_steps": cfg.warmup_ratio,
+        "lr_scheduler_type": "linear",
+        "bf16": use_bf16,
+        "logging_steps": cfg.logging_steps,
+        "eval_strategy": "epoch" if cfg.epochs > 0 else "no",
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": cfg.seed,
+        "train_sampling_strategy": "group_by_length",
+        "dataloader_num_workers": 0,
+        "use_cpu": not torch.cuda.is_available(),
+        **extra,
+    })
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
         callback = _LiveCallback(live, metric)
         trainer = Trainer(
