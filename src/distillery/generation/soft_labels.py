@@ -21,7 +21,7 @@ from distillery.dist import World, finish, init_world
 from distillery.generation.config import GenSoftLabelConfig
 from distillery.generation.data import Encoded, encode, load_split, teacher_inputs
 from distillery.generation.masks import strided_masks
-from distillery.generation.teacher import mlm_head, uses_segments
+from distillery.teacher.mlm import mlm_head, uses_segments
 from distillery.hardware import bf16_supported
 from distillery.io import write_json
 from distillery.logits.artifact import write_logits
@@ -118,7 +118,8 @@ def write_topk(out_dir: Path, pair_ids: list[str], enc: Encoded, store: LogitSto
 def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path, store_dir: Path, out_dir: Path,
                       metrics: Path) -> dict:
     from distillery.generation.soft_labels import label_pairs, topk_store, write_topk
-    from distillery.generation.teacher import check_positions, load_mlm
+    from distillery.generation.teacher import check_positions
+    from distillery.teacher.mlm import load_mlm
     from distillery.hardware import precision
     from distillery.logits.fingerprint import teacher_fingerprint
 

@@ -20,43 +20,9 @@ from distillery.generation.data import Encoded, encode, load_split, pad, teacher
 from distillery.generation.masks import training_mask
 from distillery.hardware import bf16_supported
 from distillery.io import atomic_dir, scratch_dir, staged_live, write_json
+from distillery.teacher.mlm import MaskedTargets, load_mlm, masked_accuracy, uses_segments
 from distillery.teacher.models import check_finite
-from distillery.teacher.train import fit, quiet_loading
-
-
-def load_mlm(name: str):
-    """(model, tokenizer) of a masked LM: a folder written by this stage, a hub id or a known offline name."""
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    from distillery.teacher.models import resolve_model
-
-    path = resolve_model(name)
-    try:
-        with quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForMaskedLM.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise DistilleryError(f"teacher.base_model {name!r}: cannot load a masked LM ({str(e).splitlines()[0]}); "
-                              "give a Hugging Face id (with a network) or a local folder") from None
-    return model, tokenizer
-
-
-def mlm_head(model):
-    """The callable that maps hidden states (n, d) to vocabulary logits (n, V) for this architecture."""
-    for attr in ("cls", "lm_head", "generator_lm_head"):  # BERT-likes; RoBERTa/XLM-R; ELECTRA
-        if hasattr(model, attr):
-            head = getattr(model, attr)
-            if attr == "generator_lm_head":
-                return lambda h: head(model.generator_predictions(h))
-            return head
-    if hasattr(model, "vocab_projector"):  # DistilBERT
-        return lambda h: model.vocab_projector(model.vocab_layer_norm(model.activation(model.vocab_transform(h))))
-    raise DistilleryError(f"{type(model).__name__}: no known masked-LM head; use a BERT, RoBERTa, DistilBERT or "
-                          "ELECTRA masked LM")
-
-
-def uses_segments(model) -> bool:
-    return getattr(model.config, "type_vocab_size", 0) >= 2
+from distillery.teacher.train import fit
 
 
 def check_positions(model, enc: Encoded) -> None:
@@ -85,29 +51,6 @@ def batch_tensors(model, enc: Encoded, rows) -> dict[str, torch.Tensor]:
     return out
 
 
-class MaskedTargets(torch.nn.Module):
-    """The C-MLM objective around a masked LM, for the one teacher loop (`teacher.train.fit`): cross-entropy at
-    the masked target positions (`labels` other than -100), the vocabulary projection run at those positions
-    only; in evaluation `logits` answers the predicted token there (-100 elsewhere), all the dev score needs."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model = model
-        mlm_head(model)  # refuse an architecture without a known head before training
-
-    def forward(self, input_ids, attention_mask, labels, token_type_ids=None) -> dict:
-        masked = labels != -100
-        kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
-        logits = mlm_head(self.model)(hidden[masked])  # (n_masked, V)
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels[masked])
-        if self.model.training:  # the Trainer reads the loss only
-            return {"loss": loss}
-        pred = torch.full_like(labels, -100)
-        pred[masked] = logits.argmax(-1)
-        return {"loss": loss, "logits": pred}
-
-
 class MaskingCollator:
     """Batches of pair rows (`row`, and `dev` for the dev set) padded, their target tokens masked: drawn anew
     for every training batch (a generator seeded by `teacher.seed`), fixed for dev (drawn once, seed + 1),
@@ -134,13 +77,6 @@ class MaskingCollator:
         ids = batch.pop("input_ids")
         batch.pop("target"), batch.pop("eos")
         return {**batch, "input_ids": ids.masked_fill(masked, self.enc[False].mask), "labels": ids.masked_fill(~masked, -100)}
-
-
-def masked_accuracy(p) -> dict:
-    """Share of the masked target tokens predicted exactly (the Trainer's `compute_metrics`)."""
-    preds, labels = np.asarray(p.predictions), np.asarray(p.label_ids)
-    scored = labels != -100
-    return {"masked_token_accuracy": float((preds[scored] == labels[scored]).mean()) if scored.any() else 0.0}
 
 
 def pair_rows(enc: Encoded, dev: bool) -> Dataset:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distillery.io import read_json
 from distillery.outputs import MAIN, ModelOutput
 from distillery.teacher.models import load_weights
 from distillery.students.base import STUDENTS, Student, dynamo_onnx
@@ -53,7 +54,18 @@ class TransformerConfig:
     embedding_size: int = 128  # mobilebert: embedding width before the trigram projection
     normalization: str = "no_norm"  # mobilebert: "no_norm" (the paper's NoNorm) or "layer_norm"
     input_names: list[str] = field(default_factory=lambda: ["input_ids", "token_type_ids", "attention_mask"])
+    head: str = "classification"  # classification (a task's student) | mlm (a general student: a masked-LM head)
+    init_from: str = ""  # a general student's folder (task-agnostic distillation): its embeddings and layers
     hf: dict | None = None  # the resolved transformers config (written by from_teacher)
+
+
+def auto_class(head: str):
+    """transformers' Auto class of a student with this head."""
+    import transformers
+
+    if head not in ("classification", "mlm"):
+        raise ValueError(f"head must be classification or mlm, got {head!r}")
+    return transformers.AutoModelForMaskedLM if head == "mlm" else transformers.AutoModelForSequenceClassification
 
 
 def _every_other(n_teacher: int, k: int) -> list[int]:
@@ -84,6 +96,7 @@ def model_output(hf_model: nn.Module, batch: dict, hidden: bool = False, scores:
     finally:
         for h in hooks:
             h.remove()
+    logits = getattr(out, "logits", None)  # none from an encoder without a head (a masked LM's base model)
     sc = []
     for i, m in enumerate(mods):
         q, k = caught[i]["query"], caught[i]["key"]
@@ -92,7 +105,7 @@ def model_output(hf_model: nn.Module, batch: dict, hidden: bool = False, scores:
         q = q.view(bs, n, -1, d).transpose(1, 2)
         k = k.view(bs, n, -1, d).transpose(1, 2)
         sc.append(q @ k.transpose(-1, -2) * d ** -0.5)  # (bs, H, L, L)
-    return ModelOutput(logits={MAIN: out.logits}, hidden=list(out.hidden_states) if (hidden or scores) else None,
+    return ModelOutput(logits={MAIN: logits} if logits is not None else {}, hidden=list(out.hidden_states) if (hidden or scores) else None,
                        scores=sc if scores else None, mask=batch.get("attention_mask"))
 
 
@@ -114,10 +127,9 @@ class TransformerStudent(Student):
         super().__init__()
         self.config = config
         if hf_model is None:
-            from transformers import AutoConfig, AutoModelForSequenceClassification
+            from transformers import AutoConfig
 
-            hcfg = dict(config.hf)
-            hf_model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(**hcfg))
+            hf_model = auto_class(config.head).from_config(AutoConfig.for_model(**dict(config.hf)))
         self.hf = hf_model
 
     # ------------------------------------------------------------------ the student interface
@@ -145,9 +157,7 @@ class TransformerStudent(Student):
 
     @classmethod
     def load_weights(cls, folder: Path, config: TransformerConfig) -> "TransformerStudent":
-        from transformers import AutoModelForSequenceClassification
-
-        return cls(config, load_weights(AutoModelForSequenceClassification, folder, "student"))
+        return cls(config, load_weights(auto_class(config.head), folder, "student"))
 
     # ------------------------------------------------------------------ building from the teacher
     @classmethod
@@ -208,7 +218,7 @@ class TransformerStudent(Student):
 
     @classmethod
     def from_teacher(cls, config: TransformerConfig, teacher_dir: str | Path | None) -> "TransformerStudent":
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoConfig
 
         if teacher_dir is None:
             raise ValueError(f"{cls.family} students are built from a teacher; give its folder")
@@ -218,8 +228,10 @@ class TransformerStudent(Student):
         c = cls.resolve(config, tcfg)
         model = cls(c)
         if c.init_layers or c.init_embeddings:
-            teacher = load_weights(AutoModelForSequenceClassification, teacher_dir)
+            teacher = load_weights(auto_class(c.head), teacher_dir)
             model.init_from(teacher, c)
+        if c.init_from:
+            model.init_from_general(Path(c.init_from))
         emb = model.hf.get_input_embeddings()
         emb.weight.requires_grad_(not c.freeze_embeddings)
         return model
@@ -247,6 +259,28 @@ class TransformerStudent(Student):
         elif c.init_embeddings:
             raise ValueError(f"init_embeddings must be 'pca' or '', got {c.init_embeddings!r}")
         self.hf.load_state_dict({**dst, **new})
+
+    def init_from_general(self, folder: Path) -> None:
+        """Every weight of the encoder (embeddings and layers) from a general student of the same shape
+        (task-agnostic distillation); the pooler and classifier stay as the teacher or the seed gave them."""
+        from distillery.errors import DistilleryError
+        from distillery.students.base import INFO
+
+        info = read_json(folder / INFO) if (folder / INFO).is_file() else None
+        if not info or info.get("config", {}).get("head") != "mlm":
+            raise DistilleryError(f"model_args.init_from {folder}: not a general student (its student.json is missing "
+                                  "or not a task-agnostic student's); run the general study's distill stage first")
+        if info.get("family") != self.family:
+            raise DistilleryError(f"model_args.init_from {folder}: a {info.get('family')} general student, and this "
+                                  f"student is {self.family}; start it from a general {self.family}")
+        general = load_weights(auto_class("mlm"), folder, "general student").base_model.state_dict()
+        own = self.hf.base_model.state_dict()
+        odd = [k for k in own if not k.startswith("pooler.") and (k not in general or general[k].shape != own[k].shape)]
+        if odd:
+            raise DistilleryError(f"model_args.init_from {folder}: its {odd[0]} does not fit this student "
+                                  f"({tuple(general[odd[0]].shape) if odd[0] in general else 'missing'} vs "
+                                  f"{tuple(own[odd[0]].shape)}); give the student the general student's model_args")
+        self.hf.base_model.load_state_dict({**own, **{k: general[k] for k in own if not k.startswith("pooler.")}})
 
     @staticmethod
     def _pca_init(src: dict, dst: dict) -> dict:

@@ -7,7 +7,7 @@ import importlib
 from distillery.errors import DistilleryError
 
 MODULES = {"classification": "distillery.tasks.classification", "multitask": "distillery.tasks.multitask",
-           "seq2seq": "distillery.tasks.seq2seq"}
+           "seq2seq": "distillery.tasks.seq2seq", "mlm": "distillery.tasks.mlm"}
 
 
 def get_task(name: str, param: str):
