@@ -41,7 +41,7 @@ def evaluate(
     doc = read_params(params, required=True)
     own = task_stage(doc, "evaluate_study")
     if own:  # seq2seq: BLEU, size, latency; multitask: a column per task, ensembles and single-task students
-        paths = {"students": students, "exports": exports, "prepared": prepared, "teacher_metrics": teacher_metrics,
+        paths = {"teacher": teacher, "students": students, "exports": exports, "prepared": prepared, "teacher_metrics": teacher_metrics,
                  "out": out, "teachers": teachers, "ensemble_metrics": ensemble_metrics, "single": single}
         typer.echo(own(section_values_set(doc, "evaluate", set_), "evaluate", doc, paths))
         return

@@ -39,7 +39,8 @@ def test_collator_masks_only_target_tokens_and_keeps_dev_masks_fixed(tmp_path):
 
 @needs_data
 def test_objective_is_cross_entropy_at_masked_positions(tmp_path):
-    from distillery.generation.teacher import MaskedTargets, MaskingCollator
+    from distillery.generation.teacher import MaskingCollator
+    from distillery.teacher.mlm import MaskedTargets
 
     tok = make_tok()
     model = tiny_mlm(tok, tmp_path / "t").eval()
@@ -56,7 +57,8 @@ def test_objective_is_cross_entropy_at_masked_positions(tmp_path):
 
 @needs_data
 def test_teacher_stage_learns_and_saves_a_masked_lm(tmp_path):
-    from distillery.generation.teacher import load_mlm, teacher_stage
+    from distillery.generation.teacher import teacher_stage
+    from distillery.teacher.mlm import load_mlm
 
     tok = make_tok()
     prepared_pairs(tmp_path, tok, n=16)  # prepared/ and a tiny masked LM in teacher/

@@ -27,7 +27,7 @@ def test_topk_soft_labels_cover_every_position_resume_and_check_teacher(tmp_path
         position_keys,
         write_topk,
     )
-    from distillery.generation.teacher import mlm_head
+    from distillery.teacher.mlm import mlm_head
     from distillery.logits.fingerprint import ids_to_u64, teacher_fingerprint
 
     tok = make_tok()

@@ -115,13 +115,17 @@ def hf_documents(name: str, split: str, column: str) -> Iterator[str]:
 def pack(tokenizer, docs: Iterator[str], seq_len: int, max_tokens: int = 0, batch: int = 256) -> np.ndarray:
     """(rows, seq_len) int32 token ids: the documents' tokens in order, [SEP] between documents, cut into
     `[CLS] ... [SEP]` rows (module docstring); at most `max_tokens` corpus tokens (0: all)."""
+    from distillery.teacher.train import quiet_loading
+
     unk = tokenizer.unk_token or ""
     stream: list[int] = []
     budget = max_tokens or None
     pending: list[str] = []
 
-    def flush() -> None:
-        for ids in tokenizer([d.replace("<unk>", unk) for d in pending], add_special_tokens=False)["input_ids"]:
+    def flush() -> None:  # whole documents, longer than the model's positions: packing cuts them (no warning)
+        with quiet_loading():
+            enc = tokenizer([d.replace("<unk>", unk) for d in pending], add_special_tokens=False)["input_ids"]
+        for ids in enc:
             stream.extend(ids)
             stream.append(tokenizer.sep_token_id)
         pending.clear()

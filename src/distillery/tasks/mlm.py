@@ -121,17 +121,28 @@ class MaskedLM(Task):
         return len(self.rows_of(key))
 
     def loss(self, step: Step, key, bf16: bool) -> torch.Tensor:
-        seed, rows, part = key  # the global batch is masked as one, then this process takes its part
+        """The step's weighted losses on this process's rows. The global batch is masked as one, then split; a loss
+        on the chosen positions (a mean over them) is rescaled by this part's share of the positions over its share
+        of the rows, so that the recipe's row-weighted average over processes is the global batch's mean."""
+        seed, rows, part = key
         inputs, labels = self.rule(torch.from_numpy(self.corpus[rows].astype(np.int64)), seed)
+        chosen_all = int((labels != -100).sum())
         inputs, labels = inputs[part].to(self.device), labels[part].to(self.device)
-        batch = {"input_ids": inputs, "attention_mask": torch.ones_like(inputs)}
+        chosen = int((labels != -100).sum())
+        share = (chosen / max(chosen_all, 1)) / (len(part) / len(rows))
+        batch = {"input_ids": inputs, "attention_mask": torch.ones_like(inputs)}  # packed rows: no padding
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             student = forward_masked(self.model.hf, batch, labels, "scores" in step.needs)
             with torch.no_grad():
                 teacher = forward_masked(self.teacher, batch, labels, "scores" in step.needs)
             self.teacher_forward_rows += len(part)
             gold = {"labels": labels[labels != -100]}
-            return sum(w * loss(student, teacher, gold) for w, loss in step.losses.values())
+            total = inputs.new_zeros((), dtype=torch.float32)
+            for w, loss in step.losses.values():
+                per_position = bool(loss.needs & {"logits", "labels"})
+                if not (per_position and chosen == 0):
+                    total = total + w * loss(student, teacher, gold) * (share if per_position else 1.0)
+            return total
 
     def evaluate(self) -> dict[str, float]:
         from distillery.teacher.mlm import heldout_accuracy
@@ -153,6 +164,7 @@ class MaskedLM(Task):
         self.model.to("cpu")
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "task": self.name, "max_seq_len": int(self.corpus.shape[1]),
+            **{k: metrics[k] for k in ("tokens_per_second", "train_seconds", "dev_masked_token_accuracy")},
             "training": dataclasses.asdict(cfg), "history": history})
         write_json(self.paths.metrics, metrics)
         return metrics
@@ -172,6 +184,35 @@ class MaskedLM(Task):
 
         r = general_teacher_stage(from_section(MlmTeacherConfig, section, values), prepared, out, metrics, live_dir)
         return f"teacher masked-token accuracy (held out): {r['heldout_masked_token_accuracy']:.4f} -> {out}"
+
+    @staticmethod
+    def evaluate_study(values: dict, section: str, doc: dict, paths: dict) -> str:
+        """Held-out masked-token accuracy of the teacher and of every general student (same rows, same masks),
+        their size and training throughput: table.md, table.csv, summary.json."""
+        from distillery.evaluate.tables import md, write_tables
+        from distillery.students import load_student
+        from distillery.teacher.mlm import heldout_accuracy
+        import pandas as pd
+
+        prepared, names = Path(paths["prepared"]), [str(n) for n in doc.get("students") or {}]
+        tok = load_tokenizer(prepared / "tokenizer", None, f"{prepared}/tokenizer")
+        heldout, rule, seed = np.load(prepared / "heldout.npy"), mask_rule(tok), int(doc["distill"]["common"]["seed"])
+        teacher = read_json(paths["teacher_metrics"])
+        model, _ = load_mlm(str(paths["teacher"]))
+        rows = [{"model": "teacher", "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+                 "heldout_masked_token_accuracy": round(heldout_accuracy(model, rule, heldout, seed), 4),
+                 "tokens_per_second": teacher.get("tokens_per_second"), "train_seconds": teacher.get("train_seconds")}]
+        for n in names:
+            student, _, info = load_student(Path(paths["students"]) / n)
+            rows.append({"model": n, "params_m": round(sum(p.numel() for p in student.parameters()) / 1e6, 2),
+                         "heldout_masked_token_accuracy": round(heldout_accuracy(student.hf, rule, heldout, seed), 4),
+                         "tokens_per_second": info.get("tokens_per_second"), "train_seconds": info.get("train_seconds")})
+        text = f"Held out: {len(heldout)} rows of {heldout.shape[1]} tokens ({prepared}), every model on the same masks.\n\n"
+        text += "\n".join(md(["model", "params (M)", "held-out masked-token accuracy", "training tokens/s", "training s"],
+                             [[r["model"], r["params_m"], f"{r['heldout_masked_token_accuracy']:.4f}",
+                               r["tokens_per_second"] or "-", r["train_seconds"] or "-"] for r in rows])) + "\n"
+        write_tables(Path(paths["out"]), text, pd.DataFrame(rows), {"rows": rows})
+        return text
 
     @staticmethod
     def export(cfg, student_dir: Path, prepared: Path, out: Path, teacher: Path | None = None,
