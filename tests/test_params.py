@@ -93,3 +93,19 @@ def test_every_block_of_the_cmlm_study_params_is_valid():
     assert all(s.task == "seq2seq" and s.loss_args["top_k"] <= soft.top_k for s in students.values())
     assert any("topk_kd" not in s.losses for s in students.values())  # the likelihood-only baseline is in the run
     assert {s.loss_args["top_k"] for s in students.values() if "topk_kd" in s.losses} >= {1, 8}  # the k ablation
+
+
+def test_every_block_of_the_general_study_params_is_valid():
+    """studies/general/params.yaml: the corpus, the masked-LM teacher and every general student build their configs."""
+    import yaml
+
+    from distillery.data.corpus import CorpusConfig
+    from distillery.distill.recipe import student_config
+    from distillery.teacher.mlm import MlmTeacherConfig
+
+    p = yaml.safe_load((REPO / "studies" / "general" / "params.yaml").read_text(encoding="utf-8"))
+    assert from_section(CorpusConfig, "prepare", p["prepare"]).seq_len <= 512
+    assert from_section(MlmTeacherConfig, "teacher", p["teacher"]).train in ("head", "all", "none")
+    students = {name: student_config(name, block, p["distill"]) for name, block in p["students"].items()}
+    assert students and all(s.task == "mlm" for s in students.values())
+    assert students["distilbert"].losses == {"kl": 5.0, "ce": 2.0, "cosine_hidden": 1.0}  # Sanh et al.'s weights
