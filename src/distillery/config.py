@@ -268,9 +268,11 @@ class StepConfig:
     lr: float
     temperature: float
     max_examples: int  # 0: the whole transfer set; else a seeded sample of this many
+    progressive: bool = False  # MobileBERT: one stage per student layer, the layers below it frozen (intermediate)
 
     def __post_init__(self) -> None:
         p = self.param
+        check(isinstance(self.progressive, bool), f"{p}.progressive", f"must be true or false, got {self.progressive!r}")
         check(isinstance(self.losses, dict) and bool(self.losses), f"{p}.losses", "name at least one loss with a weight")
         for k, w in self.losses.items():
             check_num(w, f"{p}.losses.{k}", 0)
@@ -335,9 +337,9 @@ class StudentConfig:
             check_name(str(t), f"{p}.tasks")
         check(isinstance(self.model_args, dict), f"{p}.model_args", "must be a block of settings")
         check(isinstance(self.intermediate, dict), f"{p}.intermediate", "must be a block of step settings")
-        unknown = [k for k in self.intermediate if k not in STEP_FIELDS]
+        unknown = [k for k in self.intermediate if k not in (*STEP_FIELDS, "progressive")]
         check(not unknown, f"{p}.intermediate.{unknown[0] if unknown else ''}",
-               f"unknown setting; use {', '.join(STEP_FIELDS)}")
+               f"unknown setting; use {', '.join(STEP_FIELDS)}, progressive")
         self.steps()  # validates both steps
         check(self.optimizer in ("adam", "adamw"), f"{p}.optimizer", f"must be 'adam' or 'adamw', got {self.optimizer!r}")
         check_num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)

@@ -170,3 +170,45 @@ def test_two_processes_over_gloo_train_the_general_student_one_process_does(tmp_
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs")
     assert json.loads((tmp_path / "two.json").read_text())["processes"] == 2
+
+
+MOBILEBERT = {"model": "mobilebert", "losses": {"kl": 1.0, "ce": 1.0},
+              "intermediate": {"progressive": True, "losses": {"mobilebert_feature_map": 1.0, "mobilebert_attention": 1.0}},
+              "model_args": {"num_heads": 2, "intra_size": 16, "embedding_size": 16}}
+
+
+def test_progressive_transfer_trains_one_layer_per_stage_with_the_layers_below_frozen(tmp_path, corpus, teacher):
+    """MobileBERT: a stage per student layer l (feature-map and attention transfer of layer l only), layer l and, in
+    the first stage, the embeddings trained, every other weight frozen; then pre-training distillation trains all."""
+    from distillery.distill.recipe import Paths
+    from distillery.tasks.mlm import MaskedLM
+
+    paths = Paths(corpus, teacher, Path(""), None, tmp_path / "mb", tmp_path / "mb.json", tmp_path / "live")
+    task = MaskedLM(general_student("mb", MOBILEBERT), paths, torch.device("cpu"))
+    task.setup()
+    assert [s.block for s in task.steps] == [1, 2, None]
+    assert all(loss.ctx.layers == (s.block,) for s in task.steps[:2] for _, loss in s.losses.values())
+    names = [n for n, _ in task.model.named_parameters()]
+    for step in task.steps:
+        task.trainable(step)
+        trained = {n for n, p in task.model.named_parameters() if p.requires_grad}
+        if step.block:
+            layer = f".encoder.layer.{step.block - 1}."
+            want = {n for n in names if layer in n or (step.block == 1 and ".embeddings." in n)}
+            assert trained == want
+        else:
+            assert trained == set(names)
+    m = run_general(tmp_path, corpus, teacher, "mobile", MOBILEBERT)
+    history = json.loads((tmp_path / "mobile" / "student.json").read_text())["history"]
+    assert [h["step"] for h in history] == ["intermediate_block1", "intermediate_block2", "train"]
+    assert m["params"] > 0
+
+
+def test_a_progressive_stage_refuses_an_output_loss(tmp_path, corpus, teacher):
+    from distillery.distill.recipe import Paths
+    from distillery.tasks.mlm import MaskedLM
+
+    block = {**MOBILEBERT, "intermediate": {"progressive": True, "losses": {"kl": 1.0}}}
+    paths = Paths(corpus, teacher, Path(""), None, tmp_path / "mb", tmp_path / "mb.json", tmp_path / "live")
+    with pytest.raises(DistilleryError, match="intermediate.losses.kl: a progressive stage trains one layer"):
+        MaskedLM(general_student("mb", block), paths, torch.device("cpu")).setup()

@@ -147,11 +147,11 @@ class Recipe:
 
     def run_step(self, step: Step, live) -> None:
         self.task.start(step, self.rng)
-        tag = "train" if step.last else "intermediate"
+        tag = "train" if step.last else "intermediate" + (f"_block{step.block}" if step.block else "")
         n_batches = len(self.task.batches(step, np.random.default_rng(0)))
         params, opt, sched = self.setup_optimizer(step, n_batches)
         for epoch in range(1, step.cfg.epochs + 1):
-            desc = f"{self.cfg.name} {'' if step.last else 'intermediate '}epoch {epoch}/{step.cfg.epochs}"
+            desc = f"{self.cfg.name} {'' if step.last else tag.replace('_', ' ') + ' '}epoch {epoch}/{step.cfg.epochs}"
             losses = self.train_epoch(step, opt, sched, params, desc)
             if not math.isfinite(losses["loss"]):
                 raise DistilleryError(f"param {step.cfg.param}.lr: training diverged (loss {losses['loss']}); lower it")
@@ -170,7 +170,7 @@ class Recipe:
         dev = {k[4:]: v for k, v in entry.items() if k.startswith("dev_")}
         for k, v in dev.items():
             live.log_metric(f"dev/{k}", v)
-        where = f"{self.cfg.name}{'' if entry['step'] == 'train' else ' intermediate'} epoch {entry['epoch']}"
+        where = f"{self.cfg.name}{'' if entry['step'] == 'train' else ' ' + entry['step'].replace('_', ' ')} epoch {entry['epoch']}"
         print(f"{where}: loss {entry['loss']:.4f}" + "".join(f", dev {k} {v:.4f}" for k, v in dev.items()))
         live.next_step()
 

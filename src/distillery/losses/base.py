@@ -40,6 +40,7 @@ class LossContext:
     student_width: int = 0
     teacher_width: int = 0
     label_smoothing: float = 0.0  # token_nll: weight of the uniform distribution in the target
+    layers: tuple[int, ...] = ()  # layer-map losses: only these student layers (a progressive stage); (): all
 
 
 class Loss(nn.Module):

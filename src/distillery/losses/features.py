@@ -141,7 +141,8 @@ class LayerMapLoss(Loss):
     def forward(self, student: ModelOutput, teacher: ModelOutput, batch: dict) -> torch.Tensor:
         what, first = ("scores", 1) if "scores" in self.needs else ("hidden", 0)  # scores[0] is layer 1
         s, t = getattr(student, what), getattr(teacher, what)
-        return sum(self.pair(s[m - first], t[n - first], student.mask) for m, n in enumerate(self.ctx.layer_map, start=1))
+        return sum(self.pair(s[m - first], t[n - first], student.mask) for m, n in enumerate(self.ctx.layer_map, start=1)
+                   if not self.ctx.layers or m in self.ctx.layers)
 
 
 @LOSSES.register("tinybert_hidden")

@@ -55,6 +55,7 @@ class Step:
     labels: torch.Tensor | None = None
     stored: dict = field(default_factory=dict)
     alongside: bool = False
+    block: int | None = None  # a progressive stage (MobileBERT): the one student layer it trains, those below frozen
 
     @property
     def last(self) -> bool:

@@ -24,6 +24,7 @@ from distillery.data.corpus import mask_rule
 from distillery.errors import DistilleryError
 from distillery.io import read_json, write_json
 from distillery.losses import LossContext
+from distillery.losses.features import LayerMapLoss
 from distillery.outputs import MAIN, ModelOutput
 from distillery.students import STUDENTS, save_student
 from distillery.students.transformer import TransformerStudent, model_output
@@ -67,7 +68,11 @@ class MaskedLM(Task):
         self.teacher.eval().requires_grad_(False).to(self.device)
         self.rule = mask_rule(self.tokenizer)
         self.model = self.build_student(family)
-        self.steps = [self.step_losses(step) for step in cfg.steps()]
+        self.steps = []
+        for step in cfg.steps():  # a progressive step: one stage per student layer (MobileBERT)
+            blocks = range(1, self.model.config.num_layers + 1) if step.progressive else [None]
+            self.steps += [self.step_losses(step, block) for block in blocks]
+        self.trains = {name: p.requires_grad for name, p in self.model.named_parameters()}
         if any("logits" in s.needs for s in self.steps) and not has_trained_head(str(paths.teacher)):
             raise DistilleryError(f"{paths.teacher}: the teacher has no trained masked-LM head, and the losses read its "
                                   "logits; train one (the study's teacher stage, teacher.train: head)")
@@ -88,12 +93,31 @@ class MaskedLM(Task):
                                   f"({model.hf.config.vocab_size}) differs from the teacher's ({self.teacher.config.vocab_size})")
         return model.to(self.device)
 
-    def step_losses(self, step) -> Step:
+    def step_losses(self, step, block: int | None = None) -> Step:
         mc = self.model.config
         ctx = LossContext(temperature=step.temperature, layer_map=tuple(mc.layer_map or ()), student_width=mc.hidden_size,
-                          teacher_width=self.teacher.config.hidden_size)
+                          teacher_width=self.teacher.config.hidden_size, layers=(block,) if block else ())
         losses = build_losses(step.losses, step.param, ctx, self.model, allowed=SERVED, device=self.device)
-        return Step(step, losses, set().union(*(loss.needs for _, loss in losses.values())))
+        odd = [n for n, (_, loss) in losses.items() if block and not isinstance(loss, LayerMapLoss)]
+        if odd:
+            raise DistilleryError(f"param {step.param}.losses.{odd[0]}: a progressive stage trains one layer on that "
+                                  "layer's teacher maps; use layer-map losses (mobilebert_feature_map, "
+                                  "mobilebert_attention, tinybert_hidden, tinybert_attention)")
+        return Step(step, losses, set().union(*(loss.needs for _, loss in losses.values())), block=block)
+
+    def trainable(self, step: Step) -> list[torch.Tensor]:
+        """A progressive stage trains its one layer (and, the first, the embeddings), the layers below it frozen
+        (Sun et al. 2020, sec. 3.5); any other step what the student trains (its own freezing kept)."""
+        layers = self.model.hf.base_model.encoder.layer
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(self.trains[name])
+        if step.block:
+            keep = {id(p) for p in layers[step.block - 1].parameters()}
+            if step.block == 1:
+                keep |= {id(p) for p in self.model.hf.base_model.embeddings.parameters()}
+            for p in self.model.parameters():
+                p.requires_grad_(p.requires_grad and id(p) in keep)
+        return super().trainable(step)
 
     def start(self, step: Step, rng: np.random.Generator) -> None:
         n = len(self.corpus)
