@@ -4,6 +4,7 @@ evaluate table) and `<name>/times.json` (each stage's wall time, from the comman
 
     python studies/own-data/run.py studies/own-data/emotion.yaml      # Emotion, 6 labels
     python studies/own-data/run.py studies/own-data/trec.yaml         # TREC, 50 fine labels
+    python studies/own-data/run.py studies/general/sst2.yaml          # students with and without a general stage
 
 The params files are the root `params.yaml` with another `prepare` section (your own files, README "Your
 own data") and fewer students; paths in them are relative to the repository root.
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 def main(params: Path) -> None:
     import yaml
 
+    params = params.resolve()
     name = params.stem
     doc = yaml.safe_load(params.read_text(encoding="utf-8"))
     work = Path(tempfile.mkdtemp(prefix=f"distillery-{name}-", dir=REPO.parent))  # beside the repo: ../shared resolves
@@ -38,6 +40,10 @@ def main(params: Path) -> None:
         data = doc["prepare"].get("data_dir")
         if data and not Path(data).is_absolute():  # the copy sits one level deeper than the repo
             doc["prepare"]["data_dir"] = str((REPO / data).resolve())
+        for block in (doc.get("students") or {}).values():  # a general student (studies/general) stays where it is
+            start = (block.get("model_args") or {}).get("init_from")
+            if start and not Path(start).is_absolute():
+                block["model_args"]["init_from"] = str((REPO / start).resolve())
         (work / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=run", "-c", "user.email=run@distillery.invalid", "commit", "-qm", name]):
@@ -46,12 +52,12 @@ def main(params: Path) -> None:
         r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=work, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         log = r.stdout + r.stderr
-        (REPO / "studies/own-data" / f"{name}.log").write_text(log[-200_000:], encoding="utf-8")  # git-ignored
+        (params.parent / f"{name}.log").write_text(log[-200_000:], encoding="utf-8")  # git-ignored
         if r.returncode != 0:
-            sys.exit(f"dvc repro failed (log: studies/own-data/{name}.log)")
+            sys.exit(f"dvc repro failed (log: {params.parent / name}.log)")
         stages = re.findall(r"Running stage '([^']+)'", log)
         took = [float(x) for x in re.findall(r"\[[a-z-]+ took ([0-9.]+) s\]", log)]
-        out = REPO / "studies/own-data" / name
+        out = params.parent / name
         shutil.rmtree(out / "metrics", ignore_errors=True)
         shutil.copytree(work / "metrics", out / "metrics")
         times = {"stages": dict(zip(stages, took)), "sum_of_stage_times_min": round(sum(took) / 60, 1),
