@@ -63,8 +63,8 @@ def teacher(tmp_path_factory, corpus) -> Path:
     from distillery.teacher.mlm import general_teacher_stage
 
     d = tmp_path_factory.mktemp("teacher")
-    general_teacher_stage(teacher_cfg(base_model=str(tiny_mlm(d / "base", head=False))), corpus, d / "teacher",
-                          d / "teacher.json", d / "live")
+    cfg = teacher_cfg(base_model=str(tiny_mlm(d / "base", head=False)), train="head")
+    general_teacher_stage(cfg, corpus, d / "teacher", d / "teacher.json", d / "live")
     return d / "teacher"
 
 
