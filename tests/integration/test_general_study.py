@@ -5,37 +5,23 @@ a DistilBERT and a progressive MobileBERT general student. Then changes a studen
 import json
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from tests.conftest import REPO, SHARED_DATA
+from tests.integration.test_mtdnn_study import DVC, sh
 from tests.tasks.test_mlm import tiny_mlm
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not (SHARED_DATA / "corpus").is_dir(), reason="needs ../shared/data/corpus")]
-DVC = [sys.executable, "-m", "dvc"]
-
-
-def sh(args, cwd):
-    r = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    assert r.returncode == 0, f"{' '.join(map(str, args))} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout + r.stderr
-
-
-def ran(log: str) -> set[str]:
-    return set(re.findall(r"Running stage 'studies/general/dvc\.yaml:([^']+)'", log))
+KEEP = ("src/", "stages/", "studies/general/dvc.yaml", "studies/general/params.yaml", "pyproject.toml", ".dvc/")
 
 
 def test_general_study_tiny(tmp_path):
     repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file() and f.startswith(("src/", "stages/", "studies/general/dvc.yaml",
-                                                  "studies/general/params.yaml", "pyproject.toml", ".dvc/")):
+    for f in sh(["git", "ls-files", "-co", "--exclude-standard"], REPO).split():
+        if f.startswith(KEEP) and (REPO / f).is_file():  # the code and the study, none of its outputs
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
     base = tiny_mlm(tmp_path / "base", head=False)
@@ -53,6 +39,9 @@ def test_general_study_tiny(tmp_path):
     sh(["git", "init", "-q"], repo)
     sh(["git", "add", "-A"], repo)
     sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], repo)
+
+    def ran(log: str) -> set[str]:
+        return set(re.findall(r"Running stage 'studies/general/dvc\.yaml:([^']+)'", log))
 
     first = ran(sh(DVC + ["repro", "studies/general/dvc.yaml"], repo))
     assert first == {"prepare", "teacher", "distill@distilbert", "distill@mobilebert", "evaluate"}
