@@ -63,16 +63,22 @@ def test_tiny_student_learns_exports_and_onnx_greedy_matches(tmp_path, monkeypat
     # the study's table: BLEU in both runtimes and latency by the one statistic (interleaved medians)
     from distillery.generation.config import GenEvaluateConfig
     from distillery.evaluate.seq2seq import evaluate_all
-    from distillery.io import write_json
 
-    write_json(tmp_path / "teacher.json", {"base_model": "tiny", "masked_token_accuracy": 0.1})
-    summary = evaluate_all(["student"], tmp_path, tmp_path / "exports", frame.iloc[:8], encode(tok, frame.iloc[:8]), tok,
-                           tmp_path / "teacher.json", GenEvaluateConfig(beam=2, batch_size=8, latency_sentences=4,
-                                                                        threads=1), 12, tmp_path / "eval")
+    from distillery.evaluate.seq2seq import teacher_gap
+
+    teacher = {"base_model": "tiny", "masked_token_accuracy": 0.1,
+               "dev_gap": teacher_gap(tmp_path / "teacher", encode(tok, frame.iloc[:6]), 7, bf16=False)}
+    summary = evaluate_all(["student"], tmp_path, tmp_path / "exports", frame.iloc[:8], encode(tok, frame.iloc[:8]),
+                           encode(tok, frame.iloc[:6]), tok, teacher, GenEvaluateConfig(beam=2, batch_size=8,
+                                                                                      latency_sentences=4, threads=1),
+                           12, tmp_path / "eval")
     row = summary["students"][0]
     assert row["alpha"] == 0.5 and row["top_k"] == 2 and all(row[f"{r}_ms_bs{b}"] > 0 for r in ("torch", "onnx")
                                                              for b in (1, 32))
-    assert "| student | alpha | k | T |" in (tmp_path / "eval" / "table.md").read_text()
+    assert 0 <= row["student_forced_top1"] <= row["student_forced_top8"] <= 1
+    table = (tmp_path / "eval" / "table.md").read_text()
+    assert "| student | alpha | k | T |" in table and "dev next-token top-1 | top-8 |" in table
+    assert f"at every one of the {teacher['dev_gap']['positions']} dev target positions" in table
     import distillery.generation.export as export_mod
 
     monkeypatch.setattr(export_mod, "greedy_agreement", lambda *a, **k: 0.5)

@@ -116,11 +116,19 @@ def test_distilbert_general_student_is_reproducible_and_loads_as_a_masked_lm(tmp
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same masks, order and dropout from the seed
     assert m["teacher_forward_rows"] == 64 and m["tokens_per_second"] > 0 and 0 <= m["dev_masked_token_accuracy"] <= 1
     assert type(AutoModel.from_pretrained(tmp_path / "a")).__name__ == "BertModel"
+    card = (tmp_path / "a" / "README.md").read_text()  # the model card, written with the weights
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["pipeline_tag"] == "fill-mask" and "general-distillation" in header["tags"]
+    acc = header["model-index"][0]["results"][0]["metrics"][0]["value"]
+    assert acc == round(m["dev_masked_token_accuracy"], 4) and f"| a | {acc:.4f} |" in card
+    assert "`kl` (5)" in card and "`ce` (2)" in card and "model_args: {init_from: <this folder>}" in card
 
 
 def test_tinybert_general_stage_trains_from_the_teacher_alongside(tmp_path, corpus, teacher):
     m = run_general(tmp_path, corpus, teacher, "tb", TINYBERT)
     assert m["params"] > 0 and np.isfinite(json.loads((tmp_path / "tb.json").read_text())["train_seconds"])
+    card = (tmp_path / "tb" / "README.md").read_text()  # no head trained: an encoder, no masked-LM score claimed
+    assert "pipeline_tag: feature-extraction" in card and "- (no trained head)" in card and "model-index" not in card
 
 
 def test_a_task_student_starts_from_its_general_student(tmp_path, corpus, teacher, tiny_teacher):

@@ -1,7 +1,12 @@
 """The generation study's table: per student BLEU on the test set (beam search in PyTorch; greedy through its
 ONNX export), parameters, latency per sentence at batch 1 and 32 (every student and runtime taking turns on each
 batch, as in every table); the teacher's masked-token accuracy and the tokenizer's BLEU ceiling beside them;
-the KD students' gain over the likelihood-only student."""
+the KD students' gain over the likelihood-only student.
+
+What C-MLM's claim rests on, measured on the dev set (`val`): at every target position (each target token and
+the final [SEP]) the teacher predicts the token with it masked and the rest of the target and the source in
+view (the soft labels' strided copies), and each student predicts it left to right, teacher-forced. Both are
+scored on the same positions: top-1 accuracy and the recall of the top k (k = the soft labels' k)."""
 
 from pathlib import Path
 
@@ -19,11 +24,53 @@ from distillery.generation.data import (
     load_tokenizer,
     max_new_tokens,
 )
+from distillery.data.batching import length_batches
+from distillery.generation.data import decoder_io
 from distillery.generation.decode import bleu, ceiling_bleu, detokenize, translate
 from distillery.generation.export import OnnxTranslator
+from distillery.generation.soft_labels import topk_batch
 from distillery.students import load_student
 from distillery.evaluate.tables import md, pyplot, save_figure, write_tables
 from distillery.io import read_json
+from distillery.teacher.mlm import load_mlm, mlm_head
+
+GAP_K = 8  # the top-k recall of the gap measure (the soft labels' k in the paper)
+
+
+def hits(top: np.ndarray, gold: np.ndarray) -> tuple[int, int, int]:
+    """(top-1 hits, top-k hits, positions) of `top` (n, k) token ids against `gold` (n,)."""
+    return int((top[:, 0] == gold).sum()), int((top == gold[:, None]).any(1).sum()), len(gold)
+
+
+def rates(counts: tuple[int, int, int], prefix: str) -> dict:
+    return {f"{prefix}_top1": round(counts[0] / counts[2], 4), f"{prefix}_top{GAP_K}": round(counts[1] / counts[2], 4),
+            "positions": counts[2]}
+
+
+def teacher_gap(teacher_dir: Path, dev: Encoded, max_copies: int, bf16: bool) -> dict:
+    """The teacher at every dev target position, masked (strided copies): top-1 accuracy and top-k recall."""
+    model, _ = load_mlm(str(teacher_dir))
+    model.eval()
+    head, total = mlm_head(model), np.zeros(3, dtype=np.int64)
+    lengths = np.array([len(s) + len(t) + 3 for s, t in zip(dev.src, dev.tgt)])
+    for b in length_batches(lengths, batch_tokens=4096):
+        owner, position, _, top = topk_batch(model, head, dev, b, max_copies, GAP_K, bf16)
+        gold = np.array([(dev.tgt[b[o]] + [dev.sep])[p] for o, p in zip(owner, position)])
+        total += hits(top, gold)
+    return rates(tuple(total), "teacher_masked")
+
+
+@torch.inference_mode()
+def student_gap(model, dev: Encoded) -> dict:
+    """A student at every dev target position, left to right and teacher-forced: top-1 accuracy, top-k recall."""
+    total = np.zeros(3, dtype=np.int64)
+    for s in range(0, len(dev.src), 64):
+        rows = np.arange(s, min(s + 64, len(dev.src)))
+        dec_in, labels = decoder_io(dev, rows)
+        logits = model(**encoder_inputs(dev, rows), decoder_input_ids=dec_in).logits  # (bs, T, V)
+        keep = labels != -100
+        total += hits(logits[keep].topk(GAP_K, dim=-1).indices.numpy(), labels[keep].numpy())
+    return rates(tuple(total), "student_forced")
 
 
 def time_runners(runners: dict, n: int, rows: np.ndarray) -> dict:
@@ -41,9 +88,9 @@ def time_runners(runners: dict, n: int, rows: np.ndarray) -> dict:
 
 
 def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encoded, refs: list[str],
-                     cfg: GenEvaluateConfig, max_new: int) -> dict:
+                     cfg: GenEvaluateConfig, max_new: int, dev: Encoded) -> dict:
     student, tok, trained = load_student(student_dir)
-    model = student.hf
+    model = student.hf.eval()
     hyps = translate(model, tok, test, cfg.beam, cfg.batch_size, max_new)
     onnx = OnnxTranslator(export_dir, threads=cfg.threads)
 
@@ -65,6 +112,7 @@ def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encod
         "temperature": trained["temperature"] if trained["alpha"] > 0 else None, "steps": trained["steps"],
         "bleu": bleu(hyps, refs), "bleu_lowercase": bleu(hyps, refs, lowercase=True),
         "onnx_greedy_bleu": bleu(greedy, refs), "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        **{k: v for k, v in student_gap(model, dev).items() if k != "positions"},
         "examples": [{"source": None, "reference": r, "output": h} for r, h in list(zip(refs, hyps))[:3]],
     }
     return row, {"torch": run_torch, "onnx": run_onnx}
@@ -77,16 +125,21 @@ def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConf
     base = next((r for r in rows if r["alpha"] == 0), None)
     for r in rows:
         r["bleu_gain_over_likelihood"] = round(r["bleu"] - base["bleu"], 2) if base else None
+    gap = teacher["dev_gap"]
     head = (f"Test set: {teacher['test_sentences']} sentences. Teacher (C-MLM, {teacher['base_model']}): masked-token "
-            f"accuracy on dev {teacher['masked_token_accuracy']:.4f}. BLEU: sacreBLEU, cased, detokenised; beam "
+            f"accuracy on dev {teacher['masked_token_accuracy']:.4f} (its training's masks); at every one of the "
+            f"{gap['positions']} dev target positions, masked one at a time: top-1 {gap['teacher_masked_top1']:.4f}, "
+            f"top-{GAP_K} recall {gap[f'teacher_masked_top{GAP_K}']:.4f} (the students' dev columns: the same "
+            f"positions, left to right, teacher-forced). BLEU: sacreBLEU, cased, detokenised; beam "
             f"{cfg.beam} in PyTorch; the vocabulary's ceiling (references round-tripped through the "
             f"tokenizer) is {ceiling:.2f}. Latency: ms per sentence, {cfg.threads} threads.\n\n")
     gain = {r["name"]: "" if r["alpha"] == 0 or r["bleu_gain_over_likelihood"] is None
             else f"{r['bleu_gain_over_likelihood']:+.2f}" for r in rows}
     lines = md(["student", "alpha", "k", "T", "steps", "BLEU", "BLEU (lowercase)", "gain vs likelihood", "ONNX greedy BLEU",
-                "params (M)", "PyTorch beam ms @bs1", "@bs32", "ONNX greedy ms @bs1", "@bs32"],
+                "dev next-token top-1", f"top-{GAP_K}", "params (M)", "PyTorch beam ms @bs1", "@bs32", "ONNX greedy ms @bs1", "@bs32"],
                [[r["name"], r["alpha"], r["top_k"] or "", r["temperature"] or "", r["steps"], f"{r['bleu']:.2f}",
-                 f"{r['bleu_lowercase']:.2f}", gain[r["name"]], f"{r['onnx_greedy_bleu']:.2f}", r["params_m"],
+                 f"{r['bleu_lowercase']:.2f}", gain[r["name"]], f"{r['onnx_greedy_bleu']:.2f}",
+                 f"{r['student_forced_top1']:.4f}", f"{r[f'student_forced_top{GAP_K}']:.4f}", r["params_m"],
                  r["torch_ms_bs1"], r["torch_ms_bs32"], r["onnx_ms_bs1"], r["onnx_ms_bs32"]] for r in rows])
     summary = {"teacher": teacher, "bleu_ceiling": ceiling, "students": rows}
     write_tables(out_dir, head + "\n".join(lines) + "\n",
@@ -101,13 +154,13 @@ def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConf
     return summary
 
 
-def evaluate_all(students: list[str], models_dir: Path, exports_dir: Path, test_frame, test: Encoded,
-                 tokenizer, teacher_metrics: Path, cfg: GenEvaluateConfig, max_new: int, out_dir: Path) -> dict:
+def evaluate_all(students: list[str], models_dir: Path, exports_dir: Path, test_frame, test: Encoded, dev: Encoded,
+                 tokenizer, teacher: dict, cfg: GenEvaluateConfig, max_new: int, out_dir: Path) -> dict:
     torch.set_num_threads(cfg.threads)
     refs = list(test_frame["tgt"])
     rows, runners = [], {}
     for n in students:
-        row, run = evaluate_student(n, models_dir / n, exports_dir / n, test, refs, cfg, max_new)
+        row, run = evaluate_student(n, models_dir / n, exports_dir / n, test, refs, cfg, max_new, dev)
         rows.append(row)
         runners |= {(n, runtime): fn for runtime, fn in run.items()}
     ms = time_runners(runners, len(test.src), np.arange(min(cfg.latency_sentences, len(test.src))))
@@ -117,19 +170,21 @@ def evaluate_all(students: list[str], models_dir: Path, exports_dir: Path, test_
     for r in rows:
         for ex, src in zip(r["examples"], test_frame["src"]):
             ex["source"] = src
-    teacher = {**read_json(teacher_metrics), "test_sentences": len(refs)}
+    teacher = {**teacher, "test_sentences": len(refs)}
     return report(rows, teacher, ceiling_bleu(tokenizer, refs), cfg, out_dir)
 
 
 def evaluate_stage(cfg: GenEvaluateConfig, students: list[str], models_dir: Path, exports_dir: Path, prepared: Path,
-                   teacher_metrics: Path, out_dir: Path) -> dict:
-
+                   teacher_dir: Path, teacher_metrics: Path, max_copies: int, out_dir: Path) -> dict:
+    """The table of every student; the teacher's side of the dev gap measured here, in fp32, on the masks of the
+    soft labels (`max_copies`: `soft_labels.max_copies`)."""
     if not students:
         raise DistilleryError("param students: no students to evaluate; add one to the study's params.yaml")
     tok = load_tokenizer(read_json(Path(prepared) / "limits.json")["tokenizer"])
     frame = load_split(prepared, "test")
+    dev = encode(tok, load_split(prepared, "dev"))
     torch.manual_seed(0)
     np.random.seed(0)
-    return evaluate_all(students, models_dir, exports_dir, frame, encode(tok, frame), tok, teacher_metrics, cfg,
+    teacher = {**read_json(teacher_metrics), "dev_gap": teacher_gap(teacher_dir, dev, max_copies, bf16=False)}
+    return evaluate_all(students, models_dir, exports_dir, frame, encode(tok, frame), dev, tok, teacher, cfg,
                         max_new_tokens(prepared), out_dir)
-

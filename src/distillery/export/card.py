@@ -313,3 +313,57 @@ def read_header(text: str) -> dict:
         raise ValueError("a model card starts with a '---' line")
     return yaml.safe_load(text[4:text.index("\n---\n", 4)])
 
+
+
+def general_card(sinfo: dict, corpus: dict, metrics: dict, teacher_accuracy: float | None,
+                 license: str = "apache-2.0") -> str:
+    """The README.md of a general (task-agnostic) student's folder: a Hub header (fill-mask when its masked-LM
+    head was trained, else feature-extraction), what it is, how it was distilled, its held-out masked-token
+    accuracy beside the teacher's, how to load it and start a task student from it, and what to cite."""
+    family, base = sinfo["family"], corpus.get("tokenizer")
+    acc = metrics.get("dev_masked_token_accuracy") if metrics.get("head_trained") else None
+    results = [{"type": "accuracy", "value": round(float(acc), 4), "name": "masked-token accuracy (held out)"}] \
+        if acc is not None else []
+    head = {**({"base_model": hub_base_model(base)} if hub_base_model(base) else {}),
+            "library_name": "transformers", "pipeline_tag": "fill-mask" if acc is not None else "feature-extraction",
+            "license": license, "language": ["en"],
+            "tags": ["knowledge-distillation", "distillery", "general-distillation", family],
+            **({"model-index": [{"name": sinfo["name"], "results": [{
+                "task": {"type": "fill-mask", "name": "Masked language modelling"},
+                "dataset": {"name": f"held-out text ({Path(str(corpus.get('heldout'))).name})", "type": "text"},
+                "metrics": results}]}]} if results else {})}
+    c, what = sinfo.get("config", {}), getattr(_family(family), "card", ("",))[0] or family
+    steps = [line.replace("the training split", "the packed corpus").replace(" texts)", " rows)")
+             for line in _steps(sinfo, {"train": int(corpus.get("train_rows") or 0)})]
+    lines = [
+        "---", yaml.safe_dump(head, sort_keys=False, allow_unicode=True).strip(), "---", "",
+        f"# {sinfo['name']}", "",
+        f"A general (task-agnostic) {family} student distilled by distillery from a masked-LM teacher built on "
+        f"`{base}`, on {corpus.get('train_tokens', 0):,} tokens ({corpus.get('documents', 0):,} documents of "
+        f"`{corpus.get('source')}`, packed into rows of {corpus.get('seq_len')} tokens). Fine-tune it, or distil a "
+        "task student from it, rather than use it as it is.", "",
+        "## What it is", "",
+        f"- **Family**: `{family}`, {what}.",
+        f"- **Size**: {metrics.get('params', 0) / 1e6:.2f}M parameters; {c.get('num_layers')} layer(s) of width "
+        f"{c.get('hidden_size') or 'the teacher'}.",
+        f"- **Masked-LM head**: {'trained' if acc is not None else 'not trained by its last step (the encoder is the product)'}.",
+        "", "## How it was distilled", "", *steps, "",
+        f"Seed {sinfo.get('training', {}).get('seed')}; {metrics.get('tokens_per_second', 0):,.0f} tokens per second "
+        f"with the teacher run alongside ({metrics.get('processes', 1)} process(es)). The whole configuration is in "
+        "`student.json`.", "",
+        "## Results", "",
+        "| model | held-out masked-token accuracy |", "|---|---|",
+        f"| teacher | {teacher_accuracy:.4f} |" if teacher_accuracy is not None else "| teacher | not measured |",
+        f"| {sinfo['name']} | {acc:.4f} |" if acc is not None else f"| {sinfo['name']} | - (no trained head) |", "",
+        "Both on the same held-out rows and masks (BERT's rule, 15% of tokens).", "",
+        "## Use", "", "```python",
+        "from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer",
+        "tok = AutoTokenizer.from_pretrained('.')",
+        "encoder = AutoModel.from_pretrained('.')",
+        *(["mlm = AutoModelForMaskedLM.from_pretrained('.')"] if acc is not None else []),
+        "```", "",
+        "As the start of a task student in distillery's params (the same family):", "", "```yaml",
+        f"students:\n  my_student:\n    model: {family}\n    model_args: {{init_from: <this folder>}}", "```",
+        *_citation(family),
+    ]
+    return "\n".join(lines) + "\n"

@@ -51,9 +51,11 @@ class CmlmTeacherConfig:
     seed: int
     bf16: bool
     logging_steps: int = 50  # steps per point of the training-loss curve
+    min_gain: float = 0.0  # stop after an epoch whose val masked-token accuracy rose by less (0: run every epoch)
 
     def __post_init__(self) -> None:
         check_num(self.epochs, "teacher.epochs", 0)
+        check_num(self.min_gain, "teacher.min_gain", 0, 1)
         check_int(self.logging_steps, "teacher.logging_steps", 1)
         check_int(self.batch_size, "teacher.batch_size", 1)
         check_num(self.lr, "teacher.lr", 0, lo_open=True)

@@ -22,7 +22,7 @@ from distillery.hardware import bf16_supported
 from distillery.io import atomic_dir, scratch_dir, staged_live, write_json
 from distillery.teacher.mlm import MaskedTargets, load_mlm, masked_accuracy, uses_segments
 from distillery.teacher.models import check_finite
-from distillery.teacher.train import fit
+from distillery.teacher.train import PlateauStop, dev_curve, fit
 
 
 def check_positions(model, enc: Encoded) -> None:
@@ -97,7 +97,8 @@ def teacher_stage(cfg: CmlmTeacherConfig, prepared: Path, out_dir: Path, metrics
         with scratch_dir(out_dir, "trainer") as scratch:
             final, state = fit(cfg, MaskedTargets(model), tok, pair_rows(train, False), pair_rows(dev, True),
                                MaskingCollator(model, train, dev, cfg), masked_accuracy, "masked_token_accuracy",
-                               scratch, live_tmp, use_bf16, remove_unused_columns=False, per_device_eval_batch_size=64)
+                               scratch, live_tmp, use_bf16, remove_unused_columns=False, per_device_eval_batch_size=64,
+                               callbacks=[PlateauStop("masked_token_accuracy", cfg.min_gain)] if cfg.min_gain else [])
         check_finite(model, f"the trained teacher for {out_dir}", "lower teacher.lr or check the data")
         with atomic_dir(out_dir, "teacher") as tmp:
             model.save_pretrained(tmp)
@@ -106,6 +107,7 @@ def teacher_stage(cfg: CmlmTeacherConfig, prepared: Path, out_dir: Path, metrics
     losses = [h["loss"] for h in state.log_history if "loss" in h]
     result = {"base_model": cfg.base_model, "masked_token_accuracy": round(float(final["eval_masked_token_accuracy"]), 4),
               "train_pairs": len(train.src), "steps": state.global_step,
+              "curve": dev_curve(state, "masked_token_accuracy"),
               "final_loss": round(float(losses[-1]), 4) if losses else None,
               "train_seconds": round(time.perf_counter() - t0, 1), "precision": "bf16" if use_bf16 else "fp32"}
     write_json(metrics, result)

@@ -89,8 +89,12 @@ CHECKPOINT = "student.pt"
 INFO = "student.json"
 
 
-def save_student(model: torch.nn.Module, tokenizer, out_dir: str | Path, info: dict) -> None:
+def save_student(model: torch.nn.Module, tokenizer, out_dir: str | Path, info: dict,
+                 files: dict[str, str] | None = None) -> None:
+    """Weights, tokenizer and `student.json` (and `files`: name -> text, e.g. a model card) written together."""
     with atomic_dir(out_dir, "distill") as tmp:
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         if hasattr(model, "save_weights"):  # transformers students: config.json + model.safetensors
             model.save_weights(tmp)
         else:

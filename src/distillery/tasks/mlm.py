@@ -22,6 +22,7 @@ import torch
 from distillery.config import from_section
 from distillery.data.corpus import mask_rule
 from distillery.errors import DistilleryError
+from distillery.export.card import general_card
 from distillery.io import read_json, write_json
 from distillery.losses import LossContext
 from distillery.losses.features import LayerMapLoss
@@ -175,6 +176,12 @@ class MaskedLM(Task):
                     total = total + w * loss(student, teacher, gold) * (share if per_position else 1.0)
             return total
 
+    def teacher_accuracy(self) -> float | None:
+        """The teacher's held-out masked-token accuracy, on the rows and masks the student is scored on."""
+        from distillery.teacher.mlm import heldout_accuracy
+
+        return heldout_accuracy(self.teacher.to("cpu"), self.rule, self.heldout, self.cfg.seed)
+
     def evaluate(self) -> dict[str, float]:
         from distillery.teacher.mlm import heldout_accuracy
 
@@ -193,10 +200,13 @@ class MaskedLM(Task):
                    "tokens_per_second": round(tokens / seconds, 1), "teacher_forward_rows": self.teacher_forward_rows,
                    "processes": processes, "params": sum(p.numel() for p in self.model.parameters())}
         self.model.to("cpu")
-        save_student(self.model, self.tokenizer, self.paths.out, {
-            "name": cfg.name, "task": self.name, "max_seq_len": int(self.corpus.shape[1]),
-            **{k: metrics[k] for k in ("tokens_per_second", "train_seconds", "dev_masked_token_accuracy")},
-            "training": dataclasses.asdict(cfg), "history": history})
+        info = {"name": cfg.name, "task": self.name, "max_seq_len": int(self.corpus.shape[1]),
+                **{k: metrics[k] for k in ("tokens_per_second", "train_seconds", "dev_masked_token_accuracy")},
+                "training": dataclasses.asdict(cfg), "history": history}
+        card = general_card({**info, "family": self.model.family, "config": dataclasses.asdict(self.model.config)},
+                            read_json(Path(self.paths.prepared) / "corpus.json"),
+                            {**metrics, "head_trained": head_trained(last.cfg.losses)}, self.teacher_accuracy())
+        save_student(self.model, self.tokenizer, self.paths.out, info, files={"README.md": card})
         write_json(self.paths.metrics, metrics)
         return metrics
 

@@ -221,6 +221,7 @@ class Seq2Seq(Task):
         from distillery.evaluate.seq2seq import evaluate_stage
 
         cfg = from_section(GenEvaluateConfig, section, values)
+        copies = (doc.get("soft_labels") or {}).get("max_copies", 7)  # the labels' masks (checked by their stage)
         r = evaluate_stage(cfg, list(doc.get("students") or {}), paths["students"], paths["exports"], paths["prepared"],
-                           paths["teacher_metrics"], paths["out"])
+                           paths["teacher"], paths["teacher_metrics"], copies, paths["out"])
         return f"evaluated {len(r['students'])} students -> {paths['out']}"

@@ -63,6 +63,28 @@ class _LiveCallback(TrainerCallback):
             self.live.next_step()
 
 
+class PlateauStop(TrainerCallback):
+    """Stops training after the dev evaluation at which `metric` rose by less than `min_gain` over the one before
+    (each epoch's evaluation: "train until the dev score stops rising by more than a point per epoch")."""
+
+    def __init__(self, metric: str, min_gain: float) -> None:
+        self.metric, self.min_gain, self.best = f"eval_{metric}", min_gain, None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        if not metrics or self.metric not in metrics:
+            return
+        score = float(metrics[self.metric])
+        if self.best is not None and score - self.best < self.min_gain:
+            control.should_training_stop = True
+        self.best = score if self.best is None else max(self.best, score)
+
+
+def dev_curve(state, metric: str) -> list[dict]:
+    """Every dev evaluation in a trainer's history: [{epoch, metric}], in order."""
+    return [{"epoch": round(float(h["epoch"]), 2), metric: round(float(h[f"eval_{metric}"]), 4)}
+            for h in state.log_history if f"eval_{metric}" in h]
+
+
 def check_num_labels(model_config, n_labels: int, where: str) -> None:
     archs = model_config.architectures or []
     has_head = any(a.endswith("ForSequenceClassification") for a in archs)
@@ -195,11 +217,11 @@ def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, 
 
 
 def fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metric: str, scratch: Path,
-        live_dir: str | Path, use_bf16: bool, **extra) -> tuple[dict, object]:
+        live_dir: str | Path, use_bf16: bool, callbacks=(), **extra) -> tuple[dict, object]:
     """The one teacher loop, for every task: fine-tune `model` with the transformers `Trainer` (linear warm-up and
     decay, AdamW without decay on biases and norms, clipping at 1, batches grouped by length, nothing when
     epochs is 0), curves to DVCLive; then the dev evaluation of the final weights. `extra`: more
-    `TrainingArguments`. Returns (that evaluation's metrics, the trainer's state)."""
+    `TrainingArguments`; `callbacks`: more `TrainerCallback`s (e.g. `PlateauStop`). Returns (that evaluation's metrics, the trainer's state)."""
     from dvclive import Live
 
     args = TrainingArguments(**{
@@ -232,7 +254,7 @@ def fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metr
             data_collator=collator,
             processing_class=tokenizer,
             compute_metrics=compute_metrics,
-            callbacks=[callback],
+            callbacks=[callback, *callbacks],
         )
         if cfg.epochs > 0:
             trainer.train()
