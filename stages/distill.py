@@ -31,6 +31,9 @@ def distill(
                                        "(a dotted path: single_task).")] = "",
     set_: Annotated[list[str], typer.Option("--set", help="KEY=VALUE: override one setting of the student for this run "
                                             "(repeatable), e.g. --set lr=0.002 --set losses.ce=0.5.")] = [],
+    checkpoint_minutes: Annotated[float, typer.Option(help="Save the run's state this often (0: never); a killed run "
+                                                      "of the same student resumes from it. Results do not depend "
+                                                      "on it.")] = 10.0,
 ) -> None:
     """Train one student: model (a registered family), losses (registered names -> weights), model_args,
     transfer_set, epochs, batch_size, lr, temperature, ... and an optional `intermediate` first step.
@@ -53,7 +56,7 @@ def distill(
     paths = Paths(prepared, teacher, logits, augmented, out or Path("models/students") / name,
                   metrics or Path("metrics/students") / f"{name}.json", live_dir or Path("dvclive/students") / name)
     check_outputs("distill", paths.out, paths.metrics, paths.live)
-    m = run(cfg, paths)
+    m = run(cfg, paths, checkpoint_minutes)
     if m:  # rank 0 (or the only process) reports
         key = next(k for k in m if k.startswith("dev_"))
         typer.echo(f"{name}: dev {key[4:]} {m[key]:.4f} -> {paths.out}")

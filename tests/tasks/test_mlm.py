@@ -220,3 +220,40 @@ def test_a_progressive_stage_refuses_an_output_loss(tmp_path, corpus, teacher):
     paths = Paths(corpus, teacher, Path(""), None, tmp_path / "mb", tmp_path / "mb.json", tmp_path / "live")
     with pytest.raises(DistilleryError, match="intermediate.losses.kl: a progressive stage trains one layer"):
         MaskedLM(general_student("mb", block), paths, torch.device("cpu")).setup()
+
+
+@pytest.mark.parametrize("block, kill_after", [({**DISTILBERT, "epochs": 2}, 6), (MOBILEBERT, 5)],
+                         ids=["distilbert-epoch2", "mobilebert-progressive-stage2"])
+def test_a_killed_run_resumes_to_the_weights_of_a_run_never_stopped(tmp_path, corpus, teacher, monkeypatch, block,
+                                                                    kill_after):
+    """The run's state saved after every step (--checkpoint-minutes tiny); killed mid-epoch (DistilBERT: in its
+    second epoch; MobileBERT: in its second progressive stage); run again: it resumes and ends with the weights and
+    curves of a run that was never stopped, and leaves no checkpoint behind."""
+    from distillery.distill.recipe import Paths, Recipe, distill
+
+    def paths(name):
+        return Paths(corpus, teacher, Path(""), None, tmp_path / name, tmp_path / f"{name}.json", tmp_path / f"live_{name}")
+
+    whole = distill(general_student("s", block), paths("whole"))
+    real, calls = Recipe.update, [0]
+
+    def update_then_die(self, *a):
+        if calls[0] == kill_after:
+            raise KeyboardInterrupt
+        calls[0] += 1
+        return real(self, *a)
+
+    monkeypatch.setattr(Recipe, "update", update_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        distill(general_student("s", block), paths("resumed"), checkpoint_minutes=1e-9)
+    state = tmp_path / ".resumed.resume" / "state.pt"
+    assert state.is_file() and not (tmp_path / "resumed").exists()
+    monkeypatch.setattr(Recipe, "update", real)
+    resumed = distill(general_student("s", block), paths("resumed"), checkpoint_minutes=1e-9)
+    from safetensors.torch import load_file
+
+    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("whole", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    hist = [json.loads((tmp_path / n / "student.json").read_text())["history"] for n in ("whole", "resumed")]
+    assert hist[0] == hist[1] and resumed["dev_masked_token_accuracy"] == whole["dev_masked_token_accuracy"]
+    assert not state.parent.exists()  # cleared once the student is saved

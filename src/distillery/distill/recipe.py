@@ -7,7 +7,7 @@ epoch of the last step, DVCLive curves, the save.
 Data-parallel: under `torchrun --nproc-per-node N` (or `accelerate launch`), each process takes
 1/N of every global batch (`batch_size` stays the global batch) and gradients are averaged before
 the optimizer step, so N processes train the student one process would, within float tolerance.
-Rank 0 evaluates, logs and saves.
+Rank 0 evaluates, logs and saves. A killed run resumes where it stopped (`distill/checkpoint.py`).
 """
 
 import dataclasses
@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from distillery.config import StudentConfig, check_types, merge_student
+from distillery.distill.checkpoint import Checkpoint
 from distillery.dist import World, finish, init_world
 from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
@@ -85,9 +86,12 @@ def average_gradients(params: list[torch.Tensor], world: World) -> None:
 class Recipe:
     """`Recipe(cfg, paths).run()` trains, evaluates and saves one student of any task; returns its metrics."""
 
-    def __init__(self, cfg: StudentConfig, paths: Paths) -> None:
+    def __init__(self, cfg: StudentConfig, paths: Paths, checkpoint_minutes: float = 0.0) -> None:
         self.cfg, self.paths = cfg, paths
         self.world = init_world()
+        self.ckpt = Checkpoint(cfg, paths, self.world.size, checkpoint_minutes, self.world.rank)
+        self.resume: dict | None = None  # the saved state being resumed, until its batch is reached
+        self.where: dict = {}  # the position and generator states a checkpoint records
         self.device = self.world.device  # a GPU where there is one; bf16 autocast there where it supports it
         self.bf16 = self.device.type == "cuda" and bf16_supported("cuda")
         self.rng = np.random.default_rng(cfg.seed)
@@ -124,18 +128,29 @@ class Recipe:
 
     def train_epoch(self, step: Step, opt, sched, params: list, desc: str) -> dict[str, float]:
         """One pass over the transfer set; the mean loss per example (over every process), and per group
-        (a multi-task student's tasks)."""
+        (a multi-task student's tasks). A resumed epoch skips the batches its checkpoint had done."""
         self.task.model.train()
         batches = self.task.batches(step, self.rng)
         sums: dict = {}  # group -> [loss summed over rows, rows]
-        bar = tqdm(batches, desc=desc, unit="batch", mininterval=2.0, disable=not self.world.is_main)
-        for key in bar:
+        done = 0
+        if self.resume is not None:
+            sums, done = self.resume["sums"], self.resume["batch"]
+            torch.set_rng_state(self.resume["torch_rng"])
+            self.resume = None
+        bar = tqdm(batches, desc=desc, unit="batch", mininterval=2.0, disable=not self.world.is_main, initial=done)
+        for b, key in enumerate(batches[done:], done):
             value = self.update(step, key, opt, sched, params)
             part = sums.setdefault(self.task.group(key), torch.zeros(2, dtype=torch.float64))
             part += torch.tensor([value, self.task.rows(self.task.shard(key, self.world.rank, self.world.size))],
                                  dtype=torch.float64)
             total = sum(sums.values())
+            bar.update()
             bar.set_postfix(loss=f"{total[0].item() / max(total[1].item(), 1):.4f}", refresh=False)
+            if self.ckpt.due():
+                self.ckpt.save({**self.where, "batch": b + 1, "sums": sums, "torch_rng": torch.get_rng_state(),
+                                "model": self.task.model.state_dict(), "opt": opt.state_dict(),
+                                "sched": sched.state_dict() if sched is not None else None, "history": self.history})
+        bar.close()
         for part in sums.values():
             if self.world.size > 1:
                 torch.distributed.all_reduce(part)
@@ -145,12 +160,25 @@ class Recipe:
             out |= {f"loss_{g}": v[0].item() / max(v[1].item(), 1) for g, v in sums.items()}
         return out
 
-    def run_step(self, step: Step, live) -> None:
+    def run_step(self, index: int, step: Step, live) -> None:
+        r = self.resume if self.resume is not None and self.resume["step"] == index else None
+        if r is not None:  # the generator as this step began: the same rows again
+            self.rng.bit_generator.state = r["rng_steps"][index]
+        self.where = {"step": index, "rng_steps": [*self.where.get("rng_steps", [])[:index], self.rng.bit_generator.state]}
         self.task.start(step, self.rng)
         tag = "train" if step.last else "intermediate" + (f"_block{step.block}" if step.block else "")
         n_batches = len(self.task.batches(step, np.random.default_rng(0)))
         params, opt, sched = self.setup_optimizer(step, n_batches)
-        for epoch in range(1, step.cfg.epochs + 1):
+        first = 1
+        if r is not None:
+            self.task.model.load_state_dict(r["model"])
+            opt.load_state_dict(r["opt"])
+            if sched is not None:
+                sched.load_state_dict(r["sched"])
+            first, self.history = r["epoch"], list(r["history"])
+            self.rng.bit_generator.state = r["rng_epoch"]
+        for epoch in range(first, step.cfg.epochs + 1):
+            self.where |= {"epoch": epoch, "rng_epoch": self.rng.bit_generator.state}
             desc = f"{self.cfg.name} {'' if step.last else tag.replace('_', ' ') + ' '}epoch {epoch}/{step.cfg.epochs}"
             losses = self.train_epoch(step, opt, sched, params, desc)
             if not math.isfinite(losses["loss"]):
@@ -160,8 +188,9 @@ class Recipe:
                 entry |= {f"dev_{m}": v for m, v in self.task.evaluate().items()}
             self.log(live, entry)
 
-    def log(self, live, entry: dict) -> None:
-        self.history.append(entry)
+    def log(self, live, entry: dict, echo: bool = True) -> None:
+        if echo:
+            self.history.append(entry)
         if live is None:
             return
         for k, v in entry.items():
@@ -171,7 +200,8 @@ class Recipe:
         for k, v in dev.items():
             live.log_metric(f"dev/{k}", v)
         where = f"{self.cfg.name}{'' if entry['step'] == 'train' else ' ' + entry['step'].replace('_', ' ')} epoch {entry['epoch']}"
-        print(f"{where}: loss {entry['loss']:.4f}" + "".join(f", dev {k} {v:.4f}" for k, v in dev.items()))
+        if echo:
+            print(f"{where}: loss {entry['loss']:.4f}" + "".join(f", dev {k} {v:.4f}" for k, v in dev.items()))
         live.next_step()
 
     def run(self) -> dict:
@@ -179,23 +209,33 @@ class Recipe:
 
         t0 = time.perf_counter()
         self.task.setup()
+        self.resume = self.ckpt.load()
+        first = self.resume["step"] if self.resume else 0  # the steps before it are in the saved weights
+        for i, step in enumerate(self.task.steps[:first]):  # their rows, as they were drawn (for the metrics)
+            self.rng.bit_generator.state = self.resume["rng_steps"][i]
+            self.task.start(step, self.rng)
+        self.where = {"rng_steps": self.resume["rng_steps"][:first]} if self.resume else {}
         try:
             if not self.world.is_main:
-                for step in self.task.steps:
-                    self.run_step(step, None)
+                for i, step in enumerate(self.task.steps[first:], first):
+                    self.run_step(i, step, None)
                 return {}
             with staged_live(self.paths.live) as (live_tmp, publish):  # curves change together with the model
                 with Live(str(live_tmp), dvcyaml=False, save_dvc_exp=False) as live:
-                    for step in self.task.steps:
-                        self.run_step(step, live)
+                    for entry in (self.resume or {}).get("history", []):  # the curves of the run that was killed
+                        self.log(live, dict(entry), echo=False)
+                    for i, step in enumerate(self.task.steps[first:], first):
+                        self.run_step(i, step, live)
                 metrics = self.task.save(time.perf_counter() - t0, self.history, self.world.size)
                 publish()
+            self.ckpt.clear()
             return metrics
         finally:
             self.world.barrier()
             finish(self.world)
 
 
-def distill(cfg: StudentConfig, paths: Paths) -> dict:
-    """Train, evaluate and save one student (see the module docstring)."""
-    return Recipe(cfg, paths).run()
+def distill(cfg: StudentConfig, paths: Paths, checkpoint_minutes: float = 0.0) -> dict:
+    """Train, evaluate and save one student (see the module docstring); `checkpoint_minutes` > 0: save the run's
+    state that often, and resume from it (`distill/checkpoint.py`)."""
+    return Recipe(cfg, paths, checkpoint_minutes).run()

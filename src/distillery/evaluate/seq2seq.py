@@ -42,7 +42,8 @@ def hits(top: np.ndarray, gold: np.ndarray) -> tuple[int, int, int]:
     return int((top[:, 0] == gold).sum()), int((top == gold[:, None]).any(1).sum()), len(gold)
 
 
-def rates(counts: tuple[int, int, int], prefix: str) -> dict:
+def rates(counts, prefix: str) -> dict:
+    counts = [int(c) for c in counts]
     return {f"{prefix}_top1": round(counts[0] / counts[2], 4), f"{prefix}_top{GAP_K}": round(counts[1] / counts[2], 4),
             "positions": counts[2]}
 
