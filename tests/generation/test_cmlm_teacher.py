@@ -72,6 +72,13 @@ def test_teacher_stage_learns_and_saves_a_masked_lm(tmp_path):
     model, _ = load_mlm(str(tmp_path / "out"))
     assert type(model).__name__ == "BertForMaskedLM"
     assert (tmp_path / "live" / "metrics.json").is_file() and not list(tmp_path.glob("out.*"))
+    assert [c["epoch"] for c in r["curve"]] == list(range(1, 21))  # val accuracy after every epoch
+    assert r["curve"][-1]["masked_token_accuracy"] == r["masked_token_accuracy"]
+    # teacher.min_gain: the run stops after the first epoch that gains less (here: any epoch after the first)
+    stopped = teacher_stage(CmlmTeacherConfig(**{**CFG, "base_model": str(tmp_path / "teacher"), "epochs": 20,
+                                                 "lr": 3e-3, "min_gain": 0.5}),
+                            tmp_path / "prepared", tmp_path / "stop", tmp_path / "s.json", tmp_path / "live_s")
+    assert [c["epoch"] for c in stopped["curve"]] == [1, 2] and stopped["steps"] == 8
 
 
 @needs_data

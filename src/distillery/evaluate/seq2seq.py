@@ -109,7 +109,7 @@ def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encod
                                   max_length=None, early_stopping=cfg.beam > 1)
 
     row = {
-        "name": name, "alpha": trained["alpha"], "top_k": trained["top_k"] if trained["alpha"] > 0 else None,
+        "name": name, "alpha": trained["alpha"], "val_bleu_greedy": (trained.get("history") or [{}])[-1].get("dev_bleu_greedy"), "top_k": trained["top_k"] if trained["alpha"] > 0 else None,
         "temperature": trained["temperature"] if trained["alpha"] > 0 else None, "steps": trained["steps"],
         "bleu": bleu(hyps, refs), "bleu_lowercase": bleu(hyps, refs, lowercase=True),
         "onnx_greedy_bleu": bleu(greedy, refs), "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
@@ -128,7 +128,9 @@ def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConf
         r["bleu_gain_over_likelihood"] = round(r["bleu"] - base["bleu"], 2) if base else None
     gap = teacher["dev_gap"]
     head = (f"Test set: {teacher['test_sentences']} sentences. Teacher (C-MLM, {teacher['base_model']}): masked-token "
-            f"accuracy on dev {teacher['masked_token_accuracy']:.4f} (its training's masks); at every one of the "
+            f"accuracy on dev {teacher['masked_token_accuracy']:.4f} (its training's masks"
+            + (", by epoch: " + ", ".join(f"{c['masked_token_accuracy']:.4f}" for c in teacher["curve"])
+               if teacher.get("curve") else "") + f"); at every one of the "
             f"{gap['positions']} dev target positions, masked one at a time: top-1 {gap['teacher_masked_top1']:.4f}, "
             f"top-{GAP_K} recall {gap[f'teacher_masked_top{GAP_K}']:.4f} (the students' dev columns: the same "
             f"positions, left to right, teacher-forced). BLEU: sacreBLEU, cased, detokenised; beam "
@@ -136,13 +138,18 @@ def report(rows: list[dict], teacher: dict, ceiling: float, cfg: GenEvaluateConf
             f"tokenizer) is {ceiling:.2f}. Latency: ms per sentence, {cfg.threads} threads.\n\n")
     gain = {r["name"]: "" if r["alpha"] == 0 or r["bleu_gain_over_likelihood"] is None
             else f"{r['bleu_gain_over_likelihood']:+.2f}" for r in rows}
-    lines = md(["student", "alpha", "k", "T", "steps", "BLEU", "BLEU (lowercase)", "gain vs likelihood", "ONNX greedy BLEU",
+    kd = [r for r in rows if r["alpha"] > 0 and r["val_bleu_greedy"] is not None]
+    chosen = max(kd, key=lambda r: r["val_bleu_greedy"])["name"] if kd else None
+    lines = md(["student", "alpha", "k", "T", "steps", "val greedy BLEU", "BLEU", "BLEU (lowercase)", "gain vs likelihood",
+                "ONNX greedy BLEU",
                 "dev next-token top-1", f"top-{GAP_K}", "params (M)", "PyTorch beam ms @bs1", "@bs32", "ONNX greedy ms @bs1", "@bs32"],
-               [[r["name"], r["alpha"], r["top_k"] or "", r["temperature"] or "", r["steps"], f"{r['bleu']:.2f}",
+               [[r["name"] + (" (best KD on val)" if r["name"] == chosen and len(kd) > 1 else ""), r["alpha"],
+                 r["top_k"] or "", r["temperature"] or "", r["steps"],
+                 "" if r["val_bleu_greedy"] is None else f"{r['val_bleu_greedy']:.2f}", f"{r['bleu']:.2f}",
                  f"{r['bleu_lowercase']:.2f}", gain[r["name"]], f"{r['onnx_greedy_bleu']:.2f}",
                  f"{r['student_forced_top1']:.4f}", f"{r[f'student_forced_top{GAP_K}']:.4f}", r["params_m"],
                  r["torch_ms_bs1"], r["torch_ms_bs32"], r["onnx_ms_bs1"], r["onnx_ms_bs32"]] for r in rows])
-    summary = {"teacher": teacher, "bleu_ceiling": ceiling, "students": rows}
+    summary = {"teacher": teacher, "bleu_ceiling": ceiling, "best_kd_on_val": chosen, "students": rows}
     write_tables(out_dir, head + "\n".join(lines) + "\n",
                  pd.DataFrame([{k: v for k, v in r.items() if k != "examples"} for r in rows]), summary)
     fig, ax = pyplot().subplots(figsize=(6, 3))
