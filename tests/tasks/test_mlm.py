@@ -210,6 +210,8 @@ def test_progressive_transfer_trains_one_layer_per_stage_with_the_layers_below_f
     history = json.loads((tmp_path / "mobile" / "student.json").read_text())["history"]
     assert [h["step"] for h in history] == ["intermediate_block1", "intermediate_block2", "train"]
     assert m["params"] > 0
+    card = (tmp_path / "mobile" / "README.md").read_text()
+    assert "1. **progressive knowledge transfer**, a stage per layer" in card and "2 stages, each 1 epoch" in card
 
 
 def test_a_progressive_stage_refuses_an_output_loss(tmp_path, corpus, teacher):

@@ -335,6 +335,10 @@ def general_card(sinfo: dict, corpus: dict, metrics: dict, teacher_accuracy: flo
     c, what = sinfo.get("config", {}), getattr(_family(family), "card", ("",))[0] or family
     steps = [line.replace("the training split", "the packed corpus").replace(" texts)", " rows)")
              for line in _steps(sinfo, {"train": int(corpus.get("train_rows") or 0)})]
+    if (sinfo.get("training", {}).get("intermediate") or {}).get("progressive"):  # MobileBERT's schedule
+        steps[0] = steps[0].replace("**intermediate-layer distillation**:", f"**progressive knowledge transfer**, a "
+                                    f"stage per layer (layer l on layer l's teacher maps, the layers below it "
+                                    f"frozen, the embeddings trained in the first), {c.get('num_layers')} stages, each")
     lines = [
         "---", yaml.safe_dump(head, sort_keys=False, allow_unicode=True).strip(), "---", "",
         f"# {sinfo['name']}", "",
