@@ -18,6 +18,7 @@ from distillery.evaluate.latency import interleaved_median_ms
 from distillery.generation.config import GenEvaluateConfig
 from distillery.generation.data import (
     Encoded,
+    decoder_io,
     encode,
     encoder_inputs,
     load_split,
@@ -25,7 +26,6 @@ from distillery.generation.data import (
     max_new_tokens,
 )
 from distillery.data.batching import length_batches
-from distillery.generation.data import decoder_io
 from distillery.generation.decode import bleu, ceiling_bleu, detokenize, translate
 from distillery.generation.export import OnnxTranslator
 from distillery.generation.soft_labels import topk_batch
@@ -109,7 +109,8 @@ def evaluate_student(name: str, student_dir: Path, export_dir: Path, test: Encod
                                   max_length=None, early_stopping=cfg.beam > 1)
 
     row = {
-        "name": name, "alpha": trained["alpha"], "val_bleu_greedy": (trained.get("history") or [{}])[-1].get("dev_bleu_greedy"), "top_k": trained["top_k"] if trained["alpha"] > 0 else None,
+        "name": name, "alpha": trained["alpha"], "top_k": trained["top_k"] if trained["alpha"] > 0 else None,
+        "val_bleu_greedy": (trained.get("history") or [{}])[-1].get("dev_bleu_greedy"),  # the sweep's criterion
         "temperature": trained["temperature"] if trained["alpha"] > 0 else None, "steps": trained["steps"],
         "bleu": bleu(hyps, refs), "bleu_lowercase": bleu(hyps, refs, lowercase=True),
         "onnx_greedy_bleu": bleu(greedy, refs), "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),

@@ -98,9 +98,13 @@ def _steps(sinfo: dict, transfer_rows: dict[str, int]) -> list[str]:
 
     tr = sinfo.get("training", {})
     steps = []
-    if tr.get("intermediate"):
-        steps.append(("intermediate-layer distillation", {**tr, "losses": {}, **tr["intermediate"]}))
-    steps.append(("prediction-layer distillation" if steps else "distillation", tr))
+    if (tr.get("intermediate") or {}).get("progressive"):  # MobileBERT's schedule: a stage per layer
+        steps.append((f"**progressive knowledge transfer**, a stage per layer (layer l on layer l's teacher maps, the "
+                      f"layers below it frozen, the embeddings trained in the first), "
+                      f"{sinfo.get('config', {}).get('num_layers')} stages, each", {**tr, "losses": {}, **tr["intermediate"]}))
+    elif tr.get("intermediate"):
+        steps.append(("**intermediate-layer distillation**:", {**tr, "losses": {}, **tr["intermediate"]}))
+    steps.append(("**prediction-layer distillation**:" if steps else "**distillation**:", tr))
     lines = []
     for i, (what, st) in enumerate(steps, 1):
         rows = transfer_rows.get(st.get("transfer_set", ""))
@@ -110,7 +114,7 @@ def _steps(sinfo: dict, transfer_rows: dict[str, int]) -> list[str]:
                 "train": "the training split"}.get(st.get("transfer_set"), st.get("transfer_set"))
         size_txt = f"{size:,} texts" if size else "size not recorded"
         epochs = st.get("epochs")
-        lines.append(f"{i}. **{what}**: {epochs} epoch{'' if epochs == 1 else 's'} on `{st.get('transfer_set')}` ({kind}; {size_txt}), "
+        lines.append(f"{i}. {what} {epochs} epoch{'' if epochs == 1 else 's'} on `{st.get('transfer_set')}` ({kind}; {size_txt}), "
                      f"batch {st.get('batch_size')}, {st.get('optimizer', 'adam')} at lr {st.get('lr')}, "
                      f"temperature {st.get('temperature')}. Losses (weight):")
         for name, w in st.get("losses", {}).items():
@@ -335,10 +339,6 @@ def general_card(sinfo: dict, corpus: dict, metrics: dict, teacher_accuracy: flo
     c, what = sinfo.get("config", {}), getattr(_family(family), "card", ("",))[0] or family
     steps = [line.replace("the training split", "the packed corpus").replace(" texts)", " rows)")
              for line in _steps(sinfo, {"train": int(corpus.get("train_rows") or 0)})]
-    if (sinfo.get("training", {}).get("intermediate") or {}).get("progressive"):  # MobileBERT's schedule
-        steps[0] = steps[0].replace("**intermediate-layer distillation**:", f"**progressive knowledge transfer**, a "
-                                    f"stage per layer (layer l on layer l's teacher maps, the layers below it "
-                                    f"frozen, the embeddings trained in the first), {c.get('num_layers')} stages, each")
     lines = [
         "---", yaml.safe_dump(head, sort_keys=False, allow_unicode=True).strip(), "---", "",
         f"# {sinfo['name']}", "",
