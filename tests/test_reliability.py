@@ -157,7 +157,7 @@ def test_a_failed_teacher_keeps_the_previous_curves(tmp_path, monkeypatch, sst2_
     def fail(*a, **k):
         raise DistilleryError("disk full")
 
-    monkeypatch.setattr(train, "_save_teacher", fail)
+    monkeypatch.setattr(train, "check_finite", fail)
     with pytest.raises(DistilleryError):
         train.train_teacher(cfg, sst2_prepared, tmp_path / "t", tmp_path / "live")
     assert tree(tmp_path / "live") == before and tree(tmp_path / "t") == model

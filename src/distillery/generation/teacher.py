@@ -7,7 +7,6 @@ initialised. The vocabulary projection, the costly part (vocab x width per token
 positions only.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,9 @@ from distillery.errors import DistilleryError
 from distillery.generation.config import CmlmTeacherConfig
 from distillery.generation.data import Encoded, encode, load_split, pad, teacher_inputs
 from distillery.generation.masks import training_mask
-from distillery.hardware import bf16_supported
-from distillery.io import atomic_dir, scratch_dir, staged_live, write_json
+from distillery.io import write_json
 from distillery.teacher.mlm import MaskedTargets, load_mlm, masked_accuracy, uses_segments
-from distillery.teacher.models import check_finite
-from distillery.teacher.train import PlateauStop, dev_curve, fit
+from distillery.teacher.train import PlateauStop, dev_curve, final_loss, fit_and_save
 
 
 def check_positions(model, enc: Encoded) -> None:
@@ -91,24 +88,14 @@ def teacher_stage(cfg: CmlmTeacherConfig, prepared: Path, out_dir: Path, metrics
     train, dev = encode(tok, load_split(prepared, "train")), encode(tok, load_split(prepared, "dev"))
     check_positions(model, train)
     check_positions(model, dev)
-    use_bf16 = cfg.bf16 and bf16_supported("cuda" if torch.cuda.is_available() else "cpu")
-    t0 = time.perf_counter()
-    with staged_live(live_dir) as (live_tmp, publish):  # curves change together with the model
-        with scratch_dir(out_dir, "trainer") as scratch:
-            final, state = fit(cfg, MaskedTargets(model), tok, pair_rows(train, False), pair_rows(dev, True),
-                               MaskingCollator(model, train, dev, cfg), masked_accuracy, "masked_token_accuracy",
-                               scratch, live_tmp, use_bf16, remove_unused_columns=False, per_device_eval_batch_size=64,
-                               callbacks=[PlateauStop("masked_token_accuracy", cfg.min_gain)] if cfg.min_gain else [])
-        check_finite(model, f"the trained teacher for {out_dir}", "lower teacher.lr or check the data")
-        with atomic_dir(out_dir, "teacher") as tmp:
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-        publish()
-    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    final, state, use_bf16, seconds = fit_and_save(
+        cfg, MaskedTargets(model), tok, pair_rows(train, False), pair_rows(dev, True),
+        MaskingCollator(model, train, dev, cfg), masked_accuracy, "masked_token_accuracy", out_dir, live_dir,
+        saved=model, remove_unused_columns=False, per_device_eval_batch_size=64,
+        callbacks=[PlateauStop("masked_token_accuracy", cfg.min_gain)] if cfg.min_gain else [])
     result = {"base_model": cfg.base_model, "masked_token_accuracy": round(float(final["eval_masked_token_accuracy"]), 4),
               "train_pairs": len(train.src), "steps": state.global_step,
-              "curve": dev_curve(state, "masked_token_accuracy"),
-              "final_loss": round(float(losses[-1]), 4) if losses else None,
-              "train_seconds": round(time.perf_counter() - t0, 1), "precision": "bf16" if use_bf16 else "fp32"}
+              "curve": dev_curve(state, "masked_token_accuracy"), "final_loss": final_loss(state),
+              "train_seconds": round(seconds, 1), "precision": "bf16" if use_bf16 else "fp32"}
     write_json(metrics, result)
     return result

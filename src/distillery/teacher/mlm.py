@@ -7,7 +7,6 @@ and the transform new. `teacher.train: head` trains that transform (and the outp
 `all` the encoder too, `none` uses the model as it is (a masked LM with its own trained head, e.g. bert-base-uncased).
 """
 
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,10 +16,8 @@ from datasets import Dataset
 
 from distillery.config import check, check_int, check_num
 from distillery.errors import DistilleryError
-from distillery.hardware import bf16_supported
-from distillery.io import atomic_dir, scratch_dir, staged_live, write_json
-from distillery.teacher.models import check_finite
-from distillery.teacher.train import fit, quiet_loading
+from distillery.io import write_json
+from distillery.teacher.train import final_loss, fit_and_save, quiet_loading
 
 def load_mlm(name: str):
     """(model, tokenizer) of a masked LM: a folder written by this stage, a hub id or a known offline name."""
@@ -182,28 +179,18 @@ def general_teacher_stage(cfg: MlmTeacherConfig, prepared: Path, out_dir: Path, 
     rule = mask_rule(tok, cfg.mask_prob)
     if cfg.train == "head":
         model.base_model.requires_grad_(False)  # the encoder, and the decoder tied to its word embeddings
-    use_bf16 = cfg.bf16 and bf16_supported("cuda" if torch.cuda.is_available() else "cpu")
-    t0 = time.perf_counter()
-    with staged_live(live_dir) as (live_tmp, publish):
-        with scratch_dir(out_dir, "trainer") as scratch:
-            rows = lambda n, held: Dataset.from_dict({"row": list(range(n)), "heldout": [held] * n})  # noqa: E731
-            final, state = fit(replace(cfg, epochs=0) if cfg.train == "none" else cfg, MaskedTargets(model), tok, rows(len(train), False),
-                               rows(len(heldout), True), CorpusMasking(rule, train, heldout, cfg.seed), masked_accuracy,
-                               "masked_token_accuracy", scratch, live_tmp, use_bf16, remove_unused_columns=False,
-                               per_device_eval_batch_size=64, train_sampling_strategy="random")
-        check_finite(model, f"the trained teacher for {out_dir}", "lower teacher.lr")
-        with atomic_dir(out_dir, "teacher") as tmp:
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-        publish()
-    seconds = time.perf_counter() - t0
-    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    rows = lambda n, held: Dataset.from_dict({"row": list(range(n)), "heldout": [held] * n})  # noqa: E731
+    final, state, use_bf16, seconds = fit_and_save(
+        replace(cfg, epochs=0) if cfg.train == "none" else cfg, MaskedTargets(model), tok, rows(len(train), False),
+        rows(len(heldout), True), CorpusMasking(rule, train, heldout, cfg.seed), masked_accuracy, "masked_token_accuracy",
+        out_dir, live_dir, saved=model, remove_unused_columns=False, per_device_eval_batch_size=64,
+        train_sampling_strategy="random")
     tokens = int(state.global_step * cfg.batch_size * train.shape[1])
     result = {"base_model": cfg.base_model, "train": cfg.train,
               "heldout_masked_token_accuracy": round(float(final["eval_masked_token_accuracy"]), 4),
               "train_rows": len(train) if cfg.train != "none" else 0, "steps": state.global_step,
               "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad) if cfg.train != "none" else 0,
-              "final_loss": round(float(losses[-1]), 4) if losses else None, "train_seconds": round(seconds, 1),
+              "final_loss": final_loss(state), "train_seconds": round(seconds, 1),
               "tokens_per_second": round(tokens / seconds, 1) if tokens else None,
               "precision": "bf16" if use_bf16 else "fp32"}
     write_json(metrics, result)

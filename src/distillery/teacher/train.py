@@ -1,6 +1,7 @@
 """The `teacher` stage: fine-tune a sequence classifier with the transformers `Trainer`."""
 
 import contextlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -164,56 +165,49 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
                                   "length": [len(x) for x in train_enc["input_ids"]]})
     dev_ds = Dataset.from_dict({**tokenize_frame(tokenizer, dev, cfg.max_seq_len), "labels": dev["label"].tolist()})
 
-    use_bf16 = cfg.bf16 and bf16_supported("cuda" if torch.cuda.is_available() else "cpu")
-    with staged_live(live_dir) as (live_tmp, publish):  # the curves change together with the model, or not at all
-        with scratch_dir(out_dir, "trainer") as scratch:  # the Trainer's output_dir: beside ours, removed after
-            scores, n_scored = _fit(cfg, model, tokenizer, train_ds, dev_ds, scratch, live_tmp, task, use_bf16)
-        _save_teacher(cfg, prep, model, tokenizer, out_dir, scores)
-        publish()
-    metrics = {
-        "task": task.name,
-        "metric": task.metric,
-        **{f"dev_{m}": v for m, v in scores.items()},
-        "n_train": len(train),
-        "n_dev": n_scored,  # predictions scored: every dev row
-        "bf16": use_bf16,
-        "params": sum(p.numel() for p in model.parameters()),
-    }
-    return metrics
-
-
-def _save_teacher(cfg: TeacherConfig, prep, model, tokenizer, out_dir: str | Path, scores: dict[str, float]) -> None:
-    task = prep.task
-    check_finite(model, f"the trained teacher for {out_dir}", "lower teacher.lr or check the data")
-    with atomic_dir(out_dir, "teacher") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / TEACHER_INFO, {
-            "task": task.name,
-            "problem": task.problem,
-            "label_names": prep.label_names,
-            "metric": task.metric,
-            "metrics": list(task.metrics),
-            "pair": task.is_pair,
-            "max_seq_len": cfg.max_seq_len,
-            "base_model": cfg.base_model,
-            "seed": cfg.seed,
-            "dropout": cfg.dropout,
-            **{f"dev_{m}": v for m, v in scores.items()},
-        })
-
-
-def _fit(cfg: TeacherConfig, model, tokenizer, train_ds, dev_ds, scratch: Path, live_dir: str | Path, task,
-         use_bf16: bool) -> tuple[dict[str, float], int]:
-    """Fine-tune and score every dev row: (the task's metrics, rows scored)."""
-
     def compute_metrics(p) -> dict:
         preds = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
         return {**task.score(p.label_ids, np.asarray(preds).reshape(len(p.label_ids), -1)), "scored": len(preds)}
 
-    final, _ = fit(cfg, model, tokenizer, train_ds, dev_ds, DataCollatorWithPadding(tokenizer), compute_metrics,
-                   task.metric, scratch, live_dir, use_bf16)
-    return {m: float(final[f"eval_{m}"]) for m in task.metrics}, int(final["eval_scored"])
+    def info(final: dict) -> dict:
+        return {"task": task.name, "problem": task.problem, "label_names": prep.label_names, "metric": task.metric,
+                "metrics": list(task.metrics), "pair": task.is_pair, "max_seq_len": cfg.max_seq_len,
+                "base_model": cfg.base_model, "seed": cfg.seed, "dropout": cfg.dropout,
+                **{f"dev_{m}": float(final[f"eval_{m}"]) for m in task.metrics}}
+
+    final, _, use_bf16, _ = fit_and_save(cfg, model, tokenizer, train_ds, dev_ds, DataCollatorWithPadding(tokenizer),
+                                         compute_metrics, task.metric, out_dir, live_dir, info)
+    return {"task": task.name, "metric": task.metric, **{f"dev_{m}": float(final[f"eval_{m}"]) for m in task.metrics},
+            "n_train": len(train), "n_dev": int(final["eval_scored"]),  # predictions scored: every dev row
+            "bf16": use_bf16, "params": sum(p.numel() for p in model.parameters())}
+
+
+def fit_and_save(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metric: str, out_dir: str | Path,
+                 live_dir: str | Path, info=None, saved=None, **extra) -> tuple[dict, object, bool, float]:
+    """Every teacher stage's training and save: `fit` (bf16 where `cfg.bf16` asks and the device has it), then the
+    weights checked and saved (`saved`, when `model` is an objective wrapped around it) with the tokenizer (and
+    `info(final evaluation)` as distillery.json) in one atomic step, the curves published with them or not at all. Returns (the final dev evaluation, the trainer's
+    state, whether bf16 ran, seconds)."""
+    use_bf16 = cfg.bf16 and bf16_supported("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
+    with staged_live(live_dir) as (live_tmp, publish):  # the curves change together with the model, or not at all
+        with scratch_dir(out_dir, "trainer") as scratch:  # the Trainer's output_dir: beside ours, removed after
+            final, state = fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metric, scratch,
+                               live_tmp, use_bf16, **extra)
+        check_finite(model, f"the trained teacher for {out_dir}", "lower teacher.lr or check the data")
+        with atomic_dir(out_dir, "teacher") as tmp:
+            (saved or model).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if info is not None:
+                write_json(tmp / TEACHER_INFO, info(final))
+        publish()
+    return final, state, use_bf16, time.perf_counter() - t0
+
+
+def final_loss(state) -> float | None:
+    """The last training loss a trainer logged (None when it trained no step)."""
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return round(float(losses[-1]), 4) if losses else None
 
 
 def fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metric: str, scratch: Path,
