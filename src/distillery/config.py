@@ -186,31 +186,43 @@ class PrepareConfig:
                f"must be one of {', '.join(DUPLICATE_RULES)}, got {self.duplicates!r}")
 
 
-@dataclass(frozen=True)
-class TeacherConfig:
+@dataclass(frozen=True, kw_only=True)
+class TrainerConfig:
+    """What every teacher stage trains with (its `teacher` section): the base model and the transformers
+    `Trainer`'s settings (`teacher.train.fit`). Each task's teacher config adds its own."""
+
     base_model: str  # HF id, local path, or a name in KNOWN_OFFLINE_MODELS
-    max_seq_len: int
-    epochs: float
+    epochs: float  # 0: use a fine-tuned teacher as is
     batch_size: int
     lr: float
     weight_decay: float
     warmup_ratio: float
     seed: int
     bf16: bool
-    logging_steps: int
-    dropout: float | None = None  # hidden and attention dropout; None: the base model's own (an ensemble varies it)
+    logging_steps: int  # steps per point of the training-loss curve
 
     def __post_init__(self) -> None:
-        if self.dropout is not None:
-            check_num(self.dropout, "teacher.dropout", 0, 1, hi_open=True)
-        check_int(self.max_seq_len, "teacher.max_seq_len", 8, 4096)  # and at most the model's positions (checked on load)
-        check_num(self.epochs, "teacher.epochs", 0)  # 0: use a fine-tuned teacher as is
+        check_num(self.epochs, "teacher.epochs", 0)
         check_int(self.batch_size, "teacher.batch_size", 1)
         check_num(self.lr, "teacher.lr", 0, lo_open=True)
         check_num(self.weight_decay, "teacher.weight_decay", 0)
         check_num(self.warmup_ratio, "teacher.warmup_ratio", 0, 1, hi_open=True)
         check_int(self.seed, "teacher.seed", 0)
         check_int(self.logging_steps, "teacher.logging_steps", 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherConfig(TrainerConfig):
+    """A sequence classifier (or regressor) fine-tuned on the prepared task."""
+
+    max_seq_len: int
+    dropout: float | None = None  # hidden and attention dropout; None: the base model's own (an ensemble varies it)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dropout is not None:
+            check_num(self.dropout, "teacher.dropout", 0, 1, hi_open=True)
+        check_int(self.max_seq_len, "teacher.max_seq_len", 8, 4096)  # and at most the model's positions (checked on load)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ and every `__post_init__` names the param it refuses."""
 
 from dataclasses import dataclass
 
-from distillery.config import check, check_int, check_num, check_name
+from distillery.config import TrainerConfig, check, check_int, check_name, check_num
 
 SPLITS = ("train", "dev", "test")  # prepared names; prepare.splits maps each to a file stem
 
@@ -36,34 +36,21 @@ class GenPrepareConfig:
         check_int(self.seed, "prepare.seed", 0)
 
 
-@dataclass(frozen=True)
-class CmlmTeacherConfig:
-    """Chen et al. 2020's teacher: a masked LM fine-tuned on `[CLS] source [SEP] target [SEP]`."""
+@dataclass(frozen=True, kw_only=True)
+class CmlmTeacherConfig(TrainerConfig):
+    """Chen et al. 2020's teacher: a masked LM fine-tuned on `[CLS] source [SEP] target [SEP]` (`base_model`: any
+    Hugging Face masked LM; a plain encoder such as all-MiniLM-L6-v2 gets a new MLM head)."""
 
-    base_model: str  # any Hugging Face masked LM; a plain encoder (all-MiniLM-L6-v2) gets a new MLM head
-    epochs: float
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_ratio: float
     mask_prob: float  # share of target tokens masked (always with [MASK])
     eos_mask_prob: float  # probability that the final [SEP] is masked too (so the model learns to end)
-    seed: int
-    bf16: bool
-    logging_steps: int = 50  # steps per point of the training-loss curve
+    logging_steps: int = 50
     min_gain: float = 0.0  # stop after an epoch whose val masked-token accuracy rose by less (0: run every epoch)
 
     def __post_init__(self) -> None:
-        check_num(self.epochs, "teacher.epochs", 0)
+        super().__post_init__()
         check_num(self.min_gain, "teacher.min_gain", 0, 1)
-        check_int(self.logging_steps, "teacher.logging_steps", 1)
-        check_int(self.batch_size, "teacher.batch_size", 1)
-        check_num(self.lr, "teacher.lr", 0, lo_open=True)
-        check_num(self.weight_decay, "teacher.weight_decay", 0)
-        check_num(self.warmup_ratio, "teacher.warmup_ratio", 0, 1, hi_open=True)
         check_num(self.mask_prob, "teacher.mask_prob", 0, 1, lo_open=True)
         check_num(self.eos_mask_prob, "teacher.eos_mask_prob", 0, 1)
-        check_int(self.seed, "teacher.seed", 0)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from distillery.config import check, check_int, check_num
+from distillery.config import TrainerConfig, check, check_int, check_num
 from distillery.errors import DistilleryError
 from distillery.io import write_json
 from distillery.teacher.train import final_loss, fit_and_save, quiet_loading
@@ -91,36 +91,23 @@ def has_trained_head(path: str) -> bool:
     return any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in AutoConfig.from_pretrained(path).architectures or [])
 
 
-@dataclass(frozen=True)
-class MlmTeacherConfig:
-    """The general-distillation study's `teacher` section: a masked LM for general text."""
+@dataclass(frozen=True, kw_only=True)
+class MlmTeacherConfig(TrainerConfig):
+    """The general-distillation study's `teacher` section: a masked LM for general text (`base_model`: any Hugging
+    Face masked LM, or an encoder such as all-MiniLM-L6-v2 whose new head is trained here)."""
 
-    base_model: str  # any Hugging Face masked LM, or an encoder (all-MiniLM-L6-v2) whose new head is trained here
     train: str  # head (the new head only, encoder frozen) | all (head and encoder) | none (use it as it is)
     max_rows: int  # corpus rows trained on (0: all)
-    epochs: float
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_ratio: float
     mask_prob: float
-    seed: int
-    bf16: bool
     logging_steps: int = 50
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.train in ("head", "all", "none"), "teacher.train",
               f"must be head, all or none, got {self.train!r}")
         check_int(self.max_rows, "teacher.max_rows", 0)
-        check_num(self.epochs, "teacher.epochs", 0)
         check(self.train == "none" or self.epochs > 0, "teacher.epochs", "must be > 0 when teacher.train trains")
-        check_int(self.batch_size, "teacher.batch_size", 1)
-        check_num(self.lr, "teacher.lr", 0, lo_open=True)
-        check_num(self.weight_decay, "teacher.weight_decay", 0)
-        check_num(self.warmup_ratio, "teacher.warmup_ratio", 0, 1, hi_open=True)
         check_num(self.mask_prob, "teacher.mask_prob", 0, 1, lo_open=True)
-        check_int(self.seed, "teacher.seed", 0)
-        check_int(self.logging_steps, "teacher.logging_steps", 1)
 
 
 class CorpusMasking:
