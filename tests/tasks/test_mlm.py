@@ -143,6 +143,13 @@ def test_a_task_student_starts_from_its_general_student(tmp_path, corpus, teache
     own = student.hf.base_model.state_dict()
     assert all(torch.equal(own[k], general[k]) for k in general) and set(own) - set(general) == {
         "pooler.dense.weight", "pooler.dense.bias"}
+    from dataclasses import asdict
+
+    from distillery.export.card import _architecture
+
+    about = "\n".join(_architecture({"family": "distilbert", "config": asdict(student.config)}, {}))
+    assert "From a general student**: every embedding and layer weight of `g`" in about
+    assert "From the teacher" not in about  # the teacher's layers were replaced
     with pytest.raises(DistilleryError, match="a distilbert general student, and this student is tinybert"):
         TinyBertStudent.from_teacher(TransformerConfig(num_labels=2, num_layers=2, hidden_size=16,
                                                        init_from=str(tmp_path / "g")), tiny_teacher)

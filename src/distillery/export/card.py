@@ -151,7 +151,11 @@ def _architecture(sinfo: dict, export: dict) -> list[str]:
         lines.append(f"- **Exits**: one branch (width {c.get('branch_width')}, {c.get('branch_heads')} heads) after "
                      "every layer but the last, whose own classifier is the last exit; a text leaves at the first "
                      f"exit whose normalised entropy is below `speed` (default {c.get('speed')}).")
-    if c.get("init_layers"):
+    if c.get("init_from"):  # a general student's weights replace whatever the teacher gave
+        lines.append(f"- **From a general student**: every embedding and layer weight of `{Path(c['init_from']).name}` "
+                     "(task-agnostic distillation), the starting point of the task's distillation; the pooler and "
+                     "classifier as without it.")
+    elif c.get("init_layers"):
         lines.append(f"- **From the teacher**: embeddings and layers {', '.join(map(str, c['init_layers']))} "
                      "(1-based) were copied as the starting point.")
     elif c.get("init_embeddings") == "pca":
