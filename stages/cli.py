@@ -9,7 +9,6 @@ from stages.augment import augment
 from stages.distill import distill
 from stages.evaluate import evaluate
 from stages.export import export
-from stages.ensemble import ensemble
 from stages.prepare import prepare
 from stages.soft_labels import soft_labels
 from stages.teacher import teacher
@@ -57,8 +56,6 @@ app.command("soft-labels", context_settings=SETTINGS)(soft_labels)
 app.command("distill", context_settings=SETTINGS)(distill)
 app.command("evaluate", context_settings=SETTINGS)(evaluate)
 app.command("export", context_settings=SETTINGS)(export)
-# the MT-DNN KD study (studies/mtdnn): ensembles of teachers, one multi-task student
-app.command("ensemble", context_settings=SETTINGS)(ensemble)
 
 if __name__ == "__main__":
     app()

@@ -20,6 +20,9 @@ def soft_labels(
     params: Annotated[Path, typer.Option(help=PARAMS_HELP)] = Path("params.yaml"),
     set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
     section: Annotated[str, typer.Option(help=SECTION_HELP)] = "soft_labels",
+    ensemble_of: Annotated[str, typer.Option(help="MT-DNN KD: instead of running a teacher, average the probabilities "
+                                             "of the prepared task's ensemble members (params `members`) from their "
+                                             "soft-labels outputs in this folder (their teachers in --teacher).")] = "",
 ) -> None:
     """Label train, augmented and dev texts with the teacher; only texts the store has not seen run the teacher.
 
@@ -28,8 +31,18 @@ def soft_labels(
     each process labels every N-th batch into the shared store; rank 0 writes the output."""
     from distillery.config import SoftLabelConfig
 
-    check_outputs("soft-labels", out, metrics)
+    check_outputs("ensemble" if ensemble_of else "soft-labels", out, metrics)
     doc = read_params(params, required=True)
+    if ensemble_of:
+        from distillery.config import members_config
+        from distillery.multitask.ensemble import build_ensemble
+
+        m = build_ensemble(members_config(doc.get("members")), prepared, teacher, ensemble_of, out, metrics)
+        key = f"dev_{m['metric']}"
+        each = ", ".join(f"{r['member']} {r[key]:.4f}" for r in m["members"])
+        typer.echo(f"ensemble {m['task']}: " + (f"{key} {m['ensemble_' + key]:.4f} (members: {each})" if each
+                   else "no member in `members`: its students learn from gold labels") + f" -> {out}")
+        return
     own = task_stage(doc, "label")
     if own:  # seq2seq: the top-k logits and token ids at every target position
         msg = own(section_values_set(doc, section, set_), section, teacher, prepared, augmented, store, out, metrics)

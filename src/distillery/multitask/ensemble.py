@@ -41,14 +41,13 @@ def ensemble_fingerprint(fingerprints: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(fingerprints)).encode()).hexdigest()[:16]
 
 
-def build_ensemble(task: str, members: list[MemberConfig], prepared_dir: str | Path, teachers_dir: str | Path,
+def build_ensemble(members: list[MemberConfig], prepared_dir: str | Path, teachers_dir: str | Path,
                    logits_dir: str | Path, out_dir: str | Path, metrics_path: str | Path) -> dict:
-    """Average the stored logits of `task`'s members into `out_dir`; dev metric of each member and of
-    the ensemble into `metrics_path`. A task with no member gets an empty artifact (gold labels only)."""
+    """Average the stored logits of the prepared task's members into `out_dir` (`soft-labels --ensemble-of`); dev
+    metric of each member and of the ensemble into `metrics_path`. A task with no member gets an empty artifact
+    (gold labels only)."""
     prep = load_prepared(prepared_dir)
-    if prep.task.name != task:
-        raise DistilleryError(f"{Path(prepared_dir) / 'task.json'}: holds task {prep.task.name}, not {task}; "
-                              "check --prepared")
+    task = prep.task.name
     if prep.task.regression:
         raise DistilleryError(f"{Path(prepared_dir) / 'task.json'}: {task} is a regression; the ensembles of this "
                               "study average class logits, so leave it out of the study's tasks")
@@ -95,8 +94,8 @@ class Targets:
     def __init__(self, ensemble_dir: str | Path, task: str, label_names: list[str]) -> None:
         d = Path(ensemble_dir)
         if not (d / MANIFEST).is_file():
-            raise DistilleryError(f"{d / MANIFEST}: missing; run `distillery ensemble --task {task}` (or dvc repro) "
-                                  "first")
+            raise DistilleryError(f"{d / MANIFEST}: missing; run `distillery soft-labels --ensemble-of` for task {task} "
+                                  "(or dvc repro) first")
         self.art = Logits(d)
         man = self.art.manifest
         if man.get("kind") != "ensemble" or man.get("task") != task or list(man.get("label_names", [])) != label_names:
