@@ -14,6 +14,7 @@ import argparse
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,40 @@ from distillery.export.runtime import session
 from distillery.config import ExportConfig
 from distillery.generation.config import GenPrepareConfig
 from distillery.generation.data import encode, load_split, load_tokenizer, prepare_pairs
-from distillery.generation.export import OnnxTranslator, export_seq2seq, export_uncached_decoder
+from distillery.generation.export import OnnxTranslator, export_seq2seq, next_token_logits
 from distillery.generation.data import encoder_inputs
 from distillery.students import load_student
+
+
+class UncachedStep(torch.nn.Module):
+    """The decoder without a cache (the whole prefix at every step): what decoder.onnx was before it had one."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, decoder_input_ids, encoder_hidden_states, attention_mask):
+        return next_token_logits(self.model, decoder_input_ids, encoder_hidden_states, attention_mask)
+
+
+def export_uncached_decoder(model, path: Path, opset: int) -> None:
+    """The decoder step without a cache (decoder_input_ids, encoder_hidden_states, attention_mask -> logits):
+    what decoder.onnx was before it had one."""
+    model.eval()
+    ex = {"input_ids": torch.tensor([[1000, 1001, 1002, model.config.eos_token_id]] * 2),
+          "attention_mask": torch.ones(2, 4, dtype=torch.long)}
+    hidden = model.get_encoder()(**ex).last_hidden_state
+    dec = torch.tensor([[model.config.decoder_start_token_id, 1000, 1001]] * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(UncachedStep(model), (dec, hidden, ex["attention_mask"]), str(path),
+                          input_names=["decoder_input_ids", "encoder_hidden_states", "attention_mask"],
+                          output_names=["logits"],
+                          dynamic_axes={"decoder_input_ids": {0: "batch", 1: "tgt"},
+                                        "encoder_hidden_states": {0: "batch", 1: "src"},
+                                        "attention_mask": {0: "batch", 1: "src"}, "logits": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
+
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "studies" / "cmlm"

@@ -52,10 +52,6 @@ class TaskSpec:
     def regression(self) -> bool:
         return self.problem == "regression"
 
-    @property
-    def num_outputs(self) -> int:
-        return len(self.label_names)
-
     def predict(self, logits: np.ndarray) -> np.ndarray:
         """(n, outputs) -> a class id per row, or the predicted score."""
         return predictions(self.problem, logits)

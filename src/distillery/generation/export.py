@@ -5,7 +5,7 @@
 - `decoder.onnx`: one decoding step with a key-value cache: the last token, its position, the cross keys and
   values and the self-attention keys and values of the tokens before it -> the next token's logits and the
   cache grown by one position. Each step costs one position's work, where a decoder without a cache re-reads
-  the whole prefix (`bench/cmlm_decoder.py` measures both).
+  the whole prefix (`bench/cmlm_decoder.py` exports such a decoder and measures both).
 
 `OnnxTranslator.greedy` decodes as `greedy_torch` does (transformers' own decoder, no cache); the export is
 refused when their outputs differ on more than `1 - min_agreement` of the dev sentences. Both project only the
@@ -100,17 +100,6 @@ def next_token_logits(model, decoder_input_ids: torch.Tensor, encoder_hidden_sta
     return model.lm_head(hidden[:, -1]) + model.final_logits_bias[0]
 
 
-class UncachedStep(nn.Module):
-    """The decoder without a cache (the whole prefix at every step): kept for `bench/cmlm_decoder.py`."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, decoder_input_ids, encoder_hidden_states, attention_mask):
-        return next_token_logits(self.model, decoder_input_ids, encoder_hidden_states, attention_mask)
-
-
 @torch.inference_mode()
 def greedy_torch(model, batch: dict[str, torch.Tensor], max_new: int) -> np.ndarray:
     """Greedy tokens (bs, <= max_new) with the loop the ONNX export runs: no cache, argmax per step, a sentence
@@ -160,25 +149,6 @@ def export_onnx(model, folder: Path, opset: int) -> None:
                                         **{c: src for c in cross}, "logits": {0: "batch"},
                                         **{p: {0: "batch", 2: "past"} for p in kv_names(n, "past")},
                                         **{p: {0: "batch", 2: "past1"} for p in kv_names(n, "present")}},
-                          opset_version=opset, dynamo=False)
-
-
-def export_uncached_decoder(model, path: Path, opset: int) -> None:
-    """The decoder step without a cache (decoder_input_ids, encoder_hidden_states, attention_mask -> logits):
-    what decoder.onnx was before it had one; `bench/cmlm_decoder.py` times the two."""
-    model.eval()
-    ex = {"input_ids": torch.tensor([[1000, 1001, 1002, model.config.eos_token_id]] * 2),
-          "attention_mask": torch.ones(2, 4, dtype=torch.long)}
-    hidden = model.get_encoder()(**ex).last_hidden_state
-    dec = torch.tensor([[model.config.decoder_start_token_id, 1000, 1001]] * 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(UncachedStep(model), (dec, hidden, ex["attention_mask"]), str(path),
-                          input_names=["decoder_input_ids", "encoder_hidden_states", "attention_mask"],
-                          output_names=["logits"],
-                          dynamic_axes={"decoder_input_ids": {0: "batch", 1: "tgt"},
-                                        "encoder_hidden_states": {0: "batch", 1: "src"},
-                                        "attention_mask": {0: "batch", 1: "src"}, "logits": {0: "batch"}},
                           opset_version=opset, dynamo=False)
 
 
