@@ -60,17 +60,18 @@ def topk_batch(model, head, enc: Encoded, rows: np.ndarray, max_copies: int, top
         segments.extend([s] * len(m))
         owner.append(np.full(len(m), r))
         first.append(st)
+    device = next(model.parameters()).device
     masked = torch.from_numpy(np.concatenate(masks))  # (copies, L)
-    input_ids = torch.tensor(inputs).masked_fill(masked, enc.mask)  # (copies, L): one length, no padding
-    kw = {"token_type_ids": torch.tensor(segments)} if uses_segments(model) else {}
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+    input_ids = torch.tensor(inputs).masked_fill(masked, enc.mask).to(device)  # (copies, L): one length, no padding
+    kw = {"token_type_ids": torch.tensor(segments, device=device)} if uses_segments(model) else {}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         hidden = model.base_model(input_ids=input_ids, **kw).last_hidden_state  # (copies, L, d)
-        logits = head(hidden[masked]).float()  # (n_positions, V)
+        logits = head(hidden[masked.to(device)]).float()  # (n_positions, V)
     values, top = logits.topk(top_k, dim=-1)  # (n_positions, k)
     row, col = masked.nonzero(as_tuple=True)
     copy_owner = np.concatenate(owner)[row.numpy()]
     position = col.numpy() - np.asarray(first)[copy_owner]
-    return copy_owner, position, values.numpy(), top.numpy().astype(np.int32)
+    return copy_owner, position, values.cpu().numpy(), top.cpu().numpy().astype(np.int32)
 
 
 def label_pairs(model, enc: Encoded, pair_ids: list[str], store: LogitStore, max_copies: int, top_k: int,
@@ -85,7 +86,7 @@ def label_pairs(model, enc: Encoded, pair_ids: list[str], store: LogitStore, max
     todo = np.flatnonzero(~complete)
     head = mlm_head(model)
     model.eval()
-    use_bf16 = bf16 and bf16_supported("cpu")
+    use_bf16 = bf16 and bf16_supported(next(model.parameters()).device.type)
     lengths = np.array([len(enc.src[i]) + len(enc.tgt[i]) + 3 for i in todo], dtype=np.int64)
     batches = length_batches(lengths, batch_tokens=max(batch_tokens // max_copies, 1), tie=pair_keys[todo])
     batches = batches[world.rank::world.size]
@@ -117,7 +118,6 @@ def write_topk(out_dir: Path, pair_ids: list[str], enc: Encoded, store: LogitSto
 
 def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path, store_dir: Path, out_dir: Path,
                       metrics: Path) -> dict:
-    from distillery.generation.soft_labels import label_pairs, topk_store, write_topk
     from distillery.generation.teacher import check_positions
     from distillery.teacher.mlm import load_mlm
     from distillery.hardware import precision
@@ -128,8 +128,9 @@ def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path
     enc = encode(tok, frame)
     check_positions(model, enc)
     world = init_world()
+    model.to(world.device)  # a GPU where there is one (bf16 autocast where it supports it)
     fp = teacher_fingerprint(teacher_dir, cfg.max_copies)
-    prec = precision(cfg.bf16)
+    prec = precision(cfg.bf16, world.device.type)
     store = topk_store(store_dir, f"{fp}-cmlm", cfg.top_k, prec)
     world.barrier()
     t0 = time.perf_counter()
