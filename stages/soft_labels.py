@@ -33,15 +33,10 @@ def soft_labels(
 
     check_outputs("ensemble" if ensemble_of else "soft-labels", out, metrics)
     doc = read_params(params, required=True)
-    if ensemble_of:
-        from distillery.config import members_config
-        from distillery.multitask.ensemble import build_ensemble
+    if ensemble_of:  # MT-DNN KD: no teacher runs (the multitask task's own step)
+        from distillery.tasks import get_task
 
-        m = build_ensemble(members_config(doc.get("members")), prepared, teacher, ensemble_of, out, metrics)
-        key = f"dev_{m['metric']}"
-        each = ", ".join(f"{r['member']} {r[key]:.4f}" for r in m["members"])
-        typer.echo(f"ensemble {m['task']}: " + (f"{key} {m['ensemble_' + key]:.4f} (members: {each})" if each
-                   else "no member in `members`: its students learn from gold labels") + f" -> {out}")
+        typer.echo(get_task("multitask", "--ensemble-of").ensemble(doc, prepared, teacher, ensemble_of, out, metrics))
         return
     own = task_stage(doc, "label")
     if own:  # seq2seq: the top-k logits and token ids at every target position

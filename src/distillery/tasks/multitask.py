@@ -192,6 +192,18 @@ class MultiTask(Task):
         return metrics
 
     @staticmethod
+    def ensemble(doc: dict, prepared: Path, teachers: Path, member_logits: Path, out: Path, metrics: Path) -> str:
+        """`soft-labels --ensemble-of`: the mean of the prepared task's members' probabilities (params `members`)."""
+        from distillery.config import members_config
+        from distillery.multitask.ensemble import build_ensemble
+
+        m = build_ensemble(members_config(doc.get("members")), prepared, teachers, member_logits, out, metrics)
+        key = f"dev_{m['metric']}"
+        each = ", ".join(f"{r['member']} {r[key]:.4f}" for r in m["members"])
+        return f"ensemble {m['task']}: " + (f"{key} {m['ensemble_' + key]:.4f} (members: {each})" if each
+                                             else "no member in `members`: its students learn from gold labels") + f" -> {out}"
+
+    @staticmethod
     def export(cfg, student_dir: Path, prepared: Path, out: Path, teacher: Path | None = None,
                augmented: Path | None = None) -> dict:
         """One ONNX graph with an output per task (the encoder runs once), checked on every task's dev set."""
