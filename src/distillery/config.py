@@ -475,24 +475,14 @@ def study_tasks(doc: dict) -> list[str]:
     return list(tasks)
 
 
-MEMBER_KEYS = tuple(f.name for f in fields(MemberConfig) if f.name != "name")  # what a member block sets
-
-
 def members_config(block: Any) -> list[MemberConfig]:
     """The `members` section: name -> {task, seed, dropout, epochs}; an empty section is no teacher at all."""
-    block = block or {}
-    keys = ", ".join(MEMBER_KEYS)
-    check(isinstance(block, dict), "members", f"must be a block of members (name: {{{keys}}})")
-    out = []
-    for name, values in block.items():
-        check_name(str(name), "members (a member's name)")
+    keys = "task, seed, dropout, epochs"
+    check(isinstance(block or {}, dict), "members", f"must be a block of members (name: {{{keys}}})")
+    for name, values in (block or {}).items():
         check(isinstance(values, dict), f"members.{name}", f"must be a block with {keys}")
-        unknown = sorted(set(values) - set(MEMBER_KEYS))
-        check(not unknown, f"members.{name}.{unknown[0] if unknown else ''}", f"unknown setting; use {keys}")
-        missing = sorted(set(MEMBER_KEYS) - set(values))
-        check(not missing, f"members.{name}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
-        out.append(MemberConfig(name=str(name), **values))
-    return out
+    return [from_section(MemberConfig, f"members.{name}", {**values, "name": str(name)}) for name, values in
+            (block or {}).items()]
 
 
 @dataclass(frozen=True)
