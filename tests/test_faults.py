@@ -91,7 +91,7 @@ def test_numeric_params_have_ranges(make, param):
     (["soft-labels", "--set", "threads=-1"], "error: param soft_labels.threads: must be in 0..1024, got -1"),
     (["teacher", "--set", "logging_steps=0"], "error: param teacher.logging_steps: must be >= 1, got 0"),
     (["teacher", "--set", "logging_step=5"], "error: param teacher.logging_step: unknown setting; use base_model, "
-     "epochs, batch_size, lr, weight_decay, warmup_ratio, seed, bf16, logging_steps, max_seq_len, dropout"),
+     "batch_size, bf16, dropout, epochs, logging_steps, lr, max_seq_len, seed, warmup_ratio, weight_decay"),
     (["teacher", "--set", "lr"], "error: --set 'lr': expected KEY=VALUE, e.g. --set lr=0.002"),
     (["distill", "--name", "s", "--set", "epochs=1.5"], "error: param students.s.epochs: must be a whole number, got 1.5"),
     (["distill", "--name", "s", "--set", "epoch=3"], "error: param students.s.epoch: unknown setting; use batch_size, betas, "

@@ -388,20 +388,8 @@ def merge_student(name: str, block: Any, defaults: dict, group: str) -> StudentC
     check(isinstance(block, dict), f"students.{name}", "must be a block of settings")
     merged = merge(merge(defaults.get("common") or {}, defaults.get(group) or {}), {**block, "losses": {}})
     merged["losses"] = block.get("losses") or {}
-    known = {f.name for f in fields(StudentConfig)} - {"name"}
-    unknown = sorted(set(merged) - known)
-    check(not unknown, f"students.{name}.{unknown[0] if unknown else ''}",
-           f"unknown setting; use {', '.join(sorted(known))}")
-    missing = sorted(f.name for f in fields(StudentConfig)
-                     if f.name != "name" and f.name not in merged and f.default is MISSING and f.default_factory is MISSING)
-    check(not missing, f"students.{name}.{missing[0] if missing else ''}",
-           f"missing; set it in students.{name}, distill.{group} or distill.common")
-    check_types(StudentConfig, merged, f"students.{name}")
-    if "tasks" in merged:
-        merged["tasks"] = tuple(str(t) for t in merged["tasks"])
-    if "betas" in merged:
-        merged["betas"] = tuple(merged["betas"])
-    return StudentConfig(name=name, **merged)
+    return from_section(StudentConfig, f"students.{name}", merged, {"name": name},
+                        f"students.{name}, distill.{group} or distill.common")
 
 
 @dataclass(frozen=True)
@@ -481,7 +469,7 @@ def members_config(block: Any) -> list[MemberConfig]:
     check(isinstance(block or {}, dict), "members", f"must be a block of members (name: {{{keys}}})")
     for name, values in (block or {}).items():
         check(isinstance(values, dict), f"members.{name}", f"must be a block with {keys}")
-    return [from_section(MemberConfig, f"members.{name}", {**values, "name": str(name)}) for name, values in
+    return [from_section(MemberConfig, f"members.{name}", values, {"name": str(name)}) for name, values in
             (block or {}).items()]
 
 
@@ -497,15 +485,17 @@ class MtEvaluateConfig:
         check_int(self.warmup, "evaluate.warmup", 0)
 
 
-def from_section(cls: type, section: str, values: Any):
-    """A stage's config from its params.yaml section (a dict): unknown keys are errors that name the
-    param; YAML lists become tuples where the field is one."""
+def from_section(cls: type, section: str, values: Any, fixed: dict | None = None, where: str = "params.yaml"):
+    """A config from its params.yaml section (a dict; `fixed`: fields the caller sets, such as a student's name):
+    unknown, missing and wrongly typed keys are errors that name the param (`where`: where a missing one is
+    set); YAML lists become tuples where the field is one. The one parser of every section and block."""
     check(isinstance(values, dict), section, "must be a block of settings")
-    known = {f.name: f for f in fields(cls)}
+    fixed = fixed or {}
+    known = {f.name: f for f in fields(cls) if f.name not in fixed}
     unknown = sorted(k for k in values if k not in known)
-    check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(known)}")
+    check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(sorted(known))}")
     missing = [n for n, f in known.items() if n not in values and f.default is MISSING and f.default_factory is MISSING]
-    check(not missing, f"{section}.{missing[0] if missing else ''}", "missing; set it in params.yaml")
+    check(not missing, f"{section}.{missing[0] if missing else ''}", f"missing; set it in {where}")
     check_types(cls, values, section)
     kw = {k: tuple(v) if isinstance(v, list) and str(known[k].type).startswith("tuple") else v for k, v in values.items()}
-    return cls(**kw)
+    return cls(**fixed, **kw)
