@@ -465,12 +465,13 @@ def study_tasks(doc: dict) -> list[str]:
 
 def members_config(block: Any) -> list[MemberConfig]:
     """The `members` section: name -> {task, seed, dropout, epochs}; an empty section is no teacher at all."""
-    keys = "task, seed, dropout, epochs"
+    keys = ", ".join(f.name for f in fields(MemberConfig) if f.name != "name")
     check(isinstance(block or {}, dict), "members", f"must be a block of members (name: {{{keys}}})")
+    out = []
     for name, values in (block or {}).items():
         check(isinstance(values, dict), f"members.{name}", f"must be a block with {keys}")
-    return [from_section(MemberConfig, f"members.{name}", values, {"name": str(name)}) for name, values in
-            (block or {}).items()]
+        out.append(from_section(MemberConfig, f"members.{name}", values, {"name": str(name)}))
+    return out
 
 
 @dataclass(frozen=True)
