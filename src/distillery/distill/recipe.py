@@ -185,7 +185,11 @@ class Recipe:
                 raise DistilleryError(f"param {step.cfg.param}.lr: training diverged (loss {losses['loss']}); lower it")
             entry = {"step": tag, "epoch": epoch, **losses}
             if step.last and self.world.is_main and (self.task.eval_each_epoch or epoch == step.cfg.epochs):
-                entry |= {f"dev_{m}": v for m, v in self.task.evaluate().items()}
+                self.task.model.to("cpu")  # scored in fp32 on the CPU, where the exported model will run
+                try:
+                    entry |= {f"dev_{m}": v for m, v in self.task.evaluate().items()}
+                finally:
+                    self.task.model.to(self.device)
             self.log(live, entry)
 
     def log(self, live, entry: dict, echo: bool = True) -> None:
@@ -226,6 +230,7 @@ class Recipe:
                         self.log(live, dict(entry), echo=False)
                     for i, step in enumerate(self.task.steps[first:], first):
                         self.run_step(i, step, live)
+                self.task.model.to("cpu")  # saved as CPU tensors: loads anywhere
                 metrics = self.task.save(time.perf_counter() - t0, self.history, self.world.size)
                 publish()
             self.ckpt.clear()

@@ -15,10 +15,10 @@ Everything a family derives from the teacher (width, heads, layer maps) is resol
 and stored in the student's config, so `load_student` rebuilds exactly the same model.
 
 TinyBERT and MobileBERT start, in their papers, from a student pre-distilled on a general corpus
-(General TinyBERT, the pre-trained MobileBERT); none is available offline and general distillation
-is beyond a CPU budget, so here their word, position and segment embeddings start from the teacher's
-projected onto the student width by PCA, and the rest is random. The task-specific steps are the
-papers' own.
+(General TinyBERT, the pre-trained MobileBERT): `model_args.init_from` names such a general student of the
+same family and shape (`studies/general`, task-agnostic distillation). Without one, their word, position and
+segment embeddings start from the teacher's projected onto the student width by PCA, and the rest is random.
+The task-specific steps are the papers' own.
 """
 
 import copy

@@ -13,8 +13,8 @@ Lifecycle, as the recipe calls it:
         task.start(step, rng)          # the step's transfer set and teacher targets
         for key in task.batches(step, rng):      # one epoch of batch keys
             loss = task.loss(step, task.shard(key, rank, size))
-        task.evaluate()                # dev metrics after each epoch of the last step; the first is the main one
-    task.save(seconds, history)        # the student and its metrics
+        task.evaluate()                # dev metrics after each epoch of the last step (model on the CPU, fp32)
+    task.save(seconds, history)        # the student (on the CPU) and its metrics
 """
 
 from dataclasses import dataclass, field

@@ -140,12 +140,7 @@ class Classification(Task):
             return sum(w * loss(student, teacher, batch) for w, loss in step.losses.values())
 
     def evaluate(self) -> dict[str, float]:
-        """Dev metrics in fp32 on the CPU, where the exported model will run (the model goes back after)."""
-        self.model.to("cpu")
-        try:
-            logits = predict_logits(self.model, self.tokenizer, self.prep.dev, self.cfg.max_seq_len)
-        finally:
-            self.model.to(self.device)
+        logits = predict_logits(self.model, self.tokenizer, self.prep.dev, self.cfg.max_seq_len)
         return self.prep.task.score(self.prep.dev["label"].to_numpy(), logits)
 
     def save(self, seconds: float, history: list[dict], processes: int) -> dict:
@@ -155,7 +150,6 @@ class Classification(Task):
                    "train_seconds": round(seconds, 1), "transfer_examples": len(last.data),
                    "teacher_forward_texts": self.teacher.forward_texts, "processes": processes,
                    "params": sum(p.numel() for p in self.model.parameters())}
-        self.model.to("cpu")  # saved as CPU tensors: loads anywhere
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "task": task.name, "problem": task.problem, "metric": task.metric,
             "metrics": list(task.metrics), "label_names": self.prep.label_names,

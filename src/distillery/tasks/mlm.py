@@ -185,11 +185,7 @@ class MaskedLM(Task):
     def evaluate(self) -> dict[str, float]:
         from distillery.teacher.mlm import heldout_accuracy
 
-        self.model.to("cpu")
-        try:
-            return {"masked_token_accuracy": heldout_accuracy(self.model.hf, self.rule, self.heldout, self.cfg.seed)}
-        finally:
-            self.model.to(self.device)
+        return {"masked_token_accuracy": heldout_accuracy(self.model.hf, self.rule, self.heldout, self.cfg.seed)}
 
     def save(self, seconds: float, history: list[dict], processes: int) -> dict:
         cfg, last = self.cfg, self.steps[-1]
@@ -199,7 +195,6 @@ class MaskedLM(Task):
                    "train_seconds": round(seconds, 1), "train_rows": len(last.data), "seq_len": int(self.corpus.shape[1]),
                    "tokens_per_second": round(tokens / seconds, 1), "teacher_forward_rows": self.teacher_forward_rows,
                    "processes": processes, "params": sum(p.numel() for p in self.model.parameters())}
-        self.model.to("cpu")
         info = {"name": cfg.name, "task": self.name, "max_seq_len": int(self.corpus.shape[1]),
                 **{k: metrics[k] for k in ("tokens_per_second", "train_seconds", "dev_masked_token_accuracy")},
                 "training": dataclasses.asdict(cfg), "history": history}

@@ -160,16 +160,13 @@ class MultiTask(Task):
 
     def evaluate(self) -> dict[str, float]:
         """Each task's dev metric, from its own head, and their average (fp32, on the CPU)."""
-        self.model.eval().to("cpu")
+        self.model.eval()
         scores = {}
-        try:
-            for t, sub in self.subtasks.items():
-                dev = sub.prep.dev
-                logits = predict(lambda a, b: self.model.collate(self.tokenizer, a, b, self.cfg.max_seq_len),
-                                 self.model.predictor(t), dev, sub.prep.num_labels, sub.prep.task.is_pair)
-                scores[t] = task_metric(sub.prep.task.metric, dev["label"].to_numpy(), logits.argmax(-1))
-        finally:
-            self.model.to(self.device)
+        for t, sub in self.subtasks.items():
+            dev = sub.prep.dev
+            logits = predict(lambda a, b: self.model.collate(self.tokenizer, a, b, self.cfg.max_seq_len),
+                             self.model.predictor(t), dev, sub.prep.num_labels, sub.prep.task.is_pair)
+            scores[t] = task_metric(sub.prep.task.metric, dev["label"].to_numpy(), logits.argmax(-1))
         return {**scores, "average": float(np.mean(list(scores.values())))}
 
     def save(self, seconds: float, history: list[dict], processes: int) -> dict:
@@ -184,7 +181,6 @@ class MultiTask(Task):
                    "dev_average": last["dev_average"], "train_seconds": round(seconds, 1),
                    "train_examples": {t: len(s.prep.train) for t, s in self.subtasks.items()},
                    "processes": processes, "params": sum(p.numel() for p in self.model.parameters())}
-        self.model.to("cpu")
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "tasks": info_tasks, "max_seq_len": cfg.max_seq_len,
             "training": dataclasses.asdict(cfg), "history": history})

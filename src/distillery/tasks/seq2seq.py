@@ -155,11 +155,7 @@ class Seq2Seq(Task):
         """Greedy BLEU on dev (sacreBLEU), in fp32 on the CPU."""
         from distillery.generation.decode import bleu, translate
 
-        self.model.to("cpu")
-        try:
-            hyps = translate(self.model.hf, self.tokenizer, self.dev, 1, 64, self.limits["max_tgt_len"] + 1)
-        finally:
-            self.model.to(self.device)
+        hyps = translate(self.model.hf, self.tokenizer, self.dev, 1, 64, self.limits["max_tgt_len"] + 1)
         return {"bleu_greedy": bleu(hyps, list(self.dev_frame["tgt"]))}
 
     def save(self, seconds: float, history: list[dict], processes: int) -> dict:
@@ -174,7 +170,6 @@ class Seq2Seq(Task):
                    "processes": processes, "output_vocab": len(self.model.vocab),
                    "teacher_top1_outside_vocab": getattr(self, "outside", None),
                    "params": sum(p.numel() for p in self.model.parameters())}  # a tied weight counted once
-        self.model.to("cpu")
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "task": self.name, **{k: metrics[k] for k in ("alpha", "top_k", "temperature", "steps")},
             "max_src_len": self.limits["max_src_len"], "max_tgt_len": self.limits["max_tgt_len"],
