@@ -1,8 +1,8 @@
 """Frozen, validated configs: one per stage, built from its section of params.yaml (`from_section`).
 
 A field that params.yaml sets has no default here: params.yaml is the one place where a pipeline
-default is written, so the two cannot disagree. Each `__post_init__` raises `DistilleryError` naming
-the param (as written in params.yaml).
+default is written, so the two cannot disagree. A numeric field's range is written beside it (`Range`);
+every check raises `DistilleryError` naming the param (as written in params.yaml).
 """
 
 import math
@@ -10,7 +10,7 @@ import re
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 from distillery.errors import DistilleryError
 
@@ -49,6 +49,51 @@ def check_num(value: Any, param: str, lo: float, hi: float | None = None, lo_ope
     else:
         rng = "in " + ("(" if lo_open else "[") + f"{lo}, {hi}" + (")" if hi_open else "]")
     check(above and below, param, f"must be {rng}, got {value}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric param's range, written beside its field (`batch_size: Annotated[int, Range(1)]`): a whole number
+    for an int field, a finite number otherwise, in [lo, hi] (`lo_open` / `hi_open` leave an end out; no `hi`: no
+    upper bound); every item of a list; an unset (None) optional value passes."""
+
+    lo: float
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def check(self, value: Any, param: str, whole: bool) -> None:
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                self.check(v, param, whole)
+        elif value is not None and whole:
+            check_int(value, param, int(self.lo), None if self.hi is None else int(self.hi))
+        elif value is not None:
+            check_num(value, param, self.lo, self.hi, self.lo_open, self.hi_open)
+
+
+def _leaf(tp: Any) -> Any:
+    """The item type of a field's type: int for `tuple[int, ...]`, float for `float | None`."""
+    args = [a for a in typing.get_args(tp) if a is not type(None) and a is not Ellipsis]
+    return _leaf(args[0]) if typing.get_origin(tp) in (tuple, typing.Union, types.UnionType) and args else tp
+
+
+class Checked:
+    """The base of every config: each field annotated with a `Range` is checked on construction and named in the
+    error as `<section>.<field>`; a subclass's `__post_init__` adds the checks that are not ranges."""
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for name, hint in typing.get_type_hints(type(self), include_extras=True).items():
+            for meta in getattr(hint, "__metadata__", ()):
+                if isinstance(meta, Range):
+                    meta.check(getattr(self, name), f"{self.section}.{name}", _leaf(hint.__origin__) is int)
+
+
+def _is_tuple(tp: Any) -> bool:
+    """Whether a field holds a list (a tuple, or an optional one): YAML's lists become tuples there."""
+    return typing.get_origin(tp) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
 
 
 def _type_name(tp: Any) -> str:
@@ -101,16 +146,17 @@ def check_types(cls: type, values: dict, prefix: str) -> None:
 
 
 @dataclass(frozen=True)
-class PrepareConfig:
+class PrepareConfig(Checked):
     """Where the data is and how to read it. `task` names a GLUE preset (sst2, cola, mrpc, rte, stsb: its
     files, columns, labels and metrics filled in, module `data.tasks`) or your own task; a setting you give
     overrides the preset's."""
 
+    section = "prepare"
     task: str
     data_dir: str | None  # the folder of train_file and dev_file (a GLUE task folder for a preset)
-    max_train: int  # 0 keeps every training example
-    max_dev: int
-    seed: int
+    max_train: Annotated[int, Range(0)]  # 0 keeps every training example
+    max_dev: Annotated[int, Range(0)]
+    seed: Annotated[int, Range(0)]
     duplicates: str  # a training text seen with different labels: majority | first | drop
     hf_dataset: str | None = None  # or a Hugging Face dataset: a name (needs a network) or a local folder
     hf_config: str | None = None
@@ -136,6 +182,7 @@ class PrepareConfig:
         from distillery.data.tasks import PRESETS, PROBLEMS, preset_params
         from distillery.metrics import METRICS
 
+        super().__post_init__()
         check(bool(self.data_dir or self.train_file) != bool(self.hf_dataset), "prepare.data_dir",
                "give exactly one of prepare.data_dir (a GLUE folder, or the folder of prepare.train_file), "
                "prepare.hf_dataset, or prepare.train_file (your own files)")
@@ -179,108 +226,89 @@ class PrepareConfig:
             check(self.labels is not None and len(self.label_names) == len(self.labels)
                    and len(set(self.label_names)) == len(self.label_names), "prepare.label_names",
                    "must give one distinct name for each of prepare.labels (set prepare.labels too)")
-        check_int(self.max_train, "prepare.max_train", 0)
-        check_int(self.max_dev, "prepare.max_dev", 0)
-        check_int(self.seed, "prepare.seed", 0)
         check(self.duplicates in DUPLICATE_RULES, "prepare.duplicates",
                f"must be one of {', '.join(DUPLICATE_RULES)}, got {self.duplicates!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainerConfig:
+class TrainerConfig(Checked):
     """What every teacher stage trains with (its `teacher` section): the base model and the transformers
     `Trainer`'s settings (`teacher.train.fit`). Each task's teacher config adds its own."""
 
+    section = "teacher"
     base_model: str  # HF id, local path, or a name in KNOWN_OFFLINE_MODELS
-    epochs: float  # 0: use a fine-tuned teacher as is
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_ratio: float
-    seed: int
+    epochs: Annotated[float, Range(0)]  # 0: use a fine-tuned teacher as is
+    batch_size: Annotated[int, Range(1)]
+    lr: Annotated[float, Range(0, lo_open=True)]
+    weight_decay: Annotated[float, Range(0)]
+    warmup_ratio: Annotated[float, Range(0, 1, hi_open=True)]
+    seed: Annotated[int, Range(0)]
     bf16: bool
-    logging_steps: int  # steps per point of the training-loss curve
-
-    def __post_init__(self) -> None:
-        check_num(self.epochs, "teacher.epochs", 0)
-        check_int(self.batch_size, "teacher.batch_size", 1)
-        check_num(self.lr, "teacher.lr", 0, lo_open=True)
-        check_num(self.weight_decay, "teacher.weight_decay", 0)
-        check_num(self.warmup_ratio, "teacher.warmup_ratio", 0, 1, hi_open=True)
-        check_int(self.seed, "teacher.seed", 0)
-        check_int(self.logging_steps, "teacher.logging_steps", 1)
+    logging_steps: Annotated[int, Range(1)]  # steps per point of the training-loss curve
 
 
 @dataclass(frozen=True, kw_only=True)
 class TeacherConfig(TrainerConfig):
     """A sequence classifier (or regressor) fine-tuned on the prepared task."""
 
-    max_seq_len: int
-    dropout: float | None = None  # hidden and attention dropout; None: the base model's own (an ensemble varies it)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dropout is not None:
-            check_num(self.dropout, "teacher.dropout", 0, 1, hi_open=True)
-        check_int(self.max_seq_len, "teacher.max_seq_len", 8, 4096)  # and at most the model's positions (checked on load)
+    max_seq_len: Annotated[int, Range(8, 4096)]  # and at most the model's positions (checked on load)
+    # hidden and attention dropout; None: the base model's own (an ensemble varies it)
+    dropout: Annotated[float | None, Range(0, 1, hi_open=True)] = None
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Checked):
     """Tang et al. 2019, section 3.1: masking, POS-guided replacement, n-gram sampling."""
-    p_mask: float
-    p_pos: float
-    p_ng: float
-    max_ng: int
-    n_iter: int
-    seed: int
+
+    section = "augment"
+    p_mask: Annotated[float, Range(0, 1)]
+    p_pos: Annotated[float, Range(0, 1)]
+    p_ng: Annotated[float, Range(0, 1)]
+    max_ng: Annotated[int, Range(1)]
+    n_iter: Annotated[int, Range(1)]
+    seed: Annotated[int, Range(0)]
     tagger: str  # a spaCy pipeline with a tagger; "none" turns the POS rule off
     mask_token: str = "[MASK]"
 
     def __post_init__(self) -> None:
-        for name in ("p_mask", "p_pos", "p_ng"):
-            check_num(getattr(self, name), f"augment.{name}", 0, 1)
+        super().__post_init__()
         check(self.p_mask + self.p_pos <= 1.0, "augment.p_pos",
                f"p_mask + p_pos must be <= 1, got {self.p_mask} + {self.p_pos}")
-        check_int(self.max_ng, "augment.max_ng", 1)
-        check_int(self.n_iter, "augment.n_iter", 1)
-        check_int(self.seed, "augment.seed", 0)
         check(self.p_pos == 0 or self.tagger != "none", "augment.tagger",
                "p_pos > 0 needs a POS tagger: name an installed spaCy pipeline, or set augment.p_pos to 0")
 
 
 @dataclass(frozen=True)
-class SoftLabelConfig:
-    batch_tokens: int  # tokens per teacher forward pass (texts per batch = batch_tokens // length)
-    max_seq_len: int
+class SoftLabelConfig(Checked):
+    section = "soft_labels"
+    batch_tokens: Annotated[int, Range(1)]  # tokens per teacher forward pass (texts per batch = batch_tokens // length)
+    max_seq_len: Annotated[int, Range(8, 4096)]  # and at most the teacher's positions
     bf16: bool
     features: tuple[str, ...]  # teacher features stored next to the logits, e.g. ("cls@3", "cls@6")
-    threads: int  # torch threads; 0: torch's default (does not change the logits)
-    checkpoint_every: int = 4096  # texts per store part: a killed run loses at most this much work
-
-    def __post_init__(self) -> None:
-        check_int(self.checkpoint_every, "soft_labels.checkpoint_every", 1)
-        check_int(self.batch_tokens, "soft_labels.batch_tokens", 1)
-        check_int(self.max_seq_len, "soft_labels.max_seq_len", 8, 4096)  # and at most the teacher's positions
-        check_int(self.threads, "soft_labels.threads", 0, 1024)
+    threads: Annotated[int, Range(0, 1024)]  # torch threads; 0: torch's default (does not change the logits)
+    checkpoint_every: Annotated[int, Range(1)] = 4096  # texts per store part: a killed run loses at most this much
 
 
 STEP_FIELDS = ("losses", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_examples")
 
 
 @dataclass(frozen=True)
-class StepConfig:
+class StepConfig(Checked):
     """One training step of a student: what it learns from, on which data, for how long."""
 
     param: str  # where it sits in params.yaml, for error messages
     losses: dict[str, float]
     transfer_set: str
-    epochs: int
-    batch_size: int
-    lr: float
-    temperature: float
-    max_examples: int  # 0: the whole transfer set; else a seeded sample of this many
+    epochs: Annotated[int, Range(1)]
+    batch_size: Annotated[int, Range(1)]
+    lr: Annotated[float, Range(0, lo_open=True)]
+    temperature: Annotated[float, Range(0, lo_open=True)]
+    max_examples: Annotated[int, Range(0)]  # 0: the whole transfer set; else a seeded sample of this many
     progressive: bool = False  # MobileBERT: one stage per student layer, the layers below it frozen (intermediate)
+
+    @property
+    def section(self) -> str:
+        return self.param
 
     def __post_init__(self) -> None:
         p = self.param
@@ -292,15 +320,11 @@ class StepConfig:
                "every loss weight is 0, so nothing would be learnt; give at least one loss a weight > 0")
         check(self.transfer_set in ("augmented", "train"), f"{p}.transfer_set",
                f"must be 'augmented' or 'train', got {self.transfer_set!r}")
-        check_int(self.epochs, f"{p}.epochs", 1)
-        check_int(self.batch_size, f"{p}.batch_size", 1)
-        check_num(self.lr, f"{p}.lr", 0, lo_open=True)
-        check_num(self.temperature, f"{p}.temperature", 0, lo_open=True)
-        check_int(self.max_examples, f"{p}.max_examples", 0)
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
-class StudentConfig:
+class StudentConfig(Checked):
     """One student: `distill.common`, then `distill.<its family's group>`, then `students.<name>` of
     params.yaml, merged (`merge_student`). No field has a default here: params.yaml is the one place
     where a default is written.
@@ -319,22 +343,26 @@ class StudentConfig:
     lr: float
     temperature: float
     max_examples: int
-    max_seq_len: int
-    seed: int
+    max_seq_len: Annotated[int, Range(2, 4096)]  # and at most the teacher's positions (checked on load)
+    seed: Annotated[int, Range(0)]
     optimizer: str  # "adam" (constant lr) or "adamw" (linear warm-up and decay, weight decay)
     betas: tuple[float, ...]  # Adam's (beta1, beta2)
-    weight_decay: float
-    warmup_ratio: float
-    grad_clip: float  # max global gradient norm
-    bucket_batches: int  # training batches are sorted by length within buckets of this many batches
+    weight_decay: Annotated[float, Range(0)]
+    warmup_ratio: Annotated[float, Range(0, 1, hi_open=True)]
+    grad_clip: Annotated[float, Range(0, lo_open=True)]  # max global gradient norm
+    bucket_batches: Annotated[int, Range(1)]  # training batches are sorted by length within buckets of this many
     task: str  # a registered task (distillery.tasks.TASKS): what the data and the teacher's targets are
     intermediate: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] = ()  # a multi-task student's tasks (folders of the prepared root)
     loss_args: dict[str, Any] = field(default_factory=dict)  # per-token losses: label_smoothing, top_k
 
+    @property
+    def section(self) -> str:
+        return f"students.{self.name}"
+
     def __post_init__(self) -> None:
         check_name(self.name, "students (a student's name)")
-        p = f"students.{self.name}"
+        p = self.section
         check_name(self.task, f"{p}.task")
         check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"{p}.betas",
               f"must be two numbers in [0, 1), got {list(self.betas)}")
@@ -354,12 +382,7 @@ class StudentConfig:
                f"unknown setting; use {', '.join(STEP_FIELDS)}, progressive")
         self.steps()  # validates both steps
         check(self.optimizer in ("adam", "adamw"), f"{p}.optimizer", f"must be 'adam' or 'adamw', got {self.optimizer!r}")
-        check_num(self.warmup_ratio, f"{p}.warmup_ratio", 0, 1, hi_open=True)
-        check_num(self.weight_decay, f"{p}.weight_decay", 0)
-        check_num(self.grad_clip, f"{p}.grad_clip", 0, lo_open=True)
-        check_int(self.bucket_batches, f"{p}.bucket_batches", 1)
-        check_int(self.max_seq_len, f"{p}.max_seq_len", 2, 4096)  # and at most the teacher's positions (checked on load)
-        check_int(self.seed, f"{p}.seed", 0)
+        super().__post_init__()
 
     def steps(self) -> list[StepConfig]:
         p = f"students.{self.name}"
@@ -393,67 +416,62 @@ def merge_student(name: str, block: Any, defaults: dict, group: str) -> StudentC
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
-    threads: int
-    repeats: int
-    warmup: int
-    batch_sizes: tuple[int, ...]
+class EvaluateConfig(Checked):
+    section = "evaluate"
+    threads: Annotated[int, Range(1, 1024)]
+    repeats: Annotated[int, Range(1)]
+    warmup: Annotated[int, Range(0)]
+    batch_sizes: Annotated[tuple[int, ...], Range(1, 65536)]
     runtimes: tuple[str, ...]  # pytorch, plus what export wrote: onnx, int8
-    opset: int  # the teacher's ONNX export (students are exported by `export`)
-    exit_speeds: tuple[float, ...]  # models with early exits: the speed-accuracy curve's thresholds
-    exit_repeats: int  # ... and the timed calls per speed and batch size
+    opset: Annotated[int, Range(13, 23)]  # the teacher's ONNX export (students are exported by `export`)
+    exit_speeds: Annotated[tuple[float, ...], Range(0, 1)]  # models with early exits: the speed-accuracy curve's thresholds
+    exit_repeats: Annotated[int, Range(1)]  # ... and the timed calls per speed and batch size
 
     def __post_init__(self) -> None:
-        check_int(self.threads, "evaluate.threads", 1, 1024)
+        super().__post_init__()
         check(len(self.exit_speeds) > 0, "evaluate.exit_speeds", "name at least one speed")
-        for v in self.exit_speeds:
-            check_num(v, "evaluate.exit_speeds", 0.0, 1.0)
-        check_int(self.exit_repeats, "evaluate.exit_repeats", 1)
-        check_int(self.opset, "evaluate.opset", 13, 23)
         bad = [r for r in self.runtimes if r not in ("pytorch", "onnx", "int8")]
         check(not bad, "evaluate.runtimes", f"unknown runtime {bad[0] if bad else ''!r}; use pytorch, onnx, int8")
         check("pytorch" in self.runtimes, "evaluate.runtimes",
                "must include pytorch (retention and agreement are measured against it)")
-        check_int(self.repeats, "evaluate.repeats", 1)
-        check_int(self.warmup, "evaluate.warmup", 0)
         check(len(self.batch_sizes) > 0, "evaluate.batch_sizes", "name at least one batch size")
-        for bs in self.batch_sizes:
-            check_int(bs, "evaluate.batch_sizes", 1, 65536)
 
 
 @dataclass(frozen=True)
-class ExportConfig:
-    opset: int
-    min_agreement: float
+class ExportConfig(Checked):
+    section = "export"
+    opset: Annotated[int, Range(13, 23)]
+    min_agreement: Annotated[float, Range(0, 1)]
     quantize: bool
     license: str  # the model cards' `license` (the teacher's; all-MiniLM-L6-v2 is apache-2.0)
 
     def __post_init__(self) -> None:
-        check_num(self.min_agreement, "export.min_agreement", 0, 1)
-        check_int(self.opset, "export.opset", 13, 23)
+        super().__post_init__()
         check(bool(re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", self.license)), "export.license",
                f"{self.license!r} is not a Hub licence id (lower case, e.g. apache-2.0, mit, other)")
 
 
 @dataclass(frozen=True)
-class MemberConfig:
+class MemberConfig(Checked):
     """One ensemble member (MT-DNN KD study, `members.<name>`): a teacher fine-tuned on `task` with its
     own seed and dropout, for its task's number of epochs (small tasks need more than one)."""
 
     name: str
     task: str
-    seed: int
-    dropout: float
-    epochs: float
+    seed: Annotated[int, Range(0)]
+    dropout: Annotated[float, Range(0, 1, hi_open=True)]
+    epochs: Annotated[float, Range(0, lo_open=True)]
+
+    @property
+    def section(self) -> str:
+        return f"members.{self.name}"
 
     def __post_init__(self) -> None:
         from distillery.data.tasks import check_preset
 
         check_name(self.name, "members (a member's name)")
-        check_preset(self.task, param=f"members.{self.name}.task")
-        check_int(self.seed, f"members.{self.name}.seed", 0)
-        check_num(self.dropout, f"members.{self.name}.dropout", 0, 1, hi_open=True)
-        check_num(self.epochs, f"members.{self.name}.epochs", 0, lo_open=True)
+        check_preset(self.task, param=f"{self.section}.task")
+        super().__post_init__()
 
 
 def study_tasks(doc: dict) -> list[str]:
@@ -475,15 +493,11 @@ def members_config(block: Any) -> list[MemberConfig]:
 
 
 @dataclass(frozen=True)
-class MtEvaluateConfig:
-    threads: int
-    latency_texts: int  # dev texts per task timed one at a time
-    warmup: int
-
-    def __post_init__(self) -> None:
-        check_int(self.threads, "evaluate.threads", 1, 1024)
-        check_int(self.latency_texts, "evaluate.latency_texts", 1)
-        check_int(self.warmup, "evaluate.warmup", 0)
+class MtEvaluateConfig(Checked):
+    section = "evaluate"
+    threads: Annotated[int, Range(1, 1024)]
+    latency_texts: Annotated[int, Range(1)]  # dev texts per task timed one at a time
+    warmup: Annotated[int, Range(0)]
 
 
 def from_section(cls: type, section: str, values: Any, fixed: dict | None = None, where: str = "params.yaml"):
@@ -498,5 +512,6 @@ def from_section(cls: type, section: str, values: Any, fixed: dict | None = None
     missing = [n for n, f in known.items() if n not in values and f.default is MISSING and f.default_factory is MISSING]
     check(not missing, f"{section}.{missing[0] if missing else ''}", f"missing; set it in {where}")
     check_types(cls, values, section)
-    kw = {k: tuple(v) if isinstance(v, list) and str(known[k].type).startswith("tuple") else v for k, v in values.items()}
+    hints = typing.get_type_hints(cls)
+    kw = {k: tuple(v) if isinstance(v, list) and _is_tuple(hints[k]) else v for k, v in values.items()}
     return cls(**fixed, **kw)

@@ -16,11 +16,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from distillery.config import check, check_int, check_num
+from distillery.config import Checked, Range, check, check_num
 from distillery.errors import DistilleryError
 
 DOC_START = re.compile(r"<doc\b[^>]*>")
@@ -28,16 +29,17 @@ WIKITEXT_JOINS = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
 
 
 @dataclass(frozen=True)
-class CorpusConfig:
+class CorpusConfig(Checked):
     """The general-distillation study's `prepare` section."""
 
+    section = "prepare"
     corpus: str | None  # a file or a folder of files (WikiExtractor output, or .txt)
     heldout: str  # a file of held-out text (its masked-token accuracy is every model's score)
     tokenizer: str  # the teacher's base model: its tokenizer packs the corpus
-    seq_len: int  # tokens per row, [CLS] and [SEP] included
-    max_tokens: int  # stop reading once this many corpus tokens are packed (0: the whole corpus)
-    max_heldout_rows: int  # held-out rows kept (0: all)
-    seed: int  # the order of the corpus's rows
+    seq_len: Annotated[int, Range(8, 4096)]  # tokens per row, [CLS] and [SEP] included
+    max_tokens: Annotated[int, Range(0)]  # stop reading once this many corpus tokens are packed (0: the whole corpus)
+    max_heldout_rows: Annotated[int, Range(0)]  # held-out rows kept (0: all)
+    seed: Annotated[int, Range(0)]  # the order of the corpus's rows
     hf_dataset: str | None = None  # or a Hugging Face dataset (a name, or a local folder) ...
     hf_split: str = "train"
     text_column: str = "text"  # ... and its text column
@@ -45,10 +47,7 @@ class CorpusConfig:
     def __post_init__(self) -> None:
         check(bool(self.corpus) != bool(self.hf_dataset), "prepare.corpus",
               "give exactly one of prepare.corpus (a file or folder of text) and prepare.hf_dataset")
-        check_int(self.seq_len, "prepare.seq_len", 8, 4096)
-        check_int(self.max_tokens, "prepare.max_tokens", 0)
-        check_int(self.max_heldout_rows, "prepare.max_heldout_rows", 0)
-        check_int(self.seed, "prepare.seed", 0)
+        super().__post_init__()
 
 
 def _files(path: Path) -> list[Path]:

@@ -9,12 +9,13 @@ and the transform new. `teacher.train: head` trains that transform (and the outp
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 from datasets import Dataset
 
-from distillery.config import TrainerConfig, check, check_int, check_num
+from distillery.config import Range, TrainerConfig, check
 from distillery.errors import DistilleryError
 from distillery.io import write_json
 from distillery.teacher.train import final_loss, fit_and_save, quiet_loading
@@ -97,17 +98,15 @@ class MlmTeacherConfig(TrainerConfig):
     Face masked LM, or an encoder such as all-MiniLM-L6-v2 whose new head is trained here)."""
 
     train: str  # head (the new head only, encoder frozen) | all (head and encoder) | none (use it as it is)
-    max_rows: int  # corpus rows trained on (0: all)
-    mask_prob: float
-    logging_steps: int = 50
+    max_rows: Annotated[int, Range(0)]  # corpus rows trained on (0: all)
+    mask_prob: Annotated[float, Range(0, 1, lo_open=True)]
+    logging_steps: Annotated[int, Range(1)] = 50
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.train in ("head", "all", "none"), "teacher.train",
               f"must be head, all or none, got {self.train!r}")
-        check_int(self.max_rows, "teacher.max_rows", 0)
         check(self.train == "none" or self.epochs > 0, "teacher.epochs", "must be > 0 when teacher.train trains")
-        check_num(self.mask_prob, "teacher.mask_prob", 0, 1, lo_open=True)
 
 
 class CorpusMasking:
