@@ -228,15 +228,15 @@ def cases(ws: Path) -> None:
     import yaml
 
     gp = yaml.safe_load(gen_params.read_text())
-    gp["gen_prepare"].update(data_dir="m30")
+    gp["prepare"].update(data_dir="m30")
     (ws / "gen.yaml").write_text(yaml.safe_dump(gp))
     de = (m30 / "train.de").read_bytes()
     (m30 / "train.de").write_bytes(de.replace(b"\n", b"\r"))
-    run("Multi30k with bare-CR line endings", ["gen-prepare", "--params", "gen.yaml", "--out", "gen_prep"], ws)
+    run("Multi30k with bare-CR line endings", ["prepare", "--params", "gen.yaml", "--out", "gen_prep"], ws)
     lines = de.decode().splitlines()
     lines[3] = lines[3].replace(" ", "\r", 1)
     (m30 / "train.de").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run("a CR inside a German line", ["gen-prepare", "--params", "gen.yaml", "--out", "gen_prep"], ws)
+    run("a CR inside a German line", ["prepare", "--params", "gen.yaml", "--out", "gen_prep"], ws)
     (ws / "mdir").mkdir()
     run("`--metrics` an existing folder", ["prepare", "--out", "p2", "--metrics", "mdir"], ws)
     _card(ws)

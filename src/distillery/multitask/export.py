@@ -52,7 +52,7 @@ def export_multitask(student_dir: str | Path, prepared_root: str | Path, out_dir
             report[t] = {"agreement": agree, "max_abs_diff": float(np.abs(ref - got).max())}
             if agree < min_agreement:
                 raise DistilleryError(f"ONNX export of {info['name']}: task {t} agrees with PyTorch on {agree:.4f} of "
-                                      f"dev, below mt_export.min_agreement {min_agreement}; nothing written")
+                                      f"dev, below export.min_agreement {min_agreement}; nothing written")
         tokenizer.save_pretrained(tmp)
         write_json(tmp / TASKS, {"student": info["name"], "max_seq_len": max_len, "inputs": model.input_names,
                                  "tasks": {t: {"output": f"logits_{t}", **info["tasks"][t]} for t in model.tasks}})
