@@ -48,7 +48,6 @@ def export_exits(model, example: dict, folder: Path, opset: int, quantize: bool)
     model.eval()
     model.hf.set_attn_implementation("eager")  # plain ops: the fused kernel's mask shortcuts are data-dependent
     max_seq = model.hf.config.max_position_embeddings
-    written = []
     with torch.no_grad():
         emb_inputs = {k: example[k] for k in ("input_ids", "token_type_ids") if k in example}
         dynamo_onnx(_Embeddings(model), emb_inputs, ["hidden"], folder / "embeddings.onnx", opset, max_seq)
