@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from distillery.config import EvaluateConfig, PrepareConfig, SoftLabelConfig, TeacherConfig
+from distillery.config import EvaluateConfig, MemberConfig, PrepareConfig, SoftLabelConfig, TeacherConfig
 from distillery.errors import DistilleryError
 from tests.conftest import REPO, conf, make_student, write_params
 
@@ -74,6 +74,9 @@ def test_all_loss_weights_zero_is_refused_before_loading(tmp_path):
     (lambda: conf(SoftLabelConfig, max_seq_len=4097), "soft_labels.max_seq_len: must be in 8..4096"),
     (lambda: conf(EvaluateConfig, batch_sizes=(0,)), "evaluate.batch_sizes: must be in 1..65536"),
     (lambda: conf(EvaluateConfig, warmup=-3), "evaluate.warmup: must be >= 0"),
+    (lambda: conf(EvaluateConfig, exit_speeds=(0.5, 1.5)), "evaluate.exit_speeds: must be in "),
+    (lambda: conf(TeacherConfig, dropout=1.0), "teacher.dropout: must be in "),
+    (lambda: MemberConfig(name="m", task="sst2", seed=0, dropout=0.1, epochs=0), "members.m.epochs: must be > 0"),
     (lambda: make_student("s", model="bilstm", losses={"ce": 1.0}, max_seq_len=0), "students.s.max_seq_len: must be in 2..4096"),
     (lambda: make_student("s", model="bilstm", losses={"ce": 1.0}, epochs=1.5), "students.s.epochs: must be a whole number"),
     (lambda: make_student("s", model="bilstm", losses={"ce": 1.0}, seed=-1), "students.s.seed: must be >= 0"),
@@ -83,6 +86,11 @@ def test_all_loss_weights_zero_is_refused_before_loading(tmp_path):
 def test_numeric_params_have_ranges(make, param):
     with pytest.raises(DistilleryError, match="param " + param.replace("(", r"\(").replace(".", r"\.")):
         make()
+
+
+def test_an_unset_optional_param_passes_its_range():
+    assert conf(TeacherConfig, dropout=None).dropout is None
+    assert conf(TeacherConfig, dropout=0.0).dropout == 0.0
 
 
 @pytest.mark.parametrize("args,expect", [
