@@ -1,6 +1,6 @@
 """Frozen, validated configs of the text-generation study (C-MLM, `studies/cmlm`), one per stage, built from
-its section of the study's params.yaml. As in `distillery.config`: no defaults for what params.yaml sets,
-and every `__post_init__` names the param it refuses."""
+its section of the study's params.yaml. As in `distillery.config`: no defaults for what params.yaml sets, ranges
+beside their fields (`Range`), and every check names the param it refuses."""
 
 from dataclasses import dataclass
 from typing import Annotated
