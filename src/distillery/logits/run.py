@@ -29,7 +29,7 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
         torch.set_num_threads(cfg.threads)
     prep = load_prepared(prepared_dir)
     train, dev = prep.train, prep.dev
-    model, tokenizer, tinfo = load_teacher(teacher_dir, n_labels=prep.num_labels)
+    model, tokenizer, _ = load_teacher(teacher_dir, n_labels=prep.num_labels)
     world = init_world()
     model.to(world.device)  # a GPU where there is one (bf16 autocast where it supports it)
     frames = [train, dev]
