@@ -10,10 +10,12 @@ from distillery.generation.data import encode
 from tests.generation.helpers import (
     make_tok,
     multi30k_pairs,
+    needs_data,
     tiny_translator,
 )
 
 
+@needs_data
 def test_cached_decoder_step_gives_the_uncached_logits_at_every_step():
     """decoder.onnx's step (key-value cache, written out from BART's modules) equals transformers' decoder over
     the whole prefix, step by step, on padded real sources; and so does its ONNX graph."""

@@ -172,6 +172,7 @@ def study(tmp_path_factory):
     return root, base
 
 
+@pytest.mark.needs_data
 def test_multitask_student_trains_every_task_and_answers_from_one_model(study):
     from distillery.students import load_student
 
@@ -189,6 +190,7 @@ def test_multitask_student_trains_every_task_and_answers_from_one_model(study):
     assert sum(p.numel() for p in model.heads.parameters()) == 2 * (32 * 2 + 2)
 
 
+@pytest.mark.needs_data
 def test_a_task_the_data_lacks_stops_with_one_line_naming_the_param(study, tmp_path):
     root, base = study
     params = tmp_path / "params.yaml"
@@ -205,6 +207,7 @@ def test_a_task_the_data_lacks_stops_with_one_line_naming_the_param(study, tmp_p
     assert "rte, sst2" in lines[0] and not (tmp_path / "s").exists()
 
 
+@pytest.mark.needs_data
 def test_export_is_one_graph_answering_every_task(study, tmp_path):
     import onnx
 

@@ -6,6 +6,7 @@ loop is deleted now; `former_mtdnn_loop` below is its training part, line for li
 per-epoch dev score left out: they change no weight), so the recipe keeps training what it trained."""
 
 import numpy as np
+import pytest
 import torch
 
 from distillery.data.batching import text_lengths
@@ -62,6 +63,7 @@ def former_mtdnn_loop(root, base, epochs: int, bs: int = 16, lr: float = 1e-3, s
     return model
 
 
+@pytest.mark.needs_data
 def test_multitask_student_through_the_recipe_equals_the_former_loop(study, tmp_path):  # noqa: F811
     root, base = study
     reference = former_mtdnn_loop(root, base, epochs=2).state_dict()
