@@ -91,7 +91,9 @@ def test_per_layer_onnx_export_keeps_the_early_exits(model_and_texts, tmp_path):
         want = model.predictor(speed)(batch)
         got = onnx_predictor(tmp_path, speed)(batch)
         assert (want.argmax(-1) == got.argmax(-1)).all()
-        np.testing.assert_allclose(got, want, atol=1e-3)
+        # relative too: the graded branches give logits up to about 8, where onnxruntime's and torch's float order
+        # differ by up to 2e-4 of the value on some CPUs (0.0018 on an AMD EPYC, under 1e-3 on Intel)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
 
 
 def test_fastbert_trains_its_exits_on_a_frozen_backbone(tmp_path, sst2_prepared, tiny_teacher):
