@@ -58,6 +58,9 @@ def main() -> None:
     ap.add_argument("--roots", nargs="+", default=["src"], help="folders to count (default: src)")
     ap.add_argument("--packages", action="store_true", help="also the lines of each package / top-level module")
     args = ap.parse_args()
+    for rev in args.revs:
+        if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True).returncode:
+            ap.error(f"{rev!r} is not a commit of this repository: give a hash, tag, branch or HEAD~N")
     print(f"| revision | lines | {' | '.join(KINDS)} |\n|---|---|{'---|' * len(KINDS)}")
     first, per_rev = None, {}
     for rev in args.revs:
