@@ -47,19 +47,21 @@ SET_HELP = "KEY=VALUE: override one setting of the section for this run (repeata
 
 
 def read_params(params: Path, required: bool = False) -> dict:
-    """The parsed params file; {} where it does not exist and the stage can do without it."""
-    import yaml
+    """The parsed params file; {} where it does not exist and the stage can do without it. A key given twice, a tab
+    where YAML wants spaces, a byte that is not UTF-8 and a student name that would be a path (`../teacher`) are
+    refused, naming the line: every command checks the whole file, so the first one run stops such a key."""
+    from distillery.config import check_name, load_yaml
 
     if not params.is_file():
         if required:
             raise DistilleryError(f"--params {params}: no such file; run in the project folder or give --params")
         return {}
-    try:
-        doc = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise DistilleryError(f"{params}: not valid YAML ({str(e).splitlines()[0]})") from None
+    doc = load_yaml(params) or {}
     if not isinstance(doc, dict):
         raise DistilleryError(f"{params}: must be a mapping of sections (prepare:, teacher:, ...)")
+    students = doc.get("students")
+    for name in students if isinstance(students, dict) else ():
+        check_name(name, f"students.{name} in {params} (a student's name becomes a folder and a DVC stage)")
     return doc
 
 
@@ -120,13 +122,14 @@ def stage_config(cls: type, params: Path, section: str, sets: list[str]):
 def check_outputs(kind: str, out: Path | None = None, metrics: Path | None = None, live_dir: Path | None = None,
                   out_param: str = "--out") -> None:
     """Before any work: the output folder is absent, empty or this stage's own previous output; the
-    metrics path is not a folder; the live folder holds only curves. One line naming the option otherwise."""
-    from distillery.io import check_file_target, claim_output
+    metrics file is absent or this stage's own previous metrics; the live folder holds only curves. One line
+    naming the option otherwise."""
+    from distillery.io import claim_metrics, claim_output
 
     if out is not None:
         claim_output(out, kind, out_param)
     if metrics is not None:
-        check_file_target(metrics, "--metrics")
+        claim_metrics(metrics, kind)
     if live_dir is not None:
         claim_output(live_dir, "live", "--live-dir")
 

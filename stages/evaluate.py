@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import PARAMS_HELP, SET_HELP, one_line_errors, read_params, section_values_set, stage_config, task_stage
+from stages.common import PARAMS_HELP, SET_HELP, check_outputs, one_line_errors, read_params, section_values_set, stage_config, task_stage
 
 
 def student_names(params: Path) -> list[str]:
@@ -34,16 +34,23 @@ def evaluate(
     set_: Annotated[list[str], typer.Option("--set", help=SET_HELP)] = [],
 ) -> None:
     """Metric, retention, agreement, size and CPU latency of every model in each runtime, on --prepared's dev.tsv.
+    Its files are one output, put in place together (README, "Errors, faults and leftovers"): --out is absent, empty or
+    an earlier evaluate's folder, checked before any work.
 
     Settings: the `evaluate` section (threads, repeats, warmup, batch_sizes, runtimes, opset)."""
     from distillery.config import EvaluateConfig, check_name
+    from distillery.io import atomic_dir
 
+    check_outputs("evaluate", out)
     doc = read_params(params, required=True)
     own = task_stage(doc, "evaluate_study")
     if own:  # seq2seq: BLEU, size, latency; multitask: a column per task, ensembles and single-task students
-        paths = {"teacher": teacher, "students": students, "exports": exports, "prepared": prepared, "teacher_metrics": teacher_metrics,
-                 "out": out, "teachers": teachers, "ensemble_metrics": ensemble_metrics, "single": single}
-        typer.echo(own(section_values_set(doc, "evaluate", set_), "evaluate", doc, paths))
+        with atomic_dir(out, "evaluate") as tmp:
+            paths = {"teacher": teacher, "students": students, "exports": exports, "prepared": prepared,
+                     "teacher_metrics": teacher_metrics, "out": tmp, "teachers": teachers,
+                     "ensemble_metrics": ensemble_metrics, "single": single}
+            text = own(section_values_set(doc, "evaluate", set_), "evaluate", doc, paths)
+        typer.echo(text)
         return
     cfg = stage_config(EvaluateConfig, params, "evaluate", set_)
     names = list(student) or student_names(params)
@@ -51,5 +58,6 @@ def evaluate(
         check_name(n, "--student" if student else f"students in {params}")
     from distillery.evaluate.report import evaluate as run
 
-    result = run(cfg, prepared, teacher, students, out, exports, names)
+    with atomic_dir(out, "evaluate") as tmp:
+        result = run(cfg, prepared, teacher, students, tmp, exports, names)
     typer.echo("\n" + result["markdown"])

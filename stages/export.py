@@ -32,7 +32,7 @@ def export(
     out = out or Path("exports") / name
     check_outputs("export", out, metrics)
     cfg = stage_config(ExportConfig, params, "export", set_)
-    from distillery.io import read_json, write_json
+    from distillery.io import read_json, write_metrics
 
     from distillery.tasks import get_task
 
@@ -46,4 +46,4 @@ def export(
     else:  # a multi-task student: agreement per task
         typer.echo(f"exported {name}: " + ", ".join(f"{t} agreement {v['agreement']:.4f}" for t, v in r.items()))
     if metrics:
-        write_json(metrics, r)
+        write_metrics(metrics, r, "export", written=out)

@@ -24,7 +24,7 @@ def teacher(
 
     Settings: the `teacher` section (base_model, max_seq_len, epochs, batch_size, lr, ...)."""
     from distillery.config import TeacherConfig
-    from distillery.io import write_json
+    from distillery.io import write_metrics
 
     check_outputs("teacher", out, metrics, live_dir)
     doc = read_params(params, required=True)
@@ -36,5 +36,5 @@ def teacher(
     from distillery.teacher.train import train_teacher
 
     result = train_teacher(cfg, prepared, out, live_dir)
-    write_json(metrics, result)
+    write_metrics(metrics, result, "teacher", written=out)
     typer.echo(f"teacher dev {result['metric']}: {result['dev_' + result['metric']]:.4f} -> {out}")

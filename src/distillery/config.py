@@ -10,6 +10,7 @@ import re
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 from distillery.errors import DistilleryError
@@ -27,6 +28,40 @@ def check_name(name: str, param: str) -> str:
     check(isinstance(name, str) and NAME.fullmatch(name) is not None, param,
            f"{name!r} is not a plain name; use letters, digits, '_' and '-' (at most 64, not starting with '-')")
     return name
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file (params.yaml), refused in one line naming the file and line: a byte that is not UTF-8, a tab
+    where YAML wants spaces, a key given twice in one block (YAML keeps the last one silently), any other error."""
+    import yaml
+
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DistilleryError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8") from None
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, typing.Hashable) and key in seen:
+                    raise DistilleryError(f"{path}:{key_node.start_mark.line + 1}: key {key!r} is given twice in one "
+                                          f"block (first on line {seen[key]}); keep one of them")
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep)
+
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        if "\t" in str(e) or "'\\t'" in str(e):  # PyYAML: found character '\t' that cannot start any token
+            raise DistilleryError(f"{where}: a tab character where YAML wants spaces; indent with spaces") from None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DistilleryError(f"{where}: not valid YAML ({problem})") from None
 
 
 def check_int(value: Any, param: str, lo: int, hi: int | None = None) -> None:
@@ -132,6 +167,32 @@ def _fits(value: Any, tp: Any) -> bool:
     if origin is dict or tp is dict:
         return isinstance(value, dict)
     return True
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """A value as the type its field declares where nothing is lost: a whole-number float where a whole number is
+    wanted (`--set max_train=1e3`: 1000), a whole number where text is wanted (`--set data_dir=2024`: "2024")."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if any(_fits(value, a) for a in args):
+            return value
+        for a in args:
+            if _fits(c := _coerce(value, a), a):
+                return c
+        return value
+    if origin is tuple and args and isinstance(value, (list, tuple)):
+        return type(value)(_coerce(v, args[0]) for v in value)
+    if tp is int and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if tp is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def coerce(cls: type, values: dict) -> dict:
+    """`values` with each one a field of `cls` declares converted where that is exact (`_coerce`)."""
+    hints = typing.get_type_hints(cls)
+    return {k: _coerce(v, hints[k]) if k in hints else v for k, v in values.items()}
 
 
 def check_types(cls: type, values: dict, prefix: str) -> None:
@@ -511,6 +572,7 @@ def from_section(cls: type, section: str, values: Any, fixed: dict | None = None
     check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(sorted(known))}")
     missing = [n for n, f in known.items() if n not in values and f.default is MISSING and f.default_factory is MISSING]
     check(not missing, f"{section}.{missing[0] if missing else ''}", f"missing; set it in {where}")
+    values = coerce(cls, values)
     check_types(cls, values, section)
     hints = typing.get_type_hints(cls)
     kw = {k: tuple(v) if isinstance(v, list) and _is_tuple(hints[k]) else v for k, v in values.items()}

@@ -7,3 +7,12 @@ was wrong, where (file and line, or param name) and what to do.
 
 class DistilleryError(Exception):
     """A user-facing error: bad input, bad param, mismatched artifacts."""
+
+
+def damaged_onnx(path, e: BaseException) -> DistilleryError:
+    """onnxruntime refusing a graph file (InvalidProtobuf, a truncated file, a missing one) as one line."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = first.split("] ", 1)[-1][:160]  # onnxruntime's "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : ..." prefix
+    state = "missing" if "No such file" in first or "does not exist" in first else f"damaged ({first})"
+    return DistilleryError(f"{path}: ONNX graph {state}; re-run `distillery export` for this model "
+                           "(dvc repro -f export@<name>)")

@@ -104,31 +104,63 @@ def _marker(path: Path) -> dict | None:
     return m if isinstance(m, dict) and isinstance(m.get("stage"), str) and isinstance(m.get("files"), list) else None
 
 
+def _tree(path: Path) -> list[str]:
+    """Every file below `path` (links not followed), as sorted paths relative to it; the marker aside."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir() and p.name != MARKER)
+
+
 # What DVCLive itself writes into a live folder: such a folder made before the marker existed is still ours.
 LEGACY = {"live": {"plots", "metrics.json", "report.html", "report.md", "static"}}
 
 
+def _not_dvclive(path: Path) -> list[str]:
+    """Files below a live folder that DVCLive does not write (it writes metrics.json, report.*, static/ and, under
+    plots/, metrics/**.tsv, images/, sklearn/ and custom/): a user's figure or notes put among the curves."""
+    ours = {"metrics.json", "report.html", "report.md", "params.yaml"}
+    plots = {"metrics": (".tsv",), "images": (".png", ".jpg", ".jpeg", ".svg", ".gif"), "sklearn": (".json",),
+             "custom": (".json",)}
+    odd = []
+    for rel in _tree(path):
+        parts = Path(rel).parts
+        fine = (rel in ours or parts[0] == "static"
+                or (len(parts) >= 3 and parts[0] == "plots" and parts[1] in plots
+                    and rel.lower().endswith(plots[parts[1]])))
+        if not fine:
+            odd.append(rel)
+    return odd
+
+
+def output_path(path: str | Path) -> Path:
+    """An output folder named through a link to a folder is the folder it points to (the link stays a link)."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() and path.resolve().is_dir() else path
+
+
 def claim_output(path: str | Path, kind: str, param: str = "--out") -> Path:
     """Refuse, before any work, to write the output of `kind` to `path` unless `path` is absent, an empty
-    folder, or a previous output of the same stage with nothing added to it (its marker lists every entry).
-    Anything else (a project folder, `.`, a folder of notes, another stage's output, a file) is the user's:
-    one line naming it, and nothing touched. Returns `path`."""
+    folder, or a previous output of the same stage with nothing added to it, at any depth (its marker lists every
+    file). Anything else (a project folder, `.`, a folder of notes, another stage's output, a file) is the user's:
+    one line naming it, and nothing touched. A link to a folder is followed. Returns `path`."""
     path = Path(path)
     where = f"{param} {path}" if param else str(path)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if path.is_symlink() and not path.resolve().is_dir():
+        raise DistilleryError(f"{where}: is a link to {os.readlink(path)}, not to a folder; choose another folder "
+                              f"for the {kind} output")
+    real = output_path(path)
+    if real.exists() and not real.is_dir():
         raise DistilleryError(f"{where}: exists and is not a folder; choose another folder for the {kind} output")
     here = Path.cwd().resolve()
-    if path.resolve() in (here, *here.parents) or path.resolve().parent == path.resolve():
+    if real.resolve() in (here, *here.parents) or real.resolve().parent == real.resolve():
         raise DistilleryError(f"{where}: is the working folder or one above it; nothing was changed: choose another "
                               f"folder, one of its own, for the {kind} output")
-    if not path.exists():
+    if not real.exists():
         return path
-    entries = sorted(p.name for p in path.iterdir())
+    entries = sorted(p.name for p in real.iterdir())
     if not entries:
         return path
-    mark = _marker(path)
+    mark = _marker(real)
     if mark is None and set(entries) <= LEGACY.get(kind, set()):
-        return path
+        mark = {"stage": kind, "files": entries}
     if mark is None:
         raise DistilleryError(
             f"{where}: folder exists and is not an output of distillery {kind} (it holds {_few(entries)}); "
@@ -137,10 +169,19 @@ def claim_output(path: str | Path, kind: str, param: str = "--out") -> Path:
         raise DistilleryError(f"{where}: holds the output of distillery {mark['stage']}, not {kind}; "
                               "nothing was changed: choose another folder")
     added = [e for e in entries if e not in mark["files"] and e != MARKER]
+    if not added and isinstance(mark.get("tree"), list):  # a file added inside a sub-folder (plots/fig1.svg)
+        added = [f for f in _tree(real) if f not in set(mark["tree"])]
+    if not added and kind == "live":  # made before markers listed every file: DVCLive's own layout
+        added = _not_dvclive(real)
     if added:
         raise DistilleryError(f"{where}: holds files distillery {kind} did not write ({_few(added)}); nothing was "
                               "changed: move them away or choose another folder")
     return path
+
+
+def _write_marker(folder: Path, kind: str) -> None:
+    (folder / MARKER).write_text(json.dumps({"stage": kind, "files": sorted(p.name for p in folder.iterdir()),
+                                             "tree": _tree(folder)}) + "\n", encoding="utf-8")
 
 
 def _few(names: list[str]) -> str:
@@ -168,17 +209,16 @@ def atomic_dir(path: str | Path, kind: str, param: str = "--out") -> Iterator[Pa
     """Yield an empty temporary folder; on success it replaces `path` as a whole, with a marker naming
     `kind` (the stage) and the entries it holds. `path` must be claimable (`claim_output`): it is
     checked before the work and again just before the replace."""
-    path = Path(path)
     claim_output(path, kind, param)
+    named, path = Path(path), output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path.parent, path.name)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=scratch_prefix(path), suffix=".tmp"))
     try:
         yield tmp
-        (tmp / MARKER).write_text(json.dumps({"stage": kind, "files": sorted(p.name for p in tmp.iterdir())}) + "\n",
-                                  encoding="utf-8")
+        _write_marker(tmp, kind)
         os.chmod(tmp, 0o755)
-        claim_output(path, kind, param)
+        claim_output(named, kind, param)
         _replace_dir(tmp, path)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,17 +248,16 @@ def staged_live(live_dir: str | Path) -> Iterator[tuple[Path, Any]]:
     scratch folder beside `live_dir`, and `publish()` (called once the model is saved) puts them in place.
     A run that fails or is killed before that leaves the previous curves as they were, and two concurrent
     runs never write into one folder. Yields (scratch folder, publish)."""
-    live_dir = Path(live_dir)
     claim_output(live_dir, "live", "--live-dir")
+    named, live_dir = Path(live_dir), output_path(live_dir)
     with scratch_dir(live_dir, "live") as scratch:
         done = []
 
         def publish() -> None:
             if done:
                 return
-            (scratch / MARKER).write_text(json.dumps({"stage": "live", "files": sorted(
-                p.name for p in scratch.iterdir())}) + "\n", encoding="utf-8")
-            claim_output(live_dir, "live", "--live-dir")
+            _write_marker(scratch, "live")
+            claim_output(named, "live", "--live-dir")
             _replace_dir(scratch, live_dir)
             done.append(True)
 
@@ -238,6 +277,79 @@ def scratch_dir(beside: str | Path, what: str) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+STAGE_KEY = "written_by"  # in every metrics JSON: "distillery <stage>", what lets a re-run replace it
+
+
+def _locked_by(path: Path) -> str | None:
+    """The distillery command that DVC's lock file (in the working folder) records as writing `path`: a metrics
+    file made before metrics carried `written_by` is still that stage's."""
+    import yaml
+
+    try:
+        lock = yaml.safe_load(Path("dvc.lock").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    for stage in (lock or {}).get("stages", {}).values() if isinstance(lock, dict) else ():
+        cmd = stage.get("cmd") if isinstance(stage, dict) else None
+        cmd = " ".join(cmd) if isinstance(cmd, list) else str(cmd or "")
+        words = cmd.split()
+        outs = [o.get("path") for o in stage.get("outs") or [] if isinstance(o, dict)]
+        if any(isinstance(o, str) and Path(o).resolve() == path.resolve() for o in outs):
+            for i, w in enumerate(words[:-1]):
+                if w in ("distillery", "stages.cli"):
+                    return "ensemble" if words[i + 1] == "soft-labels" and "--ensemble-of" in words else words[i + 1]
+    return None
+
+
+def claim_metrics(path: str | Path, kind: str, param: str = "--metrics") -> Path:
+    """Refuse, before any work, to write the metrics of `kind` over a file that is not a previous metrics file of
+    that stage (`written_by`, or DVC's lock naming the stage): params.yaml, a data file or a user's notes stay as
+    they are. A folder, or a path below a file, is refused too."""
+    path = check_file_target(path, param)
+    if not path.exists() and not path.is_symlink():
+        return path
+    where = f"{param} {path}" if param else str(path)
+    if not path.is_file():
+        raise DistilleryError(f"{where}: exists and is not a regular file; choose another path for the {kind} metrics")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size < 2**24 else None
+    except (OSError, ValueError):
+        data = None
+    by = data.get(STAGE_KEY) if isinstance(data, dict) else None
+    if by is None and isinstance(data, dict) and (locked := _locked_by(path)):
+        by = f"distillery {locked}"
+    if by == f"distillery {kind}":
+        return path
+    what = f"the metrics of {by}" if isinstance(by, str) and by.startswith("distillery ") else \
+        "not a metrics file that distillery wrote"
+    raise DistilleryError(f"{where}: exists and is {what}, not of distillery {kind}; nothing was changed: choose "
+                          "another path for the metrics (or delete the file yourself)")
+
+
+def write_metrics(path: str | Path, metrics: dict, kind: str, written: str | Path | None = None) -> None:
+    """A stage's metrics JSON, marked `written_by: distillery <kind>` and written atomically over nothing but a
+    previous metrics file of the same stage. `written`: the output this stage has already put in place, named
+    if the metrics cannot be written (a full disk), so the message says what is there and what is not."""
+    claim_metrics(path, kind)
+    try:
+        write_json(path, {**metrics, STAGE_KEY: f"distillery {kind}"})
+    except DistilleryError as e:
+        if written is None or "cannot write" not in str(e):
+            raise
+        raise DistilleryError(str(e).replace("(nothing was half-written)", f"({written} is written and complete; "
+                                             f"only its metrics {path} are not)")) from None
+
+
+def file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -18,7 +18,7 @@ from distillery.augment.tagger import load_tagger, tag_sentences
 from distillery.config import AugmentConfig
 from distillery.data.ids import text_id
 from distillery.data.prepare import load_prepared
-from distillery.io import atomic_dir, atomic_file, scratch_dir, write_json
+from distillery.io import atomic_dir, atomic_file, scratch_dir, write_metrics
 
 AUG_COLUMNS = ["id", "text_a", "text_b", "label", "source_id", "rules"]
 RULE_ORDER = ("mask", "pos", "ngram")
@@ -150,5 +150,5 @@ def augment(cfg: AugmentConfig, prepared_dir: str | Path, out_dir: str | Path, m
         "unchanged_dropped": counts["unchanged"],
         **{f"rule_{r}": counts[f"rule_{r}"] for r in RULE_ORDER},
     }
-    write_json(metrics_path, metrics)
+    write_metrics(metrics_path, metrics, "augment", written=out_dir)
     return metrics

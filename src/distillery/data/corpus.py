@@ -193,7 +193,7 @@ def mask_rule(tokenizer, prob: float = 0.15) -> MaskRule:
 def prepare_corpus(cfg: CorpusConfig, out: Path, metrics: Path) -> dict:
     """`train.npy` (the corpus's rows, shuffled by `seed`), `heldout.npy`, the tokenizer and `corpus.json`, written
     together (a folder renamed into place) or not at all."""
-    from distillery.io import atomic_dir, write_json
+    from distillery.io import atomic_dir, write_json, write_metrics
     from distillery.teacher.models import load_tokenizer, resolve_model
 
     tok = load_tokenizer(resolve_model(cfg.tokenizer), None, f"param prepare.tokenizer ({cfg.tokenizer})")
@@ -225,5 +225,5 @@ def prepare_corpus(cfg: CorpusConfig, out: Path, metrics: Path) -> dict:
         np.save(tmp / "heldout.npy", heldout)
         tok.save_pretrained(tmp / "tokenizer")
         write_json(tmp / "corpus.json", info)
-    write_json(metrics, info)
+    write_metrics(metrics, info, "prepare", written=out)
     return info

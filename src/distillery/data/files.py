@@ -14,7 +14,9 @@ param fixes; a dev label that training lacks, an empty label or a label column w
 """
 
 import csv
+import itertools
 import math
+import sys
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +91,14 @@ def read_delimited(path: Path, sep: str, quoted: bool, columns: tuple[str, ...] 
     header = list(columns) if columns else next(it, (0, None))[1]
     if header is None:
         raise DistilleryError(f"{path}: file is empty")
+    if columns:  # a header row in a file said to have none: the first record is the names given, field for field
+        first = next(it, None)
+        if first is not None and [f.strip() for f in first[1]] == [c.strip() for c in columns]:
+            print(f"warning: {path}:{first[0]}: this row is the names prepare.columns gives ({', '.join(columns)}): "
+                  "read as a header row and skipped (leave prepare.columns unset for a file with a header)",
+                  file=sys.stderr)
+        elif first is not None:
+            it = itertools.chain([first], it)
     rows, lines = [], []
     for line, record in it:
         if len(record) != len(header):
@@ -102,14 +112,16 @@ def read_delimited(path: Path, sep: str, quoted: bool, columns: tuple[str, ...] 
 
 def read_frame(path: Path, fmt: str, delimiter: str | None, columns: tuple[str, ...] | None = None
                ) -> tuple[pd.DataFrame, list[int]]:
-    """The file as a frame of strings, and each row's line (JSON Lines; Parquet: its row, from 1)."""
-    if not path.is_file():
-        raise DistilleryError(f"{path}: no such file; check prepare.data_dir, prepare.train_file / prepare.dev_file")
+    """The file as a frame (CSV/TSV: strings; JSON Lines and Parquet: values as they are typed there), and each
+    row's line (JSON Lines: its line; Parquet: its row, from 1)."""
+    check_regular(path)
     try:
         if fmt in ("csv", "tsv"):
             sep = delimiter or ("\t" if fmt == "tsv" else ",")
             return read_delimited(path, sep, quoted=not (fmt == "tsv" and not delimiter), columns=columns)
-        frame = strings(pd.read_json(path, lines=True, dtype=False) if fmt == "jsonl" else pd.read_parquet(path))
+        if fmt == "jsonl":
+            return read_jsonl(path)
+        frame = pd.read_parquet(path)
         return frame, list(range(1, len(frame) + 1))
     except UnicodeDecodeError as e:
         raise DistilleryError(f"{path}: not valid UTF-8 (byte {e.start}); save the file as UTF-8") from None
@@ -117,9 +129,78 @@ def read_frame(path: Path, fmt: str, delimiter: str | None, columns: tuple[str, 
         raise DistilleryError(f"{path}: not readable as {fmt} ({str(e).splitlines()[0][:160]})") from None
 
 
-def strings(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every value as the text it reads as; a missing one as ''."""
-    return frame.astype(str).where(frame.notna(), "")
+def check_regular(path: Path) -> None:
+    """A split file must be a regular file: a missing one, a folder, a FIFO or a device (a link to /dev/zero) is
+    named for what it is."""
+    if not path.exists():
+        what = f"a link to {path.readlink()}, which does not exist" if path.is_symlink() else "no such file"
+        raise DistilleryError(f"{path}: {what}; check prepare.data_dir, prepare.train_file / prepare.dev_file")
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "a pipe (FIFO)" if path.is_fifo() else \
+            "a device" if path.is_char_device() or path.is_block_device() else "not a regular file"
+        link = f" (a link to {path.readlink()})" if path.is_symlink() else ""
+        raise DistilleryError(f"{path}: is {kind}{link}, not a data file; point prepare.train_file / prepare.dev_file "
+                              "at a regular file")
+
+
+def _unique_keys(line: int, path: Path):
+    def hook(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise DistilleryError(f"{path}:{line}: key {k!r} is given twice in this record; keep one")
+            seen.add(k)
+        return dict(pairs)
+    return hook
+
+
+def read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """JSON Lines: one object a line (a byte-order mark dropped, blank lines skipped but counted), values as typed."""
+    import json
+
+    rows, lines = [], []
+    for i, text in split_lines(path):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text, object_pairs_hook=_unique_keys(i, path))
+        except ValueError as e:
+            raise DistilleryError(f"{path}:{i}: not valid JSON ({getattr(e, 'msg', e)}); fix or delete this line") from None
+        if not isinstance(record, dict):
+            raise DistilleryError(f"{path}:{i}: a JSON Lines record must be an object {{\"text\": ..., \"label\": ...}}, "
+                                  f"got {type(record).__name__ if record is not None else 'null'}; fix or delete this line")
+        rows.append(record)
+        lines.append(i)
+    return pd.DataFrame(rows, dtype=object), lines
+
+
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # what a number is in a file: no `2_5`, no `inf`
+
+
+def cell(value, where: str, column: str, label: bool) -> str:
+    """One value of a used column as text: a number read as a number (a label `1.0` is the class `1`, a whole float
+    written as its integer); a list, a mapping or an array refused by its row; a missing value as ''."""
+    import numpy as np
+
+    if isinstance(value, (list, tuple, dict, set, np.ndarray)):
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        raise DistilleryError(f"{where}: column {column!r} holds {kind} ({str(value)[:60]}), not a single "
+                              f"{'label' if label else 'text'}; flatten the data so each row has one value there")
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return number_text(float(value)) if label else str(value)
+    text = str(value)
+    if label and NUMBER.fullmatch(text.strip()):
+        return number_text(float(text.strip()))
+    return text
+
+
+def number_text(v: float) -> str:
+    """A label that is a number, as one text per number: 1, 1.0 and 1e0 are `1`; 2.50 is `2.5`."""
+    return str(int(v)) if math.isfinite(v) and v.is_integer() else repr(v)
 
 
 def at(source: str, row: int) -> str:
@@ -132,14 +213,21 @@ def examples(frame: pd.DataFrame, rows: list, where: Callable[[int], str], text:
     """The split's examples: columns text_a, text_b, label_raw, row; every row validated (`where(i)` says
     where row i is: `file:line`)."""
     cols = [str(c) for c in frame.columns]
+    twice = sorted({c for c in cols if cols.count(c) > 1})
+    if twice:
+        raise DistilleryError(f"{source}: the header names column {twice[0]!r} twice; give every column its own name")
     for param, name in (("text_column", text), ("text_pair_column", pair), ("label_column", label)):
         if name is not None and name not in cols:
             raise DistilleryError(f"{source}: no column {name!r} (param prepare.{param}); it has: {', '.join(cols)}")
     if not len(frame):
         raise DistilleryError(f"{source}: no rows after the header; the split is empty")
-    a = [clean_text(str(t)) for t in frame[text].tolist()]
-    b = [clean_text(str(t)) for t in frame[pair].tolist()] if pair else [""] * len(frame)
-    raw = [str(v).strip() for v in frame[label].tolist()]
+
+    def column(name: str, is_label: bool = False) -> list[str]:
+        return [cell(v, where(i), name, is_label) for i, v in enumerate(frame[name].tolist())]
+
+    a = [clean_text(t) for t in column(text)]
+    b = [clean_text(t) for t in column(pair)] if pair else [""] * len(frame)
+    raw = [v.strip() for v in column(label, True)]
     for i in range(len(frame)):
         if is_blank(a[i]) or (pair and is_blank(b[i])):
             raise DistilleryError(f"{where(i)}: empty text (nothing visible); fix or delete this row")
@@ -170,7 +258,7 @@ def read_hf(dataset: str, config: str | None, split: str, text: str, pair: str |
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise DistilleryError(f"param prepare.hf_dataset: cannot load {dataset!r} (config {config}, split {split}): "
                               f"{first}") from None
-    frame = strings(ds.to_pandas())
+    frame = ds.to_pandas()
     src = f"dataset {dataset} split {split}"
     return examples(frame, list(range(len(frame))), lambda i: at(src, i), text, pair, label, src)
 
@@ -184,8 +272,8 @@ def label_order(train: pd.DataFrame, path: str, fixed: tuple[str, ...] | None) -
     if len(seen) < 2:
         raise DistilleryError(f"{path}: the label column has one class ({seen[0]!r}); a classifier needs at least "
                               "two (check prepare.label_column)")
-    if all(re.fullmatch(r"-?\d+", s) for s in seen):
-        return sorted(seen, key=int)
+    if all(NUMBER.fullmatch(s) for s in seen):
+        return sorted(seen, key=float)
     return sorted(seen)
 
 
@@ -206,10 +294,7 @@ def scores(split: pd.DataFrame, path: str) -> list[float]:
     """A regression split's labels as numbers; one that is not a finite number is refused by its line."""
     out = []
     for raw, row in zip(split["label_raw"], split["row"]):
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
+        value = float(raw) if NUMBER.fullmatch(raw) else math.nan  # float() would read `2_5` as 25
         if not math.isfinite(value):
             raise DistilleryError(f"{at(path, row)}: label {raw!r} is not a finite number, and prepare.problem is regression; "
                                   "fix the row, or check prepare.label_column")

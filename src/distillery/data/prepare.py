@@ -12,7 +12,7 @@ from distillery.data.glue import merge_duplicates
 from distillery.data.table import read_table, write_table
 from distillery.data.tasks import DEFAULT_METRICS, TaskSpec, check_preset, preset_params
 from distillery.errors import DistilleryError
-from distillery.io import atomic_dir, read_json, write_json
+from distillery.io import atomic_dir, read_json, write_json, write_metrics
 
 
 def _subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -25,7 +25,7 @@ def _subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFrame, str]:
     """Both splits read and validated (files under prepare.data_dir, or a dataset's splits), the labels from
     training (or prepare.labels), the task built from them."""
-    from distillery.data.files import label_order, read_hf, read_split, with_ids
+    from distillery.data.files import cell, label_order, read_hf, read_split, with_ids
 
     cols = (cfg.text_column, cfg.text_pair_column, cfg.label_column)
     if cfg.hf_dataset:
@@ -42,7 +42,7 @@ def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFram
         raw = {s: read_split(p, cfg.format, cfg.delimiter, *cols, columns=cfg.columns) for s, p in paths.items()}
         where = {s: str(p) for s, p in paths.items()}
         source = str(folder) if preset_params(cfg.task, "files") and cfg.data_dir else f"file:{paths['train']}"
-    fixed = tuple(str(x) for x in cfg.labels) if cfg.labels else None
+    fixed = tuple(cell(x, 'param prepare.labels', 'labels', True) for x in cfg.labels) if cfg.labels else None
     regression = cfg.problem == "regression"  # a preset or the user's param; classification unless set
     labels = None if regression else label_order(raw["train"], where["train"], fixed)
     frames = {s: with_ids(raw[s], labels, where[s], fixed=bool(fixed)) for s in raw}
@@ -95,7 +95,7 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         write_table(dev, tmp / "dev.tsv")
         write_json(tmp / "task.json", info)
     if metrics_path is not None:
-        write_json(metrics_path, {"task": task.name, **counts})
+        write_metrics(metrics_path, {"task": task.name, **counts}, "prepare", written=out_dir)
     return info
 
 

@@ -3,14 +3,15 @@
 Every few minutes (`--checkpoint-minutes`), after an optimizer step, rank 0 writes what the rest of the run
 depends on: the weights, the optimizer and schedule, the position (step, epoch, batch), the run's generator as
 it was when the step and the epoch began (so the same rows and masks are drawn again), torch's generator
-(dropout), the curves so far and the epoch's running loss. A new run of the same student (same params, data,
-teacher and number of processes: the key) reads it, skips the batches already done and goes on: the weights it
+(dropout), the curves so far and the epoch's running loss. A new run of the same student (same params, the same
+bytes of data, teacher and logits, and the same number of processes: the key) reads it, skips the batches already done and goes on: the weights it
 ends with are those of a run never stopped (tested). The file sits beside the output, `.<name>.resume/state.pt`,
 written atomically; it is deleted once the student is saved, and a run with another key ignores and replaces it.
 """
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +19,22 @@ from pathlib import Path
 import torch
 
 from distillery.errors import DistilleryError
+from distillery.io import MARKER, file_sha256
+
+
+def inputs_digest(folder, manifests_only: bool = False) -> str | None:
+    """SHA-256 over what an input folder holds (every file's path and bytes; for logits, the manifests, which carry
+    each shard's checksum and the teacher's fingerprint): a resume notices a teacher, logits or data replaced after
+    the kill even where the paths are the same."""
+    if folder is None or not Path(folder).exists():
+        return None
+    root = Path(folder)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER
+                                                and (not manifests_only or p.name == "manifest.json"))
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.relative_to(root) if p != root else p.name}\0{file_sha256(p)}\0".encode())
+    return h.hexdigest()
 
 
 class Checkpoint:
@@ -27,7 +44,9 @@ class Checkpoint:
         out = Path(paths.out)
         self.dir, self.every, self.rank = out.parent / f".{out.name}.resume", minutes * 60, rank
         self.file = self.dir / "state.pt"
-        ident = [asdict(cfg), *(str(p) for p in (paths.prepared, paths.teacher, paths.logits, paths.augmented)),
+        inputs = {"prepared": paths.prepared, "teacher": paths.teacher, "logits": paths.logits,
+                   "augmented": paths.augmented}
+        ident = [asdict(cfg), {k: inputs_digest(v, k == "logits") for k, v in inputs.items()} if minutes else {},
                  world_size]
         self.key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.last = time.monotonic()
@@ -42,6 +61,8 @@ class Checkpoint:
             print(f"{self.file}: unreadable; starting from the beginning")
             return None
         if not isinstance(state, dict) or state.get("key") != self.key:
+            print(f"warning: {self.file}: saved by a run with other params or inputs (teacher, logits or data "
+                  "changed since); starting from the beginning", file=sys.stderr)
             return None
         print(f"resuming from {self.file}: step {state['step'] + 1}, epoch {state['epoch']}, batch {state['batch']}")
         return state

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from distillery.config import StudentConfig, check_types, merge_student
+from distillery.config import StudentConfig, check_types, coerce, merge_student
 from distillery.distill.checkpoint import Checkpoint
 from distillery.dist import World, finish, init_world
 from distillery.errors import DistilleryError
@@ -53,6 +53,7 @@ def student_config(name: str, block: dict, defaults: dict) -> StudentConfig:
     if unknown:  # before any data or teacher is loaded
         raise DistilleryError(f"param students.{name}.model_args.{unknown[0]}: {family.family} has no such setting; "
                               f"choose from {', '.join(sorted(known))}")
+    cfg = dataclasses.replace(cfg, model_args=coerce(family.Config, cfg.model_args))
     check_types(family.Config, cfg.model_args, f"students.{name}.model_args")
     return cfg
 

@@ -18,6 +18,7 @@ from distillery.export.card import model_card
 from distillery.export.runtime import ONNX_FILES, onnx_mb, quantize_int8, session
 from distillery.io import atomic_dir, read_json, write_json
 from distillery.students import load_student
+from distillery.teacher.models import DIGESTS, weight_digests
 from distillery.teacher.train import TEACHER_INFO
 
 
@@ -121,7 +122,7 @@ def export_student(cfg: ExportConfig, student_dir: str | Path, prepared_dir: str
         result["params"] = sum(p.numel() for p in model.parameters())
         result["n_dev"] = len(dev)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "student.json", sinfo)
+        write_json(tmp / "student.json", {**sinfo, DIGESTS: weight_digests(tmp)})  # the weights saved here, if any
         write_json(tmp / "export.json", result)
         result["inputs"] = names
         (tmp / "README.md").write_text(model_card(sinfo, prep, result, tinfo, cfg.license, transfer_rows), encoding="utf-8")

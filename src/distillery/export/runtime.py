@@ -3,6 +3,8 @@
 import logging
 from pathlib import Path
 
+from distillery.errors import damaged_onnx
+
 
 def session(path: str | Path, threads: int = 0):
     """An onnxruntime CPU session (quiet; `threads` > 0 fixes its intra-op threads, for timing)."""
@@ -14,7 +16,10 @@ def session(path: str | Path, threads: int = 0):
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         # no busy-waiting after a call: spinning threads would steal the cores from the next model timed
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime's own error types (InvalidProtobuf, Fail, NoSuchFile)
+        raise damaged_onnx(path, e) from None
 
 
 def quantize_int8(src: Path, dst: Path) -> None:

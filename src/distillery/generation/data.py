@@ -20,7 +20,7 @@ from distillery.data.ids import text_id
 from distillery.data.table import read_table, write_table
 from distillery.errors import DistilleryError
 from distillery.generation.config import SPLITS, GenPrepareConfig
-from distillery.io import atomic_dir, read_json, write_json
+from distillery.io import atomic_dir, read_json, write_json, write_metrics
 
 
 def read_lines(path: Path) -> list[str]:
@@ -190,6 +190,6 @@ def max_new_tokens(prepared: Path) -> int:
 
 def prepare_stage(cfg: GenPrepareConfig, out_dir: Path, metrics: Path) -> dict:
     counts = prepare_pairs(cfg, load_tokenizer(cfg.tokenizer), out_dir)
-    write_json(metrics, counts)
+    write_metrics(metrics, counts, "prepare", written=out_dir)
     return counts
 

@@ -23,7 +23,7 @@ from distillery.generation.data import Encoded, encode, load_split, teacher_inpu
 from distillery.generation.masks import strided_masks
 from distillery.teacher.mlm import mlm_head, uses_segments
 from distillery.hardware import bf16_supported
-from distillery.io import write_json
+from distillery.io import write_metrics
 from distillery.logits.artifact import write_logits
 from distillery.logits.fingerprint import ids_to_u64
 from distillery.logits.label import fill_store
@@ -146,7 +146,7 @@ def soft_labels_stage(cfg: GenSoftLabelConfig, teacher_dir: Path, prepared: Path
     write_topk(out_dir, ids, enc, store, {"fingerprint": fp, "teacher": str(teacher_dir), "copies": cfg.max_copies,
                                           "top_k": cfg.top_k, "precision": prec})
     result = {"pairs": len(ids), **stats, "processes": world.size, "seconds": round(time.perf_counter() - t0, 1)}
-    write_json(metrics, result)
+    write_metrics(metrics, result, "soft-labels", written=out_dir)
     finish(world)
     return result
 

@@ -17,7 +17,7 @@ from distillery.errors import DistilleryError
 from distillery.generation.config import CmlmTeacherConfig
 from distillery.generation.data import Encoded, encode, load_split, pad, teacher_inputs
 from distillery.generation.masks import training_mask
-from distillery.io import write_json
+from distillery.io import write_metrics
 from distillery.teacher.mlm import MaskedTargets, load_mlm, masked_accuracy, uses_segments
 from distillery.teacher.train import PlateauStop, dev_curve, final_loss, fit_and_save
 
@@ -97,5 +97,5 @@ def teacher_stage(cfg: CmlmTeacherConfig, prepared: Path, out_dir: Path, metrics
               "train_pairs": len(train.src), "steps": state.global_step,
               "curve": dev_curve(state, "masked_token_accuracy"), "final_loss": final_loss(state),
               "train_seconds": round(seconds, 1), "precision": "bf16" if use_bf16 else "fp32"}
-    write_json(metrics, result)
+    write_metrics(metrics, result, "teacher", written=out_dir)
     return result

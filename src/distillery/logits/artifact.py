@@ -44,6 +44,25 @@ def write_logits(out_dir: str | Path, ids: Sequence[str] | np.ndarray, cols: dic
         })
 
 
+def check_shard(z: dict[str, np.ndarray], path: Path, rows) -> None:
+    """A shard whose checksum matches can still hold what no teacher writes (made by hand, or by a bug): one key per
+    row, every array with a row per key (logits and features 2-D, or per token 3-D), and only finite values."""
+    redo = "re-run `distillery soft-labels` (dvc repro -f soft-labels)"
+    keys = z["keys"]
+    if keys.ndim != 1 or keys.dtype != np.uint64 or (rows is not None and len(keys) != rows):
+        raise DistilleryError(f"{path}: keys must be {rows} uint64 ids in one column, found shape {keys.shape} "
+                              f"{keys.dtype}; {redo}")
+    for name, a in z.items():
+        if name == "keys":
+            continue
+        if a.ndim < 2 or len(a) != len(keys):
+            raise DistilleryError(f"{path}: array {name!r} has shape {a.shape}, but the shard holds {len(keys)} keys "
+                                  f"and a row of values per key; {redo}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise DistilleryError(f"{path}: array {name!r} holds NaN or infinite values (the teacher's outputs were not "
+                                  f"finite, or the file was altered); {redo}")
+
+
 class Logits:
     """The soft-labels artifact, opened read-only by students."""
 
@@ -63,6 +82,7 @@ class Logits:
             if z is None:
                 raise DistilleryError(f"{path}: missing or damaged (does not match the checksum in {mpath}); "
                                       "re-run `distillery soft-labels` (dvc repro -f soft-labels)")
+            check_shard(z, path, sh.get("rows"))
             keys.append(z["keys"])
             for c in names:
                 cols[c].append(z[c])

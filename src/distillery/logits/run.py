@@ -10,7 +10,7 @@ import torch
 from distillery.config import SoftLabelConfig
 from distillery.data.prepare import load_prepared
 from distillery.data.table import read_table
-from distillery.io import write_json
+from distillery.io import write_metrics
 from distillery.dist import finish, init_world
 from distillery.logits.arrays import parse_features
 from distillery.logits.artifact import write_logits
@@ -67,6 +67,6 @@ def soft_labels(cfg: SoftLabelConfig, teacher_dir: str | Path, prepared_dir: str
     }, features=cfg.features)
     metrics = {"texts": len(ids), **stats, "precision": prec, "damaged_parts_relabelled": discarded,
                "processes": world.size, "seconds": round(time.perf_counter() - t0, 2)}
-    write_json(metrics_path, metrics)
+    write_metrics(metrics_path, metrics, "soft-labels", written=out_dir)
     finish(world)
     return metrics

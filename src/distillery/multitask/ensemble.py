@@ -16,7 +16,7 @@ import numpy as np
 from distillery.config import MemberConfig
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
-from distillery.io import read_json, write_json
+from distillery.io import read_json, write_metrics
 from distillery.logits.artifact import MANIFEST, Logits, write_logits
 from distillery.metrics import task_metric
 
@@ -84,7 +84,7 @@ def build_ensemble(members: list[MemberConfig], prepared_dir: str | Path, teache
         ens_dev = None
     metrics = {"task": task, "metric": metric, "members": report, f"ensemble_dev_{metric}": ens_dev,
                f"mean_member_dev_{metric}": float(np.mean([r[f"dev_{metric}"] for r in report])) if report else None}
-    write_json(metrics_path, metrics)
+    write_metrics(metrics_path, metrics, "ensemble", written=out_dir)
     return metrics
 
 

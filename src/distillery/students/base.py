@@ -100,7 +100,10 @@ def save_student(model: torch.nn.Module, tokenizer, out_dir: str | Path, info: d
         else:
             torch.save(model.state_dict(), tmp / CHECKPOINT)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / INFO, {"family": model.family, "config": dataclasses.asdict(model.config), **info})
+        from distillery.teacher.models import DIGESTS, weight_digests
+
+        write_json(tmp / INFO, {"family": model.family, "config": dataclasses.asdict(model.config), **info,
+                                DIGESTS: weight_digests(tmp)})
 
 
 def safe_torch_load(path: Path) -> dict:
@@ -130,11 +133,13 @@ def load_student(student_dir: str | Path):
         config = cls.Config(**info["config"])
     except TypeError as e:
         raise DistilleryError(f"{d / INFO}: config does not fit {cls.family} ({e}); re-run `distillery distill`") from None
+    from distillery.teacher.models import check_digests, load_tokenizer
+
     if hasattr(cls, "load_weights"):
-        model = cls.load_weights(d, config)
+        model = cls.load_weights(d, config)  # its weights' digests checked by teacher.models.load_weights
     else:
+        check_digests(d, "student")
         model = cls(config)
         model.load_state_dict(safe_torch_load(d / CHECKPOINT))
-    from distillery.teacher.models import load_tokenizer
 
     return model.eval(), load_tokenizer(d, None, f"student {d}"), info

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distillery.errors import damaged_onnx
+
 
 def uncertainty(logits: np.ndarray) -> np.ndarray:
     """FastBERT's normalised entropy, in [0, 1]: u = -sum_c p_c log p_c / log C, p = softmax(logits).
@@ -119,7 +121,11 @@ class OnnxRunner:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
         def open_graph(name: str):
-            return ort.InferenceSession(str(folder / f"{name}{suffix}"), opts, providers=["CPUExecutionProvider"])
+            path = folder / f"{name}{suffix}"
+            try:
+                return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 - onnxruntime's own error types
+                raise damaged_onnx(path, e) from None
 
         self.embeddings = open_graph("embeddings")
         self.layers = []

@@ -21,7 +21,7 @@ from distillery.distill.teacher import TeacherSource
 from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict_logits
 from distillery.export.onnx import export_student
-from distillery.io import write_json
+from distillery.io import write_metrics
 from distillery.losses import LOSSES, LossContext
 from distillery.students import STUDENTS, save_student
 from distillery.students.base import Student
@@ -156,7 +156,7 @@ class Classification(Task):
             "max_seq_len": cfg.max_seq_len, "teacher_fingerprint": self.teacher.fingerprint,
             "teacher_dev_metric": self.teacher_info.get(f"dev_{task.metric}"),
             "training": dataclasses.asdict(cfg), "history": history})
-        write_json(self.paths.metrics, metrics)
+        write_metrics(self.paths.metrics, metrics, "distill", written=self.paths.out)
         return metrics
 
     export = staticmethod(export_student)  # one graph (+ int8, the model card), checked against PyTorch on dev

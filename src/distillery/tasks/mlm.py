@@ -23,7 +23,7 @@ from distillery.config import from_section
 from distillery.data.corpus import mask_rule
 from distillery.errors import DistilleryError
 from distillery.export.card import general_card
-from distillery.io import read_json, write_json
+from distillery.io import read_json, write_metrics
 from distillery.losses import LossContext
 from distillery.losses.features import LayerMapLoss
 from distillery.outputs import MAIN, ModelOutput
@@ -202,7 +202,7 @@ class MaskedLM(Task):
                             read_json(Path(self.paths.prepared) / "corpus.json"),
                             {**metrics, "head_trained": head_trained(last.cfg.losses)}, self.teacher_accuracy())
         save_student(self.model, self.tokenizer, self.paths.out, info, files={"README.md": card})
-        write_json(self.paths.metrics, metrics)
+        write_metrics(self.paths.metrics, metrics, "distill", written=self.paths.out)
         return metrics
 
     @staticmethod

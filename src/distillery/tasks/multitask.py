@@ -21,7 +21,7 @@ from distillery.data.batching import text_lengths
 from distillery.data.prepare import Prepared, load_prepared
 from distillery.errors import DistilleryError
 from distillery.evaluate.predict import predict
-from distillery.io import write_json
+from distillery.io import write_metrics
 from distillery.losses import LossContext
 from distillery.metrics import task_metric
 from distillery.multitask.ensemble import Targets
@@ -184,7 +184,7 @@ class MultiTask(Task):
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "tasks": info_tasks, "max_seq_len": cfg.max_seq_len,
             "training": dataclasses.asdict(cfg), "history": history})
-        write_json(self.paths.metrics, metrics)
+        write_metrics(self.paths.metrics, metrics, "distill", written=self.paths.out)
         return metrics
 
     @staticmethod

@@ -20,7 +20,7 @@ from distillery.data.batching import length_batches
 from distillery.errors import DistilleryError
 from distillery.generation.data import Encoded, decoder_io, encode, encoder_inputs, load_split, load_tokenizer
 from distillery.generation.export import export_stage
-from distillery.io import read_json, write_json
+from distillery.io import read_json, write_metrics
 from distillery.logits.artifact import MANIFEST, Logits
 from distillery.losses import LOSSES, LossContext
 from distillery.outputs import MAIN, ModelOutput
@@ -174,7 +174,7 @@ class Seq2Seq(Task):
             "name": cfg.name, "task": self.name, **{k: metrics[k] for k in ("alpha", "top_k", "temperature", "steps")},
             "max_src_len": self.limits["max_src_len"], "max_tgt_len": self.limits["max_tgt_len"],
             "training": dataclasses.asdict(cfg), "history": history})
-        write_json(self.paths.metrics, metrics)
+        write_metrics(self.paths.metrics, metrics, "distill", written=self.paths.out)
         return metrics
 
     export = staticmethod(export_stage)  # an encoder and a decoder step with a key-value cache, checked on greedy output

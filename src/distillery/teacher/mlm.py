@@ -17,7 +17,7 @@ from datasets import Dataset
 
 from distillery.config import Range, TrainerConfig, check
 from distillery.errors import DistilleryError
-from distillery.io import write_json
+from distillery.io import write_metrics
 from distillery.teacher.train import final_loss, fit_and_save, quiet_loading
 
 def load_mlm(name: str):
@@ -179,7 +179,7 @@ def general_teacher_stage(cfg: MlmTeacherConfig, prepared: Path, out_dir: Path, 
               "final_loss": final_loss(state), "train_seconds": round(seconds, 1),
               "tokens_per_second": round(tokens / seconds, 1) if tokens else None,
               "precision": "bf16" if use_bf16 else "fp32"}
-    write_json(metrics, result)
+    write_metrics(metrics, result, "teacher", written=out_dir)
     return result
 
 

@@ -1,6 +1,7 @@
 """Resolving a base checkpoint name to something `from_pretrained` loads, offline where possible."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 from distillery.errors import DistilleryError
@@ -66,8 +67,49 @@ def weights_file(folder: str | Path) -> Path:
     return p
 
 
+WEIGHTS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "student.pt")
+INFO_FILES = ("distillery.json", "student.json")  # a teacher's, a student's: where the weights' digests are kept
+DIGESTS = "weights_sha256"
+
+
+def weight_digests(folder: str | Path) -> dict[str, str]:
+    """SHA-256 of every weights file a model folder holds, by file name: recorded in its distillery.json or
+    student.json when it is saved, checked when it is loaded."""
+    from distillery.io import file_sha256
+
+    d = Path(folder)
+    return {p.name: file_sha256(p) for pattern in WEIGHTS for p in sorted(d.glob(pattern)) if p.is_file()}
+
+
+def check_digests(folder: str | Path, what: str) -> None:
+    """Refuse a model folder whose weights are not the bytes that were saved (damage that leaves every value finite,
+    a file swapped by hand): one line naming the file. A folder saved without digests (older, or not distillery's)
+    is loaded as it is."""
+    d = Path(folder)
+    for name in INFO_FILES:
+        try:
+            recorded = json.loads((d / name).read_text(encoding="utf-8")).get(DIGESTS) if (d / name).is_file() else None
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if isinstance(recorded, dict):
+            break
+    else:
+        return
+    from distillery.io import file_sha256
+
+    for file, digest in recorded.items():
+        p = d / Path(str(file)).name
+        if not p.is_file() or file_sha256(p) != digest:
+            state = "is missing" if not p.is_file() else "does not match the SHA-256 recorded when it was saved"
+            raise DistilleryError(f"{p}: {state} ({d / name}); the file is damaged or was replaced: re-create the "
+                                  f"{what} (re-run the stage that wrote it)")
+
+
 def load_weights(loader, folder: str | Path, what: str = "teacher", **kw):
-    """`loader.from_pretrained(folder)`, with damaged or unsafe weights reported as one line naming the file."""
+    """`loader.from_pretrained(folder)`, with damaged or unsafe weights reported as one line naming the file (and
+    weights that are not the bytes saved, where the folder recorded their digests)."""
+    if Path(folder).is_dir():
+        check_digests(folder, what)
     try:
         return loader.from_pretrained(str(folder), **kw)
     except DistilleryError:

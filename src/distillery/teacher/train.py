@@ -23,10 +23,12 @@ from distillery.hardware import bf16_supported
 from distillery.io import atomic_dir, read_json, scratch_dir, staged_live, write_json
 from distillery.hub import require_hub
 from distillery.teacher.models import (
+    DIGESTS,
     check_finite,
     load_tokenizer,
     load_weights,
     resolve_model,
+    weight_digests,
     weights_file,
 )
 
@@ -198,8 +200,8 @@ def fit_and_save(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metr
         with atomic_dir(out_dir, "teacher") as tmp:
             (saved or model).save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            if info is not None:
-                write_json(tmp / TEACHER_INFO, info(final))
+            write_json(tmp / TEACHER_INFO, {**(info(final) if info is not None else {}),
+                                            DIGESTS: weight_digests(tmp)})
         publish()
     return final, state, use_bf16, time.perf_counter() - t0
 
