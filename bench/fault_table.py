@@ -1,4 +1,4 @@
-"""Issue 30's cases, run as a careless or hostile user would: each a `distillery` command (or the README's
+"""Issue 30's cases and issue 48's (round two, `round_two`), run as a careless or hostile user would: each a `distillery` command (or the README's
 own command) in a scratch workspace with a tiny teacher and real SST-2 rows. Prints one markdown row per
 case: the command, its exit status, the first line of stderr and what it left behind (files created,
 changed or deleted in the workspace, scratch included).
@@ -241,6 +241,216 @@ def cases(ws: Path) -> None:
     run("`--metrics` an existing folder", ["prepare", "--out", "p2", "--metrics", "mdir"], ws)
     _card(ws)
     _full_disk(ws)
+    round_two(ws)
+
+
+def _own(ws: Path, name: str, files: dict, fmt: str = "", **params) -> list[str]:
+    """A folder of the user's own split files and the `prepare --set` arguments that read it."""
+    d = ws / name
+    d.mkdir(exist_ok=True)
+    for f, content in files.items():
+        if hasattr(content, "to_parquet"):
+            content.to_parquet(d / f)
+        else:
+            (d / f).write_bytes(content if isinstance(content, bytes) else content.encode())
+    train, dev = (list(files) * 2)[:2] if files else (None, None)
+    sets = {"task": "own", "data_dir": name, "train_file": train, "dev_file": dev, "text_column": "text",
+            "label_column": "label", "max_train": 0, **params}
+    return ["prepare", "--out", f"{name}_prep", "--metrics", f"{name}.json",
+            *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]
+
+
+def _killed(case: str, args: list[str], ws: Path, after: float) -> str:
+    """Run a command, kill it after `after` seconds; the row shows what it printed first (resume or warning)."""
+    p = subprocess.Popen([sys.executable, "-m", "stages.cli", *args], cwd=ws, env=ENV, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    time.sleep(after)
+    p.send_signal(signal.SIGKILL)
+    out = p.communicate()[0]
+    said = [ln for ln in out.splitlines() if ln.startswith(("resuming", "warning", "error"))]
+    first = (said[0] if said else "(nothing: started from the beginning)").replace(str(ws) + "/", "")
+    ROWS.append((case, "distillery " + " ".join(args) + f"; kill -9 after {after:.0f} s", p.returncode, first[:220],
+                 "-"))
+    return out
+
+
+def round_two(ws: Path) -> None:
+    """Issue 48's cases: each numbered as the issue numbers it."""
+    import numpy as np
+    import pandas as pd
+
+    # 1. --metrics over a file that is not this stage's metrics
+    (ws / "d").mkdir()
+    shutil.copy(GLUE / "SST-2" / "dev.tsv", ws / "d" / "dev.csv")
+    (ws / "notes.md").write_text("the user's notes")
+    for target in ("params.yaml", "d/dev.csv", "notes.md", "metrics/teacher.json"):
+        run(f"48.1 `--metrics {target}`", ["prepare", "--out", "out48", "--metrics", target], ws)
+    run("48.1 `--metrics` its own previous metrics", ["prepare"], ws, skip=(".cache/", "data/prepared/"),
+        extra="replaced metrics/prepare.json")
+
+    # 2. evaluate claims its output folder
+    (ws / "report").mkdir()
+    for f in ("table.md", "summary.json", "notes.txt"):
+        (ws / "report" / f).write_text("the user's")
+    run("48.2 `evaluate --out` a folder of the user's", ["evaluate", "--out", "report"], ws)
+    run("48.2 `evaluate --out .`", ["evaluate", "--out", "."], ws)
+    t0 = time.perf_counter()
+    run("48.14 `evaluate --out` an existing file", ["evaluate", "--out", "notes.md"], ws,
+        extra=f"refused after {time.perf_counter() - t0:.1f} s, before any work")
+    run("48.2 `evaluate` (its own folder, new)", ["evaluate"], ws, skip=(".cache/", ".teacher-onnx"))
+    run("48.2 `evaluate` again over its own previous output", ["evaluate"], ws, skip=(".cache/",),
+        extra="replaced metrics/eval as a whole")
+
+    # 3. a live folder with a user's files below its top level
+    live = ws / "results"
+    shutil.copytree(ws / "dvclive/students/s", live)
+    (live / ".distillery-output").unlink(missing_ok=True)
+    (live / "plots" / "fig1.svg").write_text("<svg/>")
+    (live / "plots" / "notes.txt").write_text("mine")
+    run("48.3 `--live-dir` whose plots/ holds the user's fig1.svg and notes.txt",
+        ["distill", "--name", "s", "--augmented", "", "--live-dir", "results"], ws)
+
+    # 4. a student key that would be a path
+    import yaml
+
+    doc = yaml.safe_load((ws / "params.yaml").read_text())
+    doc["students"]["../teacher"] = dict(doc["students"]["s"])
+    (ws / "pathkey.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    for args in (["prepare"], ["distill", "--name", "s"], ["evaluate"]):
+        run(f"48.4 student key `../teacher`: `{args[0]}`", [*args, "--params", "pathkey.yaml"], ws,
+            shown=f"distillery {' '.join(args)} (params.yaml with students: ../teacher)")
+
+    # 5. a killed distill, its teacher and logits replaced under the same paths, then run again
+    shutil.copytree(ws / "models/teacher", ws / "t48")
+    shutil.copytree(ws / "data/logits", ws / "l48")
+    args = ["distill", "--name", "s", "--augmented", "", "--teacher", "t48", "--logits", "l48", "--out", "s48",
+            "--metrics", "s48.json", "--live-dir", "s48_live", "--set", "epochs=5000", "--checkpoint-minutes", "0.02"]
+    _killed("48.5 `distill` killed mid-run (a checkpoint every 1.2 s)", args, ws, 10)
+    _killed("48.5 the same run again, inputs unchanged", args, ws, 6)
+    for src, dst in (("other_teacher", "t48"), ("other_logits", "l48")):
+        shutil.rmtree(ws / dst)
+        shutil.copytree(ws / src, ws / dst)
+    _killed("48.5 again after its teacher and logits were replaced", args, ws, 6)
+
+    # 6. labels read as what they are
+    rows = "".join(f"{t},{lab}\n" for t, lab in (("good", 1), ("bad", 0), ("fine", "1.0"), ("poor", 0), ("nice", 1)))
+    run("48.6 integer labels with a `1.0` among them", _own(ws, "own6", {"train.csv": "text,label\n" + rows}), ws,
+        skip=(".cache/", "own6"))
+    names = json.loads((ws / "own6_prep/task.json").read_text())["label_names"] if (ws / "own6_prep").is_dir() else []
+    ROWS[-1] = ROWS[-1][:4] + (f"classes: {names}",)
+    run("48.6 a JSON Lines label `[1]`", _own(ws, "own6j", {"train.jsonl": '{"text": "good", "label": 1}\n'
+                                                             '{"text": "bad", "label": [1]}\n'}), ws)
+    run("48.6 a regression score `2_5`", _own(ws, "own6r", {"train.csv": "text,label\ngood,2.5\nbad,2_5\n"},
+                                              problem="regression"), ws)
+    frame = pd.DataFrame({"text": [{"a": "good", "b": 1}, {"a": "bad", "b": 2}], "label": [1, 0]})
+    run("48.6 a nested Parquet text column", _own(ws, "own6p", {"train.parquet": frame}), ws)
+
+    # 7. a header row in a file said to have none
+    run("48.7 `--set columns=[text, label]` on a file with a header",
+        [*_own(ws, "own7", {"train.csv": "text,label\n" + rows}), "--set", "columns=[text, label]"], ws,
+        skip=(".cache/", "own7"))
+
+    # 8. a key given twice in params.yaml
+    text = (ws / "params.yaml").read_text()
+    (ws / "twice.yaml").write_text(text + "prepare:\n  max_train: 5\n")
+    run("48.8 a second top-level `prepare:`", ["prepare", "--params", "twice.yaml"], ws)
+    (ws / "twice2.yaml").write_text(text.replace("prepare:\n", "prepare:\n  seed: 3\n", 1))
+    run("48.8 a key twice in one section", ["prepare", "--params", "twice2.yaml"], ws)
+
+    # 9. damage that leaves every value finite
+    shutil.rmtree(ws / "t48")
+    shutil.copytree(ws / "models/teacher", ws / "t48")
+    w = ws / "t48/model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    w.write_bytes(bytes(data))
+    run("48.9 64 zeroed bytes in the teacher's weights", ["soft-labels", "--teacher", "t48", "--augmented", "",
+                                                         "--out", "l49", "--metrics", "l49.json"], ws,
+        skip=(".cache/", "t48/"))
+
+    # 10. readers
+    run("48.10 JSON Lines with a byte-order mark", _own(ws, "own10b", {"train.jsonl": b'\xef\xbb\xbf' + "".join(
+        f'{{"text": "{t}", "label": {lab}}}\n' for t, lab in (("good", 1), ("bad", 0), ("fine", 1))).encode()}), ws,
+        skip=(".cache/", "own10b"))
+    run("48.10 a JSON Lines line that is a list", _own(ws, "own10l", {"train.jsonl": '{"text": "good", "label": 1}\n'
+                                                                      '["bad", 0]\n'}), ws)
+    run("48.10 an empty text on line 3, after a blank line", _own(ws, "own10e", {
+        "train.jsonl": '{"text": "good", "label": 1}\n\n{"text": " ", "label": 0}\n'}), ws)
+    run("48.10 two columns named `text`", _own(ws, "own10d", {"train.csv": "text,text,label\na,b,1\nc,d,0\n"}), ws)
+    for name, make, what in (("own10f", lambda f: os.mkfifo(f), "a FIFO"),
+                             ("own10z", lambda f: f.symlink_to("/dev/zero"), "a link to /dev/zero")):
+        (ws / name).mkdir()
+        make(ws / name / "train.csv")
+        run(f"48.10 {what} as the training file", _own(ws, name, {}, train_file="train.csv", dev_file="train.csv"), ws)
+
+    # 11. params read as meant
+    run("48.11 `--set max_train=1e3`", ["prepare", "--out", "p11", "--metrics", "p11.json", "--set", "max_train=1e3"],
+        ws)
+    shutil.copytree(GLUE / "SST-2", ws / "2024", ignore=shutil.ignore_patterns("test*"))
+    run("48.11 `--set data_dir=2024` (a folder named 2024)", ["prepare", "--out", "p11b", "--metrics", "p11b.json",
+                                                              "--set", "data_dir=2024", "--set", "max_train=300"], ws)
+    (ws / "tab.yaml").write_text(text.replace("  max_dev:", "\tmax_dev:", 1))
+    run("48.11 a tab in params.yaml", ["prepare", "--params", "tab.yaml"], ws)
+    (ws / "latin1.yaml").write_bytes(text.encode().replace(b"# a GLUE preset", b"# a GLUE pr\xe9set", 1))
+    run("48.11 a Latin-1 byte in params.yaml", ["prepare", "--params", "latin1.yaml"], ws)
+
+    # 12. logit shards that pass their checksum but hold the wrong shapes or NaN
+    from distillery.logits.arrays import digest, npz_bytes
+
+    with np.load(ws / "data/logits/shard-00000.npz") as z:
+        keys, logits = z["keys"], z["logits"]
+    for label, k, v in (("fewer rows of logits than keys", keys, logits[:-5]), ("1-D logits", keys, logits[:, 0]),
+                        ("NaN logits", keys, np.where(np.arange(len(logits))[:, None] == 7, np.nan, logits)
+                         .astype(np.float16))):
+        bad = ws / "bad_logits"
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(ws / "data/logits", bad)
+        raw = npz_bytes(keys=k, logits=v)
+        (bad / "shard-00000.npz").write_bytes(raw)
+        m = json.loads((bad / "manifest.json").read_text())
+        m["shards"][0]["sha256"] = digest(raw)
+        (bad / "manifest.json").write_text(json.dumps(m))
+        run(f"48.12 a shard with {label} (checksum updated)", ["distill", "--name", "s", "--augmented", "",
+                                                               "--logits", "bad_logits"], ws,
+            skip=(".cache/", "bad_logits/"))
+
+    # 13. a damaged export at evaluate
+    for label, damage in (("garbage", lambda b: b"garbage" * 100), ("truncated", lambda b: b[: len(b) // 2])):
+        shutil.rmtree(ws / "ex13", ignore_errors=True)
+        shutil.copytree(ws / "exports", ws / "ex13")
+        f = ws / "ex13/s/model.onnx"
+        f.write_bytes(damage(f.read_bytes()))
+        run(f"48.13 {label} `exports/s/model.onnx` at evaluate", ["evaluate", "--exports", "ex13", "--out", "ev13"],
+            ws, skip=(".cache/", "ex13/"))
+
+    # 14. a link to its own previous output; the metrics alone on a full disk
+    (ws / "prep_link").symlink_to("data/prepared")
+    run("48.14 `prepare --out` a link to its own previous output", ["prepare", "--out", "prep_link"], ws,
+        skip=(".cache/", "data/prepared/"), extra="replaced data/prepared (the link's target) as a whole")
+    _metrics_on_full_disk(ws)
+
+
+def _metrics_on_full_disk(ws: Path) -> None:
+    if os.geteuid() != 0:
+        ROWS.append(("48.14 only `--metrics` on a full disk", "(needs root to mount a tmpfs)", "-", "skipped", "-"))
+        return
+    small = ws / "full"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)]).returncode != 0:
+        ROWS.append(("48.14 only `--metrics` on a full disk", "(mount failed)", "-", "skipped", "-"))
+        return
+    try:
+        with open(small / "filler", "wb") as fh:  # fill it: the metrics file finds no room
+            try:
+                while True:
+                    fh.write(b"\0" * 4096)
+                    fh.flush()
+            except OSError:
+                pass
+        run("48.14 only `--metrics` on a full disk", ["soft-labels", "--augmented", "", "--out", "l14", "--metrics",
+                                                       "full/m.json"], ws, skip=(".cache/", "full/"))
+    finally:
+        subprocess.run(["umount", str(small)])
 
 
 def _typo(ws: Path) -> None:
