@@ -151,6 +151,10 @@ def cases(ws: Path) -> None:
     with torch.no_grad():
         model.classifier.bias += 1.0
     model.save_pretrained(other)
+    from distillery.teacher.models import DIGESTS, weight_digests
+
+    info = json.loads((other / "distillery.json").read_text())  # a teacher of its own: its weights' own digests
+    (other / "distillery.json").write_text(json.dumps({**info, DIGESTS: weight_digests(other)}))
     from distillery.logits.fingerprint import teacher_fingerprint
 
     fp_b = teacher_fingerprint(other, json.loads((ws / "data/logits/manifest.json").read_text())["max_seq_len"])
@@ -260,18 +264,21 @@ def _own(ws: Path, name: str, files: dict, fmt: str = "", **params) -> list[str]
             *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]
 
 
-def _killed(case: str, args: list[str], ws: Path, after: float) -> str:
-    """Run a command, kill it after `after` seconds; the row shows what it printed first (resume or warning)."""
-    p = subprocess.Popen([sys.executable, "-m", "stages.cli", *args], cwd=ws, env=ENV, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    time.sleep(after)
+def _killed(case: str, args: list[str], ws: Path, until) -> None:
+    """Run a command and kill it (SIGKILL) once `until()` holds (at most 120 s); the row shows the first thing it
+    said about resuming (or that it said nothing: a fresh start) and whether its resume state is left."""
+    p = subprocess.Popen([sys.executable, "-m", "stages.cli", *args], cwd=ws, env={**ENV, "PYTHONUNBUFFERED": "1"},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.perf_counter()
+    while not until() and time.perf_counter() - t0 < 120 and p.poll() is None:
+        time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
     out = p.communicate()[0]
     said = [ln for ln in out.splitlines() if ln.startswith(("resuming", "warning", "error"))]
     first = (said[0] if said else "(nothing: started from the beginning)").replace(str(ws) + "/", "")
-    ROWS.append((case, "distillery " + " ".join(args) + f"; kill -9 after {after:.0f} s", p.returncode, first[:220],
-                 "-"))
-    return out
+    state = ws / ".s48.resume" / "state.pt"
+    ROWS.append((case, "distillery " + " ".join(args) + f"; kill -9 after {time.perf_counter() - t0:.0f} s",
+                 p.returncode, first[:220], f".s48.resume/state.pt {'left' if state.is_file() else 'absent'}"))
 
 
 def round_two(ws: Path) -> None:
@@ -325,12 +332,19 @@ def round_two(ws: Path) -> None:
     shutil.copytree(ws / "data/logits", ws / "l48")
     args = ["distill", "--name", "s", "--augmented", "", "--teacher", "t48", "--logits", "l48", "--out", "s48",
             "--metrics", "s48.json", "--live-dir", "s48_live", "--set", "epochs=5000", "--checkpoint-minutes", "0.02"]
-    _killed("48.5 `distill` killed mid-run (a checkpoint every 1.2 s)", args, ws, 10)
-    _killed("48.5 the same run again, inputs unchanged", args, ws, 6)
-    for src, dst in (("other_teacher", "t48"), ("other_logits", "l48")):
-        shutil.rmtree(ws / dst)
-        shutil.copytree(ws / src, ws / dst)
-    _killed("48.5 again after its teacher and logits were replaced", args, ws, 6)
+    state = ws / ".s48.resume" / "state.pt"
+    _killed("48.5 `distill` killed mid-run (a checkpoint every 1.2 s)", args, ws, state.is_file)
+    saved = state.stat().st_mtime_ns if state.is_file() else 0
+    _killed("48.5 the same run again, inputs unchanged", args, ws,
+            lambda: state.is_file() and state.stat().st_mtime_ns != saved)
+    shutil.rmtree(ws / "t48")
+    shutil.copytree(ws / "other_teacher", ws / "t48")
+    r = subprocess.run([sys.executable, "-m", "stages.cli", "soft-labels", "--teacher", "t48", "--augmented", "",
+                        "--out", "l48", "--metrics", "l48.json"], cwd=ws, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = state.stat().st_mtime_ns if state.is_file() else 0
+    _killed("48.5 again after its teacher and logits were replaced", args, ws,
+            lambda: state.is_file() and state.stat().st_mtime_ns != saved)
 
     # 6. labels read as what they are
     rows = "".join(f"{t},{lab}\n" for t, lab in (("good", 1), ("bad", 0), ("fine", "1.0"), ("poor", 0), ("nice", 1)))
@@ -391,7 +405,7 @@ def round_two(ws: Path) -> None:
                                                               "--set", "data_dir=2024", "--set", "max_train=300"], ws)
     (ws / "tab.yaml").write_text(text.replace("  max_dev:", "\tmax_dev:", 1))
     run("48.11 a tab in params.yaml", ["prepare", "--params", "tab.yaml"], ws)
-    (ws / "latin1.yaml").write_bytes(text.encode().replace(b"# a GLUE preset", b"# a GLUE pr\xe9set", 1))
+    (ws / "latin1.yaml").write_bytes(b"# r\xe9sum\xe9 of the run\n" + text.encode())
     run("48.11 a Latin-1 byte in params.yaml", ["prepare", "--params", "latin1.yaml"], ws)
 
     # 12. logit shards that pass their checksum but hold the wrong shapes or NaN
@@ -440,13 +454,14 @@ def _metrics_on_full_disk(ws: Path) -> None:
         ROWS.append(("48.14 only `--metrics` on a full disk", "(mount failed)", "-", "skipped", "-"))
         return
     try:
-        with open(small / "filler", "wb") as fh:  # fill it: the metrics file finds no room
-            try:
-                while True:
-                    fh.write(b"\0" * 4096)
-                    fh.flush()
-            except OSError:
+        fd = os.open(small / "filler", os.O_WRONLY | os.O_CREAT)  # fill it: the metrics file finds no room
+        try:
+            while os.write(fd, b"\0" * 4096):
                 pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
         run("48.14 only `--metrics` on a full disk", ["soft-labels", "--augmented", "", "--out", "l14", "--metrics",
                                                        "full/m.json"], ws, skip=(".cache/", "full/"))
     finally:
@@ -501,15 +516,21 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         setup(ws)
-        cases(ws)
-        print(f"<!-- bench/fault_table.py, {time.strftime('%Y-%m-%d %H:%M')} UTC, {time.perf_counter() - t0:.0f} s -->")
-        print("| case | command | exit | first line of stderr | left behind in the workspace |")
-        print("|---|---|---|---|---|")
-        for case, cmd, code, first, left in ROWS:
-            cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731
-            print(f"| {cell(case)} | `{cell(cmd)}` | {code} | {cell(first)} | {cell(left)} |")
+        try:
+            cases(ws)
+        finally:  # the rows so far, even where a case broke the script
+            print_rows(t0)
     finally:
         shutil.rmtree(ws, ignore_errors=True)
+
+
+def print_rows(t0: float) -> None:
+    print(f"<!-- bench/fault_table.py, {time.strftime('%Y-%m-%d %H:%M')} UTC, {time.perf_counter() - t0:.0f} s -->")
+    print("| case | command | exit | first line of stderr | left behind in the workspace |")
+    print("|---|---|---|---|---|")
+    for case, cmd, code, first, left in ROWS:
+        cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+        print(f"| {cell(case)} | `{cell(cmd)}` | {code} | {cell(first)} | {cell(left)} |")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ class DistilleryError(Exception):
 
 def damaged_onnx(path, e: BaseException) -> DistilleryError:
     """onnxruntime refusing a graph file (InvalidProtobuf, a truncated file, a missing one) as one line."""
+    import re
+
     first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    first = first.split("] ", 1)[-1][:160]  # onnxruntime's "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : ..." prefix
+    first = re.sub(r"^\[ONNXRuntimeError\]( : \w+)* : ", "", first)[:160]  # "... : 7 : INVALID_PROTOBUF : " 
     state = "missing" if "No such file" in first or "does not exist" in first else f"damaged ({first})"
     return DistilleryError(f"{path}: ONNX graph {state}; re-run `distillery export` for this model "
                            "(dvc repro -f export@<name>)")

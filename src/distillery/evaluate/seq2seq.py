@@ -18,6 +18,7 @@ from distillery.evaluate.latency import interleaved_median_ms
 from distillery.generation.config import GenEvaluateConfig
 from distillery.generation.data import (
     Encoded,
+    check_fits,
     decoder_io,
     encode,
     encoder_inputs,
@@ -190,6 +191,9 @@ def evaluate_stage(cfg: GenEvaluateConfig, students: list[str], models_dir: Path
     if not students:
         raise DistilleryError("param students: no students to evaluate; add one to the study's params.yaml")
     tok = load_tokenizer(read_json(Path(prepared) / "limits.json")["tokenizer"])
+    for n in students:  # every student fits the prepared text, before any is scored
+        info = read_json(Path(models_dir) / n / "student.json")
+        check_fits(int(info["config"]["max_positions"]), f"student {n}", prepared, tok)
     frame = load_split(prepared, "test")
     dev = encode(tok, load_split(prepared, "dev"))
     torch.manual_seed(0)

@@ -184,6 +184,33 @@ def load_tokenizer(name: str):
                               "Hugging Face id (with a network) or a local folder") from None
 
 
+def check_fits(max_positions: int, who: str, prepared: Path, tokenizer, splits: tuple[str, ...] = ("dev", "test")) -> None:
+    """Refuse, before any work, prepared text longer than a seq2seq student's positions: its encoder reads
+    `src [SEP]` (room for max_positions - 1 source tokens) and its decoder `[CLS]` plus up to max_tgt_len + 1 new
+    tokens (room for max_tgt_len = max_positions - 2). `prepare.max_src_len` / `max_tgt_len` above that (limits
+    raised after the student was trained) is one line naming both numbers and the first sentence past them;
+    without it the model would index past its position embeddings."""
+    limits = read_json(Path(prepared) / "limits.json")
+    for key, cap, side, col in (("max_src_len", max_positions - 1, "source", "src"),
+                                ("max_tgt_len", max_positions - 2, "target", "tgt")):
+        if int(limits[key]) <= cap:
+            continue
+        first = ""
+        for split in splits:
+            frame = load_split(prepared, split)
+            lengths = [len(x) for x in tokenizer(list(frame[col]), add_special_tokens=False)["input_ids"]]
+            over = [i for i, n in enumerate(lengths) if n > cap]
+            if over:
+                i = over[0]
+                first = (f"; {len(over)} {split} sentences are longer, the first {lengths[i]} tokens "
+                         f"({Path(prepared) / f'{split}.tsv'} row {i + 1}, line {int(frame['line'].iloc[i])} of the "
+                         f"{side} file)")
+                break
+        raise DistilleryError(f"{Path(prepared) / 'limits.json'}: prepare.{key} = {limits[key]}, but {who} has "
+                              f"positions for {side} sentences of at most {cap} tokens{first}; prepare with "
+                              f"prepare.{key} <= {cap}, or train the student on the data prepared with the higher limit")
+
+
 def max_new_tokens(prepared: Path) -> int:
     return int(read_json(Path(prepared) / "limits.json")["max_tgt_len"]) + 1
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from distillery.errors import DistilleryError
 from distillery.export.runtime import session
-from distillery.generation.data import Encoded, encode, encoder_inputs, load_split, max_new_tokens
+from distillery.generation.data import Encoded, check_fits, encode, encoder_inputs, load_split, max_new_tokens
 from distillery.io import atomic_dir, write_json
 
 ENCODER, DECODER = "encoder.onnx", "decoder.onnx"
@@ -235,5 +235,6 @@ def export_stage(cfg, student_dir: Path, prepared: Path, out_dir: Path, teacher:
     """`distillery export` of a seq2seq student: its dev set checks the export (no teacher or transfer set)."""
     from distillery.students import load_student
 
-    student, tok, _ = load_student(student_dir)
+    student, tok, info = load_student(student_dir)
+    check_fits(int(info["config"]["max_positions"]), f"student {info.get('name', student_dir)}", prepared, tok, ("dev",))
     return export_seq2seq(cfg, student.hf, tok, encode(tok, load_split(prepared, "dev")), max_new_tokens(prepared), out_dir)
