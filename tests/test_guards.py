@@ -2,6 +2,7 @@
 2026-12-07 (4738be7). `bench/fault_table.py` runs the same cases through the command and tabulates them
 (docs/reliability.md)."""
 
+import dataclasses
 import errno
 import json
 import os
@@ -131,7 +132,7 @@ def test_path_like_student_keys_are_refused_by_every_command(tmp_path, key, comm
 
 
 # ------------------------------------------------- 5. a resume notices inputs that changed under the same paths
-def test_resume_key_follows_the_inputs_contents(tmp_path, capsys):
+def test_resume_key_follows_the_inputs_contents(tmp_path, capsys, monkeypatch):
     from distillery.distill.checkpoint import Checkpoint
     from distillery.tasks.base import Paths
     from tests.conftest import make_student
@@ -146,6 +147,11 @@ def test_resume_key_follows_the_inputs_contents(tmp_path, capsys):
     cfg = make_student("s", model="bilstm", losses={"ce": 1})
     Checkpoint(cfg, paths, 1, 10).save({"step": 3, "epoch": 1, "batch": 2})
     assert Checkpoint(cfg, paths, 1, 10).load()["step"] == 3  # nothing changed: resumes
+    no_aug = dataclasses.replace(paths, augmented=Path(""))  # `--augmented ''`: no augmented input, not the working folder
+    monkeypatch.chdir(tmp_path)
+    Checkpoint(cfg, no_aug, 1, 10).save({"step": 4, "epoch": 1, "batch": 3})
+    (tmp_path / "m.json").write_text("{}")  # what the run writes beside its inputs does not change its key
+    assert Checkpoint(cfg, no_aug, 1, 10).load()["step"] == 4
     for change in (lambda: (tmp_path / "teacher" / "model.safetensors").write_bytes(b"weights two"),
                    lambda: (tmp_path / "logits" / "manifest.json").write_text('{"fingerprint": "bbb"}'),
                    lambda: (tmp_path / "prepared" / "train.tsv").write_text("id\ttext\nx\ty\n")):

@@ -22,15 +22,16 @@ from distillery.errors import DistilleryError
 from distillery.io import MARKER, file_sha256
 
 
-def inputs_digest(folder, manifests_only: bool = False) -> str | None:
-    """SHA-256 over what an input folder holds (every file's path and bytes; for logits, the manifests, which carry
-    each shard's checksum and the teacher's fingerprint): a resume notices a teacher, logits or data replaced after
-    the kill even where the paths are the same."""
-    if folder is None or not Path(folder).exists():
+def inputs_digest(path, only: str | None = None) -> str | None:
+    """SHA-256 over what an input holds (every file's path and bytes; `only`: just the files of that name, e.g. the
+    logits' manifests, which carry each shard's checksum and the teacher's fingerprint): a resume notices a
+    teacher, logits or data replaced after the kill even where the paths are the same. None where there is no
+    such input (`--augmented ''`)."""
+    if path is None or str(path) in ("", ".") or not Path(path).exists():
         return None
-    root = Path(folder)
+    root = Path(path)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER
-                                                and (not manifests_only or p.name == "manifest.json"))
+                                                and (only is None or p.name == only))
     h = hashlib.sha256()
     for p in files:
         h.update(f"{p.relative_to(root) if p != root else p.name}\0{file_sha256(p)}\0".encode())
@@ -44,10 +45,10 @@ class Checkpoint:
         out = Path(paths.out)
         self.dir, self.every, self.rank = out.parent / f".{out.name}.resume", minutes * 60, rank
         self.file = self.dir / "state.pt"
-        inputs = {"prepared": paths.prepared, "teacher": paths.teacher, "logits": paths.logits,
-                   "augmented": paths.augmented}
-        ident = [asdict(cfg), {k: inputs_digest(v, k == "logits") for k, v in inputs.items()} if minutes else {},
-                 world_size]
+        aug = Path(paths.augmented) / "augmented.tsv" if paths.augmented and str(paths.augmented) != "." else None
+        inputs = {"prepared": inputs_digest(paths.prepared), "teacher": inputs_digest(paths.teacher),
+                  "logits": inputs_digest(paths.logits, only="manifest.json"), "augmented": inputs_digest(aug)}
+        ident = [asdict(cfg), inputs if minutes else {}, world_size]
         self.key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.last = time.monotonic()
 
