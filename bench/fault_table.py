@@ -8,6 +8,7 @@ changed or deleted in the workspace, scratch included).
 The full-disk cases mount a 1 MB tmpfs and need root; they are skipped (and say so) elsewhere.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -445,15 +446,9 @@ def round_two(ws: Path) -> None:
 
 
 def _metrics_on_full_disk(ws: Path) -> None:
-    if os.geteuid() != 0:
-        ROWS.append(("48.14 only `--metrics` on a full disk", "(needs root to mount a tmpfs)", "-", "skipped", "-"))
-        return
-    small = ws / "full"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)]).returncode != 0:
-        ROWS.append(("48.14 only `--metrics` on a full disk", "(mount failed)", "-", "skipped", "-"))
-        return
-    try:
+    with _tmpfs(ws, "full", "64k", "48.14 only `--metrics` on a full disk") as small:
+        if small is None:
+            return
         fd = os.open(small / "filler", os.O_WRONLY | os.O_CREAT)  # fill it: the metrics file finds no room
         try:
             while os.write(fd, b"\0" * 4096):
@@ -464,6 +459,23 @@ def _metrics_on_full_disk(ws: Path) -> None:
             os.close(fd)
         run("48.14 only `--metrics` on a full disk", ["soft-labels", "--augmented", "", "--out", "l14", "--metrics",
                                                        "full/m.json"], ws, skip=(".cache/", "full/"))
+
+
+@contextlib.contextmanager
+def _tmpfs(ws: Path, name: str, size: str, case: str):
+    """A tmpfs of `size` mounted at ws/name (root only), unmounted after; None (and a 'skipped' row) elsewhere."""
+    if os.geteuid() != 0:
+        ROWS.append((case, f"(needs root to mount a {size} tmpfs)", "-", "skipped", "-"))
+        yield None
+        return
+    small = ws / name
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(small)]).returncode != 0:
+        ROWS.append((case, "(mount failed)", "-", "skipped", "-"))
+        yield None
+        return
+    try:
+        yield small
     finally:
         subprocess.run(["umount", str(small)])
 
@@ -492,23 +504,15 @@ def _card(ws: Path) -> None:
 
 
 def _full_disk(ws: Path) -> None:
-    if os.geteuid() != 0:
-        ROWS.append(("full disk during teacher / distill", "(needs root to mount a 1 MB tmpfs)", "-", "skipped", "-"))
-        return
-    small = ws / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)]).returncode != 0:
-        ROWS.append(("full disk during teacher / distill", "(mount failed)", "-", "skipped", "-"))
-        return
-    try:
+    with _tmpfs(ws, "small", "1m", "full disk during teacher / distill") as small:
+        if small is None:
+            return
         run("full disk during `teacher` (1 MB tmpfs)", ["teacher", "--out", "small/teacher", "--live-dir",
                                                         "small/live", "--metrics", "small/t.json"], ws)
         run("full disk during `distill` (1 MB tmpfs)", ["distill", "--name", "s", "--augmented", "", "--out",
                                                         "small/s", "--metrics", "small/s.json", "--live-dir",
                                                         "small/slive"], ws)
         ROWS[-1] = ROWS[-1][:4] + (ROWS[-1][4] + f"; tmpfs holds {sorted(p.name for p in small.iterdir())}",)
-    finally:
-        subprocess.run(["umount", str(small)])
 
 
 def main() -> None:

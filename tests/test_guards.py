@@ -300,7 +300,7 @@ def test_a_whole_number_float_and_a_number_as_text_are_accepted(tmp_path):
 
 @pytest.mark.parametrize("raw,expect", [
     (b"prepare:\n  task: sst2\n\tmax_train: 5\n", "error: params.yaml:3: a tab character where YAML wants spaces"),
-    (b"prepare:\n  task: caf\xe9\n", "error: params.yaml:2: byte 0xe9 is not UTF-8; save the file as UTF-8"),
+    (b"prepare:\n  task: caf\xe9\n", "error: params.yaml:2: byte 20 (0xe9) is not valid UTF-8; save the file as UTF-8"),
 ])
 def test_a_tab_or_a_latin1_byte_in_params_is_named_by_line(tmp_path, raw, expect):
     (tmp_path / "params.yaml").write_bytes(raw)

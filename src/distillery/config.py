@@ -35,12 +35,9 @@ def load_yaml(path: Path) -> Any:
     where YAML wants spaces, a key given twice in one block (YAML keeps the last one silently), any other error."""
     import yaml
 
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DistilleryError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8") from None
+    from distillery.io import read_utf8
+
+    text = read_utf8(path)
 
     class Loader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):

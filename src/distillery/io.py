@@ -342,6 +342,18 @@ def write_metrics(path: str | Path, metrics: dict, kind: str, written: str | Pat
                                              f"only its metrics {path} are not)")) from None
 
 
+def read_utf8(path: str | Path) -> str:
+    """A text file's content (UTF-8, a byte-order mark dropped); an invalid byte is one line naming the file, the
+    line and the byte."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DistilleryError(f"{path}:{line}: byte {e.start} (0x{raw[e.start]:02x}) is not valid UTF-8; "
+                              "save the file as UTF-8") from None
+
+
 def file_sha256(path: str | Path) -> str:
     import hashlib
 

@@ -26,6 +26,7 @@ import pandas as pd
 from distillery.data.glue import COLUMNS, clean_text, is_blank
 from distillery.data.ids import text_id
 from distillery.errors import DistilleryError
+from distillery.io import read_utf8
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 csv.field_size_limit(2**31 - 1)  # a long text is a text, not an error
@@ -42,13 +43,7 @@ def file_format(path: Path, given: str | None) -> str:
 
 def decode(path: Path) -> str:
     """The file's text (UTF-8, a byte-order mark dropped); an invalid byte is named by its line."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DistilleryError(f"{path}:{line}: byte {e.start} (0x{raw[e.start]:02x}) is not valid UTF-8; "
-                              "save the file as UTF-8") from None
+    return read_utf8(path)
 
 
 def split_lines(path: Path) -> list[tuple[int, str]]:

@@ -20,18 +20,13 @@ from distillery.data.ids import text_id
 from distillery.data.table import read_table, write_table
 from distillery.errors import DistilleryError
 from distillery.generation.config import SPLITS, GenPrepareConfig
-from distillery.io import atomic_dir, read_json, write_json, write_metrics
+from distillery.io import atomic_dir, read_json, read_utf8, write_json, write_metrics
 
 
 def read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise DistilleryError(f"{path}: no such file; check prepare.data_dir and prepare.splits")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise DistilleryError(f"{path}:{line}: not valid UTF-8; convert the file to UTF-8") from None
+    text = read_utf8(path)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
