@@ -83,7 +83,7 @@ def test_a_seq2seq_sentence_past_the_positions_is_named_by_file_and_line_at_expo
         export_stage(conf(ExportConfig), tmp_path / "s", tmp_path / "prepared", tmp_path / "e")
     assert str(e.value) == (
         f"{tmp_path / 'prepared' / 'limits.json'}: prepare.max_src_len = 128, but student s has positions for source "
-        f"sentences of at most 98 tokens; 1 dev sentences are longer, the first {n} tokens "
+        f"sentences of at most 98 tokens; a dev sentence is longer, the first {n} tokens "
         f"({tmp_path / 'prepared' / 'dev.tsv'} row 3, line 3 of the source file); prepare with "
         "prepare.max_src_len <= 98, or train the student on the data prepared with the higher limit")
     assert not (tmp_path / "e").exists()

@@ -197,7 +197,8 @@ def check_fits(max_positions: int, who: str, prepared: Path, tokenizer, splits: 
             over = [i for i, n in enumerate(lengths) if n > cap]
             if over:
                 i = over[0]
-                first = (f"; {len(over)} {split} sentences are longer, the first {lengths[i]} tokens "
+                many = f"{len(over)} {split} sentences are" if len(over) > 1 else f"a {split} sentence is"
+                first = (f"; {many} longer, the first {lengths[i]} tokens "
                          f"({Path(prepared) / f'{split}.tsv'} row {i + 1}, line {int(frame['line'].iloc[i])} of the "
                          f"{side} file)")
                 break
