@@ -7,8 +7,6 @@ import errno
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ import pytest
 import yaml
 
 from distillery.errors import DistilleryError
-from tests.conftest import GLUE, REPO, repo_params, write_params
+from tests.conftest import GLUE, REPO, write_params
 from tests.test_reliability import cli, one_line, prepare_args, tree
 
 pytestmark = pytest.mark.needs_data

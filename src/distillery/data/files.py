@@ -16,8 +16,8 @@ param fixes; a dev label that training lacks, an empty label or a label column w
 import csv
 import itertools
 import math
-import sys
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,15 +41,10 @@ def file_format(path: Path, given: str | None) -> str:
     return fmt
 
 
-def decode(path: Path) -> str:
-    """The file's text (UTF-8, a byte-order mark dropped); an invalid byte is named by its line."""
-    return read_utf8(path)
-
-
 def split_lines(path: Path) -> list[tuple[int, str]]:
     """(line number, line) of a file read without quote handling: lines end in LF or CRLF; a CR inside a line
     is kept (text cleaning makes it a space); a file whose lines end in a bare CR is refused."""
-    text = decode(path)
+    text = read_utf8(path)  # a byte-order mark dropped; an invalid byte named by its line
     if "\r" in text and "\n" not in text:
         raise DistilleryError(f"{path}: lines end in a bare CR (old Mac line endings); convert the file to LF "
                               "or CRLF line endings (e.g. `tr '\\r' '\\n'`)")
@@ -65,7 +60,7 @@ def records(path: Path, sep: str, quoted: bool):
     if not quoted:
         yield from ((i, ln.split(sep)) for i, ln in split_lines(path) if ln != "")
         return
-    decode(path)  # an invalid byte named by its line before the csv module meets it
+    read_utf8(path)  # an invalid byte named by its line before the csv module meets it
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter=sep)
         end = 0
