@@ -9,6 +9,7 @@ from stages.augment import augment
 from stages.distill import distill
 from stages.evaluate import evaluate
 from stages.export import export
+from stages.predict import predict
 from stages.prepare import prepare
 from stages.soft_labels import soft_labels
 from stages.teacher import teacher
@@ -56,6 +57,7 @@ app.command("soft-labels", context_settings=SETTINGS)(soft_labels)
 app.command("distill", context_settings=SETTINGS)(distill)
 app.command("evaluate", context_settings=SETTINGS)(evaluate)
 app.command("export", context_settings=SETTINGS)(export)
+app.command("predict", context_settings=SETTINGS)(predict)
 
 if __name__ == "__main__":
     app()

@@ -152,7 +152,7 @@ class Classification(Task):
                    "params": sum(p.numel() for p in self.model.parameters())}
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "task": task.name, "problem": task.problem, "metric": task.metric,
-            "metrics": list(task.metrics), "label_names": self.prep.label_names,
+            "metrics": list(task.metrics), "label_names": self.prep.label_names, "pair": task.is_pair,
             "max_seq_len": cfg.max_seq_len, "teacher_fingerprint": self.teacher.fingerprint,
             "teacher_dev_metric": self.teacher_info.get(f"dev_{task.metric}"),
             "training": dataclasses.asdict(cfg), "history": history})
