@@ -9,6 +9,7 @@ from stages.augment import augment
 from stages.distill import distill
 from stages.evaluate import evaluate
 from stages.export import export
+from stages.pick import pick
 from stages.predict import predict
 from stages.prepare import prepare
 from stages.soft_labels import soft_labels
@@ -58,6 +59,7 @@ app.command("distill", context_settings=SETTINGS)(distill)
 app.command("evaluate", context_settings=SETTINGS)(evaluate)
 app.command("export", context_settings=SETTINGS)(export)
 app.command("predict", context_settings=SETTINGS)(predict)
+app.command("pick", context_settings=SETTINGS)(pick)
 
 if __name__ == "__main__":
     app()

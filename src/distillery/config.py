@@ -484,15 +484,32 @@ class EvaluateConfig(Checked):
     opset: Annotated[int, Range(13, 23)]  # the teacher's ONNX export (students are exported by `export`)
     exit_speeds: Annotated[tuple[float, ...], Range(0, 1)]  # models with early exits: the speed-accuracy curve's thresholds
     exit_repeats: Annotated[int, Range(1)]  # ... and the timed calls per speed and batch size
+    budget: dict | None = None  # the pick: max_ms_per_text, batch_size, runtime (or any), min_retention
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(len(self.exit_speeds) > 0, "evaluate.exit_speeds", "name at least one speed")
+        if self.budget is not None:
+            self._check_budget(dict(self.budget))
         bad = [r for r in self.runtimes if r not in ("pytorch", "onnx", "int8")]
         check(not bad, "evaluate.runtimes", f"unknown runtime {bad[0] if bad else ''!r}; use pytorch, onnx, int8")
         check("pytorch" in self.runtimes, "evaluate.runtimes",
                "must include pytorch (retention and agreement are measured against it)")
         check(len(self.batch_sizes) > 0, "evaluate.batch_sizes", "name at least one batch size")
+
+    def _check_budget(self, b: dict) -> None:
+        """evaluate.budget: a latency per text that the machine can time, at a timed batch size, in a timed runtime."""
+        keys = ("max_ms_per_text", "batch_size", "runtime", "min_retention")
+        unknown = sorted(set(b) - set(keys))
+        check(not unknown, f"evaluate.budget.{unknown[0] if unknown else ''}", f"unknown setting; use {', '.join(keys)}")
+        check("max_ms_per_text" in b, "evaluate.budget.max_ms_per_text", "missing; the latency a text may take")
+        check_num(b["max_ms_per_text"], "evaluate.budget.max_ms_per_text", 0, lo_open=True)
+        check_int(b.get("batch_size", 1), "evaluate.budget.batch_size", 1)
+        check(b.get("batch_size", 1) in self.batch_sizes, "evaluate.budget.batch_size",
+              f"{b.get('batch_size', 1)} is not timed; use one of evaluate.batch_sizes {list(self.batch_sizes)}")
+        check(b.get("runtime", "any") in (*self.runtimes, "any"), "evaluate.budget.runtime",
+              f"{b.get('runtime')!r} is not evaluated; use any or one of evaluate.runtimes {list(self.runtimes)}")
+        check_num(b.get("min_retention", 0.0), "evaluate.budget.min_retention", 0, 1)
 
 
 @dataclass(frozen=True)

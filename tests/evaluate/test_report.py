@@ -7,6 +7,7 @@ import pytest
 
 from distillery.config import EvaluateConfig, ExportConfig, PrepareConfig
 from distillery.data.prepare import load_prepared, prepare
+from distillery.evaluate.budget import RUNTIME_LABELS
 from distillery.evaluate.report import evaluate, pareto
 from distillery.export.onnx import export_student
 from distillery.export.runtime import session
@@ -36,7 +37,8 @@ def test_evaluate_scores_every_runtime_on_the_set_it_is_given(tmp_path, exported
     """A second prepared set (other dev rows): ONNX and int8 figures are that set's, not export time's."""
     other = tmp_path / "other"
     prepare(conf(PrepareConfig, task="sst2", data_dir=str(GLUE / "SST-2"), max_train=10, max_dev=150, seed=7), other)
-    cfg = conf(EvaluateConfig, repeats=2, warmup=0, batch_sizes=(1, 4))
+    cfg = conf(EvaluateConfig, repeats=2, warmup=0, batch_sizes=(1, 4),
+               budget={"max_ms_per_text": 1000.0, "batch_size": 4, "runtime": "any", "min_retention": 0.0})
     r = evaluate(cfg, other, tiny_teacher, exported / "students", tmp_path / "out", exported / "exports", ["s"])
     table = pd.read_csv(tmp_path / "out" / "tradeoff.csv")
     assert sorted(zip(table.model, table.runtime)) == sorted(
@@ -60,12 +62,17 @@ def test_evaluate_scores_every_runtime_on_the_set_it_is_given(tmp_path, exported
     assert f"`{other / 'dev.tsv'}`: sst2, 150 rows" in r["markdown"]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["rows"] == 150 and set(summary["s"]) == {"accuracy", "retention", "latency_bs1_ms"}
+    best = table[table.model == "s"].sort_values(["score", "latency_bs4_ms"], ascending=[False, True]).iloc[0]
+    assert (summary["pick"]["student"], summary["pick"]["runtime"]) == ("s", best.runtime)  # the one student
+    assert summary["pick"]["ms_per_text"] == pytest.approx(best.latency_bs4_ms / 4, abs=1e-3)
+    assert f"| s (pick: {RUNTIME_LABELS[best.runtime]}) |" in r["markdown"]
+    assert "Pick for the budget (<= 1000 ms per text at batch 4 in any runtime): **s** in" in r["markdown"]
     assert (tmp_path / "out" / "tradeoff.png").stat().st_size > 10_000
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no scratch left
 
 
 def test_pytorch_only_runtime_skips_the_exports(tmp_path, exported, tiny_teacher, sst2_prepared):
-    cfg = conf(EvaluateConfig, repeats=1, warmup=0, batch_sizes=(2,), runtimes=("pytorch",))
+    cfg = conf(EvaluateConfig, repeats=1, warmup=0, batch_sizes=(2,), runtimes=("pytorch",), budget=None)
     evaluate(cfg, sst2_prepared, tiny_teacher, exported / "students", tmp_path, exported / "exports", ["s"])
     table = pd.read_csv(tmp_path / "tradeoff.csv")
     assert set(table.runtime) == {"pytorch"} and list(table.model) == ["teacher", "s"]

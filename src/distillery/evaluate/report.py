@@ -17,15 +17,13 @@ from tqdm import tqdm
 
 from distillery.config import EvaluateConfig
 from distillery.data.prepare import load_prepared
+from distillery.evaluate.budget import RUNTIME_LABELS, Budget, describe_pick, pick
 from distillery.evaluate.latency import Runner, latencies_ms
 from distillery.evaluate.predict import predict
 from distillery.evaluate.tables import md, pyplot, save_figure, write_tables
 from distillery.io import scratch_dir
 from distillery.students import load_student
 from distillery.teacher.train import load_teacher
-
-RUNTIME_LABELS = {"pytorch": "PyTorch", "onnx": "ONNX", "int8": "int8 ONNX"}
-
 
 def _mb(*paths: Path) -> float:
     return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
@@ -165,16 +163,21 @@ def write_report(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
     for r in table[table.runtime == "pytorch"].to_dict("records"):
         summary[r["model"]] = {metric: round(r["score"], 4), **{m: round(r[m], 4) for m in others},
                                "retention": round(r["retention"], 4), first: round(r[first], 3)}
-    md = render_table(table, metric, cfg, where, others)
+    chosen = pick(table, Budget(**cfg.budget), metric) if cfg.budget else None
+    if chosen is not None:
+        summary["pick"] = chosen
+    md = render_table(table, metric, cfg, where, others, chosen)
     write_tables(out, md, table, summary, csv="tradeoff.csv", float_format="%.4f")
-    plot_tradeoff(table, metric, first, out / "tradeoff.png")
-    return {"summary": summary, "markdown": md, "table": table}
+    plot_tradeoff(table, metric, first, out / "tradeoff.png", chosen)
+    return {"summary": summary, "markdown": md, "table": table, "pick": chosen}
 
 
 def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: dict,
-                 others: list[str] | None = None) -> str:
-    """Two markdown tables: what each model keeps (per runtime), and how fast it is (per runtime)."""
+                 others: list[str] | None = None, chosen: dict | None = None) -> str:
+    """Two markdown tables: what each model keeps (per runtime), and how fast it is (per runtime); the pick under
+    the budget (`chosen`) marked in both, and said in a line after them."""
     others = others or []
+    mark = {chosen["student"]: f" (pick: {RUNTIME_LABELS[chosen['runtime']]})"} if chosen and chosen["student"] else {}
     wide = table.pivot(index="model", columns="runtime")
     order = list(dict.fromkeys(table["model"]))
     runtimes = [r for r in RUNTIME_LABELS if r in set(table["runtime"])]
@@ -192,7 +195,7 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
 
     rows = []
     for m in order:
-        cells = [m, wide.loc[m, ("family", "pytorch")], cell(m, "params_m", "pytorch", ".2f"),
+        cells = [m + mark.get(m, ""), wide.loc[m, ("family", "pytorch")], cell(m, "params_m", "pytorch", ".2f"),
                  cell(m, "score", "pytorch", ".4f"), cell(m, "retention", "pytorch", ".1%"),
                  *(cell(m, o, "pytorch", ".4f") for o in others)]
         for r in runtimes[1:]:
@@ -209,7 +212,10 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
         ms, x = cell(m, f"latency_bs{bs}_ms", r, ".2f"), cell(m, f"speedup_bs{bs}", r, ".1f")
         return "-" if ms == "-" else (ms if m == "teacher" else f"{ms} ({x}x)")
 
-    lines += md(head, [[m, *(speed(m, bs, r) for bs in cfg.batch_sizes for r in runtimes)] for m in order])
+    lines += md(head, [[m + mark.get(m, ""), *(speed(m, bs, r) for bs in cfg.batch_sizes for r in runtimes)]
+                       for m in order])
+    if chosen is not None:
+        lines += ["", describe_pick(chosen, metric)]
     return "\n".join(lines) + "\n"
 
 
@@ -223,9 +229,10 @@ def pareto(table: pd.DataFrame, x: str, y: str = "score") -> pd.DataFrame:
     return table.loc[front]
 
 
-def plot_tradeoff(table: pd.DataFrame, metric: str, x: str, path: Path) -> None:
+def plot_tradeoff(table: pd.DataFrame, metric: str, x: str, path: Path, chosen: dict | None = None) -> None:
     """Metric against latency (log axis, plain tick labels) for every model and runtime: one colour
-    per family, one marker per runtime, the Pareto frontier as a dashed step line."""
+    per family, one marker per runtime, the Pareto frontier as a dashed step line; the pick under the budget
+    ringed, and the budget a dotted line where it is at the plotted batch size."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -242,6 +249,7 @@ def plot_tradeoff(table: pd.DataFrame, metric: str, x: str, path: Path) -> None:
                    edgecolors="black", linewidths=0.5, zorder=2)
     for r in table[table.runtime == "pytorch"].itertuples(index=False):
         ax.annotate(r.model, (getattr(r, x), r.score), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    _mark_pick(ax, table, x, chosen)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -253,7 +261,25 @@ def plot_tradeoff(table: pd.DataFrame, metric: str, x: str, path: Path) -> None:
     handles += [Line2D([], [], color="0.3", marker=marker[r], linestyle="", label=RUNTIME_LABELS[r])
                 for r in RUNTIME_LABELS if r in set(table["runtime"])]
     handles.append(Line2D([], [], color="0.5", linestyle="--", label="Pareto frontier"))
+    if chosen and x == f"latency_bs{chosen['budget']['batch_size']}_ms":
+        handles.append(Line2D([], [], color="0.4", linestyle=":", label=f"budget: {chosen['budget']['max_ms_per_text']:g} "
+                              "ms per text"))
     ax.legend(handles=handles, fontsize=8, loc="lower right", ncol=2)
     ax.set_title(f"{metric} against latency: every model in every runtime it ships in")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _mark_pick(ax, table: pd.DataFrame, x: str, chosen: dict | None) -> None:
+    if not chosen:
+        return
+    bs = chosen["budget"]["batch_size"]
+    if x == f"latency_bs{bs}_ms":
+        ax.axvline(chosen["budget"]["max_ms_per_text"] * bs, color="0.4", linestyle=":", linewidth=1, zorder=1,
+                   label="budget")
+    if chosen["student"] is None:
+        return
+    r = table[(table.model == chosen["student"]) & (table.runtime == chosen["runtime"])].iloc[0]
+    ax.scatter(r[x], r["score"], s=260, facecolors="none", edgecolors="crimson", linewidths=1.6, zorder=3)
+    ax.annotate(f"pick: {r['model']} ({RUNTIME_LABELS[r['runtime']]})", (r[x], r["score"]), color="crimson",
+                textcoords="offset points", xytext=(8, -14), fontsize=8, fontweight="bold")
