@@ -200,9 +200,21 @@ def model_card(sinfo: dict, prep: Prepared, export: dict, tinfo: dict, license: 
         "",
         *(_use_exits(sinfo) if sinfo["family"] == "fastbert"
           else _usage(sinfo["family"], export["inputs"], int(sinfo.get("max_seq_len") or 128))),
+        *_label_a_file(sinfo["name"], prep.task.is_pair, prep.task.regression),
         *_citation(sinfo["family"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _label_a_file(name: str, pair: bool, regression: bool) -> list[str]:
+    """The one command that labels a whole file with this export (`distillery predict`)."""
+    cols = "--text-column sentence1 --text-pair-column sentence2" if pair else "--text-column text"
+    what = "`prediction` (the score)" if regression else "`prediction` (the label) and `probability`"
+    return ["", "## Label a file", "", "With distillery installed, one command (CSV, TSV, JSON Lines or Parquet; "
+            "streamed, so any size; written only when every row is done):", "", "```bash",
+            f"distillery predict reviews.csv --model exports/{name} --runtime int8 {cols}",
+            "```", "", f"It writes `reviews.predictions.csv`: every row of the input, then {what}. "
+            "With `--runtime onnx` it answers as the agreement above says."]
 
 
 def _results(sinfo: dict, metric: str, export: dict, regression: bool = False) -> list[str]:
