@@ -174,35 +174,22 @@ def write_report(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
 
 def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: dict,
                  others: list[str] | None = None, chosen: dict | None = None) -> str:
-    """Two markdown tables: what each model keeps (per runtime), and how fast it is (per runtime); the pick under
-    the budget (`chosen`) marked in both, and said in a line after them."""
-    others = others or []
+    """Two markdown tables: what each model keeps (per runtime) with its latency at the first batch size in its
+    fastest runtime, and how fast it is (per runtime); the pick under the budget (`chosen`) marked in both, and
+    said in a line after them."""
     mark = {chosen["student"]: f" (pick: {RUNTIME_LABELS[chosen['runtime']]})"} if chosen and chosen["student"] else {}
     wide = table.pivot(index="model", columns="runtime")
     order = list(dict.fromkeys(table["model"]))
     runtimes = [r for r in RUNTIME_LABELS if r in set(table["runtime"])]
-    head = ["model", "family", "params (M)", f"{metric}", "retention", *others]
-    agree = "Pearson r with PyTorch" if where.get("regression") else "agreement"
-    head += [f"{RUNTIME_LABELS[r]} {metric} ({agree})" for r in runtimes if r != "pytorch"]
-    head += ["disk MB (" + " / ".join(RUNTIME_LABELS[r] for r in runtimes) + ")"]
-    title = [f"Evaluated on `{where['set']}`: {where['task']}, {where['rows']} rows"
-             + (f" (from {where['source']})" if where.get("source") else "")
-             + ". Every column is measured on this set.", ""]
 
     def cell(model, col, runtime, fmt):
         v = wide.loc[model, (col, runtime)] if (col, runtime) in wide.columns else float("nan")
         return "-" if pd.isna(v) else format(v, fmt)
 
-    rows = []
-    for m in order:
-        cells = [m + mark.get(m, ""), wide.loc[m, ("family", "pytorch")], cell(m, "params_m", "pytorch", ".2f"),
-                 cell(m, "score", "pytorch", ".4f"), cell(m, "retention", "pytorch", ".1%"),
-                 *(cell(m, o, "pytorch", ".4f") for o in others)]
-        for r in runtimes[1:]:
-            s, a = cell(m, "score", r, ".4f"), cell(m, "agreement", r, ".4f" if where.get("regression") else ".2%")
-            cells.append("-" if s == "-" else f"{s} ({a})")
-        rows.append([*cells, " / ".join(cell(m, "disk_mb", r, ".1f") for r in runtimes)])
-    lines = title + md(head, rows)
+    title = [f"Evaluated on `{where['set']}`: {where['task']}, {where['rows']} rows"
+             + (f" (from {where['source']})" if where.get("source") else "")
+             + ". Every column is measured on this set.", ""]
+    lines = title + _keeps(table, metric, cfg, where, others or [], runtimes, cell, mark)
     head = ["model"] + [f"{RUNTIME_LABELS[r]} @bs{bs}" for bs in cfg.batch_sizes for r in runtimes]
     lines += ["", f"Latency in ms: median of {cfg.repeats} calls on real texts, every model and runtime taking turns "
               f"on each batch, {cfg.threads} threads. In brackets: the speed-up against the teacher in the same "
@@ -217,6 +204,35 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
     if chosen is not None:
         lines += ["", describe_pick(chosen, metric)]
     return "\n".join(lines) + "\n"
+
+
+def fastest(table: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Per model, its fastest runtime by `col` (a latency) and the speed-up against the teacher's fastest."""
+    best = table.loc[table.groupby("model", sort=False)[col].idxmin()].set_index("model")
+    return best.assign(speedup=best.loc["teacher", col] / best[col])[["runtime", col, "speedup"]]
+
+
+def _keeps(table, metric, cfg, where, others, runtimes, cell, mark) -> list[str]:
+    """The first table: metric, retention, each runtime's metric and agreement, latency in the fastest runtime, size."""
+    col = f"latency_bs{cfg.batch_sizes[0]}_ms"
+    quick = fastest(table, col)
+    head = ["model", "family", "params (M)", f"{metric}", "retention", *others]
+    agree = "Pearson r with PyTorch" if where.get("regression") else "agreement"
+    head += [f"{RUNTIME_LABELS[r]} {metric} ({agree})" for r in runtimes if r != "pytorch"]
+    head += [f"ms @bs{cfg.batch_sizes[0]}, fastest runtime", "speed-up"]
+    head += ["disk MB (" + " / ".join(RUNTIME_LABELS[r] for r in runtimes) + ")"]
+    rows = []
+    for m in dict.fromkeys(table["model"]):
+        cells = [m + mark.get(m, ""), table.loc[table.model == m, "family"].iloc[0], cell(m, "params_m", "pytorch", ".2f"),
+                 cell(m, "score", "pytorch", ".4f"), cell(m, "retention", "pytorch", ".1%"),
+                 *(cell(m, o, "pytorch", ".4f") for o in others)]
+        for r in runtimes[1:]:
+            s, a = cell(m, "score", r, ".4f"), cell(m, "agreement", r, ".4f" if where.get("regression") else ".2%")
+            cells.append("-" if s == "-" else f"{s} ({a})")
+        q = quick.loc[m]
+        cells += [f"{q[col]:.2f} ({RUNTIME_LABELS[q['runtime']]})", f"{q['speedup']:.1f}x"]
+        rows.append([*cells, " / ".join(cell(m, "disk_mb", r, ".1f") for r in runtimes)])
+    return md(head, rows)
 
 
 def pareto(table: pd.DataFrame, x: str, y: str = "score") -> pd.DataFrame:
