@@ -218,3 +218,28 @@ def test_the_command_prints_one_line_and_the_counts(tmp_path, models, sst2_prepa
     bad = _cli(src, "--model", models / "exports" / "t", "--batch-size", 0, env={**os.environ})
     _, err = bad.communicate(timeout=60)
     assert bad.returncode == 2 and err.strip() == "error: param --batch-size: must be in 1..65536, got 0"
+
+
+def test_a_pair_regression_student_writes_its_score(tmp_path, tiny_teacher):
+    """A pair model reads two columns (and refuses one); a regression model writes its score, no probability."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    model = BiLSTMStudent(BiLSTMConfig(vocab_size=len(tok), embed_dim=16, hidden_size=8, mlp_size=8, num_labels=1,
+                                       pair=True)).eval()
+    save_student(model, tok, tmp_path / "s", {**INFO, "name": "s", "problem": "regression", "label_names": ["score"],
+                                              "pair": True})
+    src = tmp_path / "pairs.jsonl"
+    rows = [{"a": "a man is playing a guitar .", "b": "a man plays the guitar .", "keep": [1, 2]},
+            {"b": "the cat sleeps .", "a": "a dog runs in the park ."}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "scores.jsonl"
+    predict_file(tmp_path / "s", "pytorch", src, out, text="a", pair="b")
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = predict(lambda a, b: model.collate(tok, a, b, 64), model.predictor(),
+                       pd.DataFrame({"text_a": [r["a"] for r in rows], "text_b": [r["b"] for r in rows]}), 1, True)
+    assert [g["prediction"] for g in got] == pytest.approx(expected[:, 0].tolist(), abs=1e-5)
+    assert list(got[0]) == ["a", "b", "keep", "prediction"] and got[0]["keep"] == [1, 2]  # the record as it was
+    assert list(got[1])[:2] == ["b", "a"]
+    with pytest.raises(DistilleryError, match="reads text pairs; name the second text's column"):
+        predict_file(tmp_path / "s", "pytorch", src, tmp_path / "x.jsonl", text="a")
