@@ -11,7 +11,9 @@ SST-2's training sentences in file order, repeated from the start to make `--row
    teacher in PyTorch, and of a `transformers` pipeline over the teacher (same threads, batch size 64, the same
    texts, texts cut to the teacher's max_seq_len), with how often the pipeline's labels equal predict's;
    `--teacher-rows` / `--pipeline-rows` time the two slow ones on the first N texts only (rows/s is a rate; the
-   printout says how many were labelled);
+   printout says how many were labelled). The pipeline is called on slices of 2,048 texts: one call over the
+   whole list (transformers 5.x) slowed down as it went, from 96 rows/s over 3,000 texts to under 37 rows/s
+   over 100,000 (killed after 45 min) on the 2-core machine;
 2. the peak resident memory (RSS, from the kernel's rusage) of `distillery predict` labelling a
    `--big-rows`-row CSV in a child process, with its rows/s.
 """
@@ -62,7 +64,9 @@ def run_pipeline(teacher: Path, texts: list[str], threads: int) -> tuple[float, 
     seq = json.loads((teacher / "distillery.json").read_text()).get("max_seq_len", 128)
     pipe = pipeline("text-classification", model=str(teacher), device=-1)
     t0 = time.perf_counter()
-    out = [r["label"] for r in pipe(texts, batch_size=64, truncation=True, max_length=seq)]
+    out = []
+    for i in range(0, len(texts), 2048):  # in slices: one call over a long list slowed down as it went (docstring)
+        out += [r["label"] for r in pipe(texts[i:i + 2048], batch_size=64, truncation=True, max_length=seq)]
     return time.perf_counter() - t0, out
 
 

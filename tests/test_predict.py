@@ -130,6 +130,7 @@ def _fails(tmp_path, models, content: str | bytes, match: str, name="bad.csv", *
     ("text\na fine film\n\"\"\n", r"bad\.csv:3: empty text"),
     ("text,n\na fine film,1\nsecond,2,3\n", r"bad\.csv:3: 3 fields where the header has 2"),
     (b"text\nfine\n\xff\xfe bad\n", r"bad\.csv:3: not valid UTF-8"),
+    ("text,prediction\nfine,positive\n", r"bad\.csv: already has a column 'prediction', which predict writes"),
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, models, content, match):
     _fails(tmp_path, models, content, match)

@@ -142,6 +142,10 @@ def chunks(src: Source, chunk_rows: int) -> Iterator[Chunk]:
             continue
         seen += len(frame)
         cols = [str(c) for c in frame.columns]
+        taken = [c for c in OUT_COLUMNS if c in cols]
+        if taken:
+            raise DistilleryError(f"{src.path}: already has a column {taken[0]!r}, which predict writes (is it an earlier "
+                                  "predict output?); rename that column in the input")
         for flag, name in (("--text-column", src.text), ("--text-pair-column", src.pair)):
             if name is not None and name not in cols and src.fmt != "jsonl":
                 raise DistilleryError(f"{src.path}: no column {name!r} ({flag}); it has: {', '.join(cols)}")
