@@ -11,9 +11,7 @@ SST-2's training sentences in file order, repeated from the start to make `--row
    teacher in PyTorch, and of a `transformers` pipeline over the teacher (same threads, batch size 64, the same
    texts, texts cut to the teacher's max_seq_len), with how often the pipeline's labels equal predict's;
    `--teacher-rows` / `--pipeline-rows` time the two slow ones on the first N texts only (rows/s is a rate; the
-   printout says how many were labelled). The pipeline is called on slices of 2,048 texts: one call over the
-   whole list (transformers 5.x) slowed down as it went, from 96 rows/s over 3,000 texts to under 37 rows/s
-   over 100,000 (killed after 45 min) on the 2-core machine;
+   printout says how many were labelled). The pipeline is called on slices of 2,048 texts;
 2. the peak resident memory (RSS, from the kernel's rusage) of `distillery predict` labelling a
    `--big-rows`-row CSV in a child process, with its rows/s.
 """
@@ -65,7 +63,7 @@ def run_pipeline(teacher: Path, texts: list[str], threads: int) -> tuple[float, 
     pipe = pipeline("text-classification", model=str(teacher), device=-1)
     t0 = time.perf_counter()
     out = []
-    for i in range(0, len(texts), 2048):  # in slices: one call over a long list slowed down as it went (docstring)
+    for i in range(0, len(texts), 2048):  # in slices: the results of a slice at a time, not of 100,000 at once
         out += [r["label"] for r in pipe(texts[i:i + 2048], batch_size=64, truncation=True, max_length=seq)]
     return time.perf_counter() - t0, out
 
@@ -73,7 +71,8 @@ def run_pipeline(teacher: Path, texts: list[str], threads: int) -> tuple[float, 
 def big_run(model: Path, runtime: str, rows: int, threads: int, tmp: Path) -> tuple[float, float]:
     """(peak RSS in GiB, rows/s) of `distillery predict` on a `rows`-row CSV, in a child process."""
     src = tmp / "big.csv"
-    write_csv(src, (sentences(67_349)[i % 67_349] for i in range(rows)))
+    base = sentences(67_349)
+    write_csv(src, (base[i % len(base)] for i in range(rows)))
     cmd = [sys.executable, "-m", "stages.cli", "predict", str(src), "--model", str(model), "--runtime", runtime,
            "--threads", str(threads), "--out", str(tmp / "big.out.csv")]
     t0 = time.perf_counter()
