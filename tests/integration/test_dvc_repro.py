@@ -89,7 +89,9 @@ def test_dvc_repro_tiny(tmp_path):
     out = sh([sys.executable, "-m", "dvc", "repro"], repo)
     assert "| model | family | params (M) | accuracy | retention |" in out  # the table is printed at the end
     summary = json.loads((repo / "metrics/eval/summary.json").read_text())
-    assert set(summary) - {"task", "metric", "rows"} == {"teacher"} | set(params["students"])
+    assert set(summary) - {"task", "metric", "rows", "pick"} == {"teacher"} | set(params["students"])
+    pick = summary["pick"]  # the budget of params.yaml: a student within it, or none and why
+    assert pick["budget"] == params["evaluate"]["budget"] and (pick["student"] in params["students"] or pick["why"])
     for name in params["students"]:
         assert 0 <= summary[name]["accuracy"] <= 1 and summary[name]["latency_bs1_ms"] > 0
         assert (repo / "exports" / name / "model.onnx").is_file()

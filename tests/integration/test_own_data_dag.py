@@ -72,7 +72,7 @@ def test_own_data_through_dvc_repro(tmp_path, make, n_classes, metric):
     task = json.loads((repo / "data/prepared/task.json").read_text())
     assert len(task["label_names"]) == n_classes and task["problem"] == ("regression" if regression else "classification")
     summary = json.loads((repo / "metrics/eval/summary.json").read_text())
-    assert summary["metric"] == metric and set(summary) - {"task", "metric", "rows"} == {"teacher"} | set(params["students"])
+    assert summary["metric"] == metric and set(summary) - {"task", "metric", "rows", "pick"} == {"teacher"} | set(params["students"])
     for name in params["students"]:
         assert -1 <= summary[name][metric] <= 1 and summary[name]["latency_bs1_ms"] > 0
         export = json.loads((repo / "exports" / name / "export.json").read_text())
