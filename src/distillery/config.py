@@ -312,6 +312,12 @@ class TeacherConfig(TrainerConfig):
     max_seq_len: Annotated[int, Range(8, 4096)]  # and at most the model's positions (checked on load)
     # hidden and attention dropout; None: the base model's own (an ensemble varies it)
     dropout: Annotated[float | None, Range(0, 1, hi_open=True)] = None
+    # training to a plateau, as a student's (StudentConfig): optional, unset trains every epoch and keeps the last
+    max_steps: Annotated[int, Range(0)] = 0
+    min_gain: Annotated[float | None, Range(0, 1)] = None
+    evals_per_epoch: Annotated[int, Range(1, 1000)] = 1
+    patience: Annotated[int, Range(1, 1000)] = 1  # evaluations in a row that gain less than min_gain: then stop
+    threads: Annotated[int, Range(0, 1024)] = 0  # torch threads; 0: torch's default
 
 
 @dataclass(frozen=True)
@@ -347,7 +353,7 @@ class SoftLabelConfig(Checked):
     checkpoint_every: Annotated[int, Range(1)] = 4096  # texts per store part: a killed run loses at most this much
 
 
-STEP_FIELDS = ("losses", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_examples")
+STEP_FIELDS = ("losses", "transfer_set", "epochs", "batch_size", "lr", "temperature", "max_examples", "max_steps")
 
 
 @dataclass(frozen=True)
@@ -362,6 +368,7 @@ class StepConfig(Checked):
     lr: Annotated[float, Range(0, lo_open=True)]
     temperature: Annotated[float, Range(0, lo_open=True)]
     max_examples: Annotated[int, Range(0)]  # 0: the whole transfer set; else a seeded sample of this many
+    max_steps: Annotated[int, Range(0)] = 0  # optimizer steps at most (0: `epochs` alone caps the step)
     progressive: bool = False  # MobileBERT: one stage per student layer, the layers below it frozen (intermediate)
 
     @property
@@ -412,6 +419,15 @@ class StudentConfig(Checked):
     task: str  # a registered task (distillery.tasks.TASKS): what the data and the teacher's targets are
     intermediate: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] = ()  # a multi-task student's tasks (folders of the prepared root)
+    # training to a plateau (the last step): optional, so that a study written before it trains as it did.
+    # min_gain None: every epoch runs and the last weights are kept; a number: the dev score is taken
+    # `evals_per_epoch` times an epoch, the step stops after `patience` evaluations in a row that beat the best
+    # so far by less than min_gain, and the best evaluated weights are kept (`epochs` and `max_steps` are caps)
+    max_steps: Annotated[int, Range(0)] = 0
+    min_gain: Annotated[float | None, Range(0, 1)] = None
+    evals_per_epoch: Annotated[int, Range(1, 1000)] = 1
+    patience: Annotated[int, Range(1, 1000)] = 1  # evaluations in a row that gain less than min_gain: then stop
+    threads: Annotated[int, Range(0, 1024)] = 0  # torch threads; 0: torch's default
     loss_args: dict[str, Any] = field(default_factory=dict)  # per-token losses: label_smoothing, top_k
 
     @property

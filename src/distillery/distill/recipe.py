@@ -97,16 +97,19 @@ class Recipe:
         self.bf16 = self.device.type == "cuda" and bf16_supported("cuda")
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[dict] = []
+        self.plateau: dict = {"best": None, "state": None, "entry": None}  # the best evaluation of a plateau step
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         self.task: Task = get_task(cfg.task, f"students.{cfg.name}.task")(cfg, paths, self.device)
 
-    def setup_optimizer(self, step: Step, n_batches: int):
+    def setup_optimizer(self, step: Step, total_steps: int):
         cfg = self.cfg
         params = self.task.trainable(step)
         if cfg.optimizer == "adamw":
             opt = torch.optim.AdamW(params, lr=step.cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         else:
             opt = torch.optim.Adam(params, lr=step.cfg.lr, betas=cfg.betas)
-        return params, opt, lr_schedule(opt, cfg, n_batches * step.cfg.epochs)
+        return params, opt, lr_schedule(opt, cfg, total_steps)
 
     def update(self, step: Step, key, opt, sched, params: list) -> float:
         """One optimizer step on the global batch `key`; returns this process's loss summed over its rows.
@@ -127,11 +130,26 @@ class Recipe:
             sched.step()
         return value
 
-    def train_epoch(self, step: Step, opt, sched, params: list, desc: str) -> dict[str, float]:
-        """One pass over the transfer set; the mean loss per example (over every process), and per group
-        (a multi-task student's tasks). A resumed epoch skips the batches its checkpoint had done."""
+    def mean_losses(self, sums: dict) -> dict[str, float]:
+        """The mean loss per example of `sums` (group -> [loss summed over rows, rows]) over every process, and per
+        group (a multi-task student's tasks)."""
+        if self.world.size > 1:
+            sums = {g: v.clone() for g, v in sums.items()}
+            for part in sums.values():
+                torch.distributed.all_reduce(part)
+        total = sum(sums.values())
+        out = {"loss": total[0].item() / max(total[1].item(), 1)}
+        if len(sums) > 1 or None not in sums:
+            out |= {f"loss_{g}": v[0].item() / max(v[1].item(), 1) for g, v in sums.items()}
+        return out
+
+    def train_epoch(self, step: Step, opt, sched, params: list, desc: str, limit: int | None = None,
+                    hook=None) -> tuple[dict[str, float], bool]:
+        """One pass over the transfer set (its first `limit` batches where `max_steps` ends the step inside it);
+        the mean losses (`mean_losses`) and whether `hook(batches done, sums)` (the plateau's evaluation) stopped
+        the step. A resumed epoch skips the batches its checkpoint had done."""
         self.task.model.train()
-        batches = self.task.batches(step, self.rng)
+        batches = self.task.batches(step, self.rng)[:limit]
         sums: dict = {}  # group -> [loss summed over rows, rows]
         done = 0
         if self.resume is not None:
@@ -139,6 +157,7 @@ class Recipe:
             torch.set_rng_state(self.resume["torch_rng"])
             self.resume = None
         bar = tqdm(batches, desc=desc, unit="batch", mininterval=2.0, disable=not self.world.is_main, initial=done)
+        stopped = False
         for b, key in enumerate(batches[done:], done):
             value = self.update(step, key, opt, sched, params)
             part = sums.setdefault(self.task.group(key), torch.zeros(2, dtype=torch.float64))
@@ -147,19 +166,21 @@ class Recipe:
             total = sum(sums.values())
             bar.update()
             bar.set_postfix(loss=f"{total[0].item() / max(total[1].item(), 1):.4f}", refresh=False)
-            if self.ckpt.due():
+            if hook is not None:
+                stopped = hook(b + 1, sums)
+            if self.ckpt.due() and not stopped:
                 self.ckpt.save({**self.where, "batch": b + 1, "sums": sums, "torch_rng": torch.get_rng_state(),
                                 "model": self.task.model.state_dict(), "opt": opt.state_dict(),
-                                "sched": sched.state_dict() if sched is not None else None, "history": self.history})
+                                "sched": sched.state_dict() if sched is not None else None, "history": self.history,
+                                "plateau": self.plateau})
+            if stopped:
+                break
         bar.close()
-        for part in sums.values():
-            if self.world.size > 1:
-                torch.distributed.all_reduce(part)
-        total = sum(sums.values())
-        out = {"loss": total[0].item() / max(total[1].item(), 1)}
-        if len(sums) > 1 or None not in sums:
-            out |= {f"loss_{g}": v[0].item() / max(v[1].item(), 1) for g, v in sums.items()}
-        return out
+        return self.mean_losses(sums), stopped
+
+    def plateau_on(self, step: Step) -> bool:
+        """Whether this step trains to a plateau: the last step, with `min_gain` set."""
+        return step.last and self.cfg.min_gain is not None
 
     def run_step(self, index: int, step: Step, live) -> None:
         r = self.resume if self.resume is not None and self.resume["step"] == index else None
@@ -169,7 +190,13 @@ class Recipe:
         self.task.start(step, self.rng)
         tag = "train" if step.last else "intermediate" + (f"_block{step.block}" if step.block else "")
         n_batches = len(self.task.batches(step, np.random.default_rng(0)))
-        params, opt, sched = self.setup_optimizer(step, n_batches)
+        total = n_batches * step.cfg.epochs  # optimizer steps: every epoch, or max_steps where it is fewer
+        if step.cfg.max_steps:
+            total = min(total, step.cfg.max_steps)
+        epochs = math.ceil(total / n_batches) if n_batches else step.cfg.epochs
+        params, opt, sched = self.setup_optimizer(step, total)
+        plateau = self.plateau_on(step)
+        self.plateau = {"best": None, "state": None, "entry": None}
         first = 1
         if r is not None:
             self.task.model.load_state_dict(r["model"])
@@ -177,21 +204,79 @@ class Recipe:
             if sched is not None:
                 sched.load_state_dict(r["sched"])
             first, self.history = r["epoch"], list(r["history"])
+            self.plateau = r.get("plateau") or self.plateau
             self.rng.bit_generator.state = r["rng_epoch"]
-        for epoch in range(first, step.cfg.epochs + 1):
+        for epoch in range(first, epochs + 1):
             self.where |= {"epoch": epoch, "rng_epoch": self.rng.bit_generator.state}
-            desc = f"{self.cfg.name} {'' if step.last else tag.replace('_', ' ') + ' '}epoch {epoch}/{step.cfg.epochs}"
-            losses = self.train_epoch(step, opt, sched, params, desc)
+            desc = f"{self.cfg.name} {'' if step.last else tag.replace('_', ' ') + ' '}epoch {epoch}/{epochs}"
+            limit = min(n_batches, total - (epoch - 1) * n_batches)
+            hook = self.plateau_hook(step, tag, epoch, n_batches, limit, live) if plateau else None
+            losses, stopped = self.train_epoch(step, opt, sched, params, desc, limit, hook)
             if not math.isfinite(losses["loss"]):
                 raise DistilleryError(f"param {step.cfg.param}.lr: training diverged (loss {losses['loss']}); lower it")
+            if plateau:  # the hook logged every evaluation, the epoch's end included
+                if stopped:
+                    break
+                continue
             entry = {"step": tag, "epoch": epoch, **losses}
-            if step.last and self.world.is_main and (self.task.eval_each_epoch or epoch == step.cfg.epochs):
-                self.task.model.to("cpu")  # scored in fp32 on the CPU, where the exported model will run
-                try:
-                    entry |= {f"dev_{m}": v for m, v in self.task.evaluate().items()}
-                finally:
-                    self.task.model.to(self.device)
+            if step.last and self.world.is_main and (self.task.eval_each_epoch or epoch == epochs):
+                entry |= {f"dev_{m}": v for m, v in self.dev_scores().items()}
             self.log(live, entry)
+        if plateau:
+            self.keep_best()
+
+    def dev_scores(self) -> dict[str, float]:
+        """The dev metrics of the student as it is now, scored in fp32 on the CPU, where the exported model will run."""
+        self.task.model.to("cpu")
+        try:
+            return self.task.evaluate()
+        finally:
+            self.task.model.to(self.device)
+
+    def plateau_hook(self, step: Step, tag: str, epoch: int, n_batches: int, limit: int, live):
+        """The evaluation `train_epoch` calls after each batch: at `evals_per_epoch` evenly spaced points of the epoch
+        (its end, or where max_steps ends it, always among them), the dev score; the best weights so far kept; True
+        (stop) after `patience` evaluations in a row that beat the best before them by less than `min_gain`."""
+        k = self.cfg.evals_per_epoch
+        points = {min(limit, max(1, round(i * n_batches / k))) for i in range(1, k + 1)} | {limit}
+
+        def hook(done: int, sums: dict) -> bool:
+            if done not in points:
+                return False
+            losses = self.mean_losses(sums)
+            stop = torch.zeros(1)
+            where = epoch if done == n_batches else round(epoch - 1 + done / n_batches, 3)
+            entry = {"step": tag, "epoch": where, **losses}
+            if self.world.is_main:
+                dev = self.dev_scores()
+                entry |= {f"dev_{m}": v for m, v in dev.items()}
+                score, best = self.task.plateau_score(dev), self.plateau["best"]
+                if best is not None:
+                    stalled = self.plateau.get("stalled", 0) + 1 if score - best < self.cfg.min_gain else 0
+                    self.plateau["stalled"] = stalled
+                    stop[0] = float(stalled >= self.cfg.patience)
+                if best is None or score > best:
+                    state = {n: t.detach().to("cpu", copy=True) for n, t in self.task.model.state_dict().items()}
+                    self.plateau |= {"best": score, "state": state, "entry": dict(entry)}
+            if self.world.size > 1:
+                torch.distributed.broadcast(stop, 0)
+            self.log(live, entry)
+            self.task.model.train()
+            return bool(stop[0])
+
+        return hook
+
+    def keep_best(self) -> None:
+        """After a step trained to a plateau: the weights of its best evaluation back in the model, and that
+        evaluation again at the end of the history (`kept`: the figures the saved student has)."""
+        if not self.world.is_main or self.plateau["state"] is None:
+            return
+        self.task.model.load_state_dict(self.plateau["state"])
+        kept = {**self.plateau["entry"], "kept": True}
+        self.history.append(kept)
+        dev = ", ".join(f"dev {k[4:]} {v:.4f}" for k, v in kept.items() if k.startswith("dev_"))
+        print(f"{self.cfg.name}: kept the weights of epoch {kept['epoch']} ({dev})")
+        self.plateau["state"] = None
 
     def log(self, live, entry: dict, echo: bool = True) -> None:
         if echo:

@@ -141,6 +141,10 @@ class Task:
     def evaluate(self) -> dict[str, float]:
         raise NotImplementedError
 
+    def plateau_score(self, dev: dict[str, float]) -> float:
+        """The figure of `evaluate()` that training to a plateau follows (higher is better): the main metric."""
+        return float(next(iter(dev.values())))
+
     def save(self, seconds: float, history: list[dict], processes: int) -> dict:
         raise NotImplementedError
 

@@ -169,6 +169,9 @@ class MultiTask(Task):
             scores[t] = task_metric(sub.prep.task.metric, dev["label"].to_numpy(), logits.argmax(-1))
         return {**scores, "average": float(np.mean(list(scores.values())))}
 
+    def plateau_score(self, dev: dict[str, float]) -> float:
+        return float(dev["average"])
+
     def save(self, seconds: float, history: list[dict], processes: int) -> dict:
         """The student (with what each head learnt from) and its per-task metrics of the last epoch."""
         cfg = self.cfg

@@ -1,6 +1,7 @@
 """The `teacher` stage: fine-tune a sequence classifier with the transformers `Trainer`."""
 
 import contextlib
+import math
 import time
 from pathlib import Path
 
@@ -67,19 +68,38 @@ class _LiveCallback(TrainerCallback):
 
 
 class PlateauStop(TrainerCallback):
-    """Stops training after the dev evaluation at which `metric` rose by less than `min_gain` over the one before
-    (each epoch's evaluation: "train until the dev score stops rising by more than a point per epoch")."""
+    """Stops training after `patience` dev evaluations in a row at which `metric` rose by less than `min_gain` over the
+    best before it ("train until the dev score stops rising by more than a point per epoch"). `keep`: the weights of the best
+    evaluation are kept in memory and put back when training ends (their metrics in `best_metrics`), and the last
+    step is always evaluated, so that the end of a run that never stalled is scored too."""
 
-    def __init__(self, metric: str, min_gain: float) -> None:
+    def __init__(self, metric: str, min_gain: float, keep: bool = False, patience: int = 1) -> None:
         self.metric, self.min_gain, self.best = f"eval_{metric}", min_gain, None
+        self.keep, self.state, self.best_metrics = keep, None, None
+        self.patience, self.stalled = patience, 0  # evaluations in a row that gained less than min_gain
 
-    def on_evaluate(self, args, state, control, metrics=None, **kw):
+    def on_step_end(self, args, state, control, **kw):
+        if self.keep and state.global_step >= state.max_steps:
+            control.should_evaluate = True
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
         if not metrics or self.metric not in metrics:
             return
         score = float(metrics[self.metric])
-        if self.best is not None and score - self.best < self.min_gain:
-            control.should_training_stop = True
+        if self.best is not None:
+            self.stalled = self.stalled + 1 if score - self.best < self.min_gain else 0
+            if self.stalled >= self.patience:
+                control.should_training_stop = True
+        if self.best is None or score > self.best:
+            if self.keep and model is not None:
+                self.state = {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()}
+                self.best_metrics = {**metrics, "epoch": state.epoch, "step": state.global_step}
         self.best = score if self.best is None else max(self.best, score)
+
+    def on_train_end(self, args, state, control, model=None, **kw):
+        if self.keep and self.state is not None and model is not None:
+            model.load_state_dict(self.state)
+            self.state = None
 
 
 def dev_curve(state, metric: str) -> list[dict]:
@@ -158,6 +178,8 @@ def build_teacher(cfg: TeacherConfig, prep):
 def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | Path, live_dir: str | Path) -> dict:
     """Fine-tune (or, with epochs 0, only check and evaluate) the teacher; save it with save_pretrained."""
     require_hub(resolve_model(cfg.base_model), "teacher.base_model")  # before anything else: offline, one line at once
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     prep = load_prepared(prepared_dir)
     task, train, dev = prep.task, prep.train, prep.dev
     model, tokenizer = build_teacher(cfg, prep)
@@ -177,11 +199,17 @@ def train_teacher(cfg: TeacherConfig, prepared_dir: str | Path, out_dir: str | P
                 "base_model": cfg.base_model, "seed": cfg.seed, "dropout": cfg.dropout,
                 **{f"dev_{m}": float(final[f"eval_{m}"]) for m in task.metrics}}
 
-    final, _, use_bf16, _ = fit_and_save(cfg, model, tokenizer, train_ds, dev_ds, DataCollatorWithPadding(tokenizer),
-                                         compute_metrics, task.metric, out_dir, live_dir, info)
-    return {"task": task.name, "metric": task.metric, **{f"dev_{m}": float(final[f"eval_{m}"]) for m in task.metrics},
-            "n_train": len(train), "n_dev": int(final["eval_scored"]),  # predictions scored: every dev row
-            "bf16": use_bf16, "params": sum(p.numel() for p in model.parameters())}
+    plateau = cfg.min_gain is not None and cfg.epochs > 0
+    final, state, use_bf16, _ = fit_and_save(
+        cfg, model, tokenizer, train_ds, dev_ds, DataCollatorWithPadding(tokenizer), compute_metrics, task.metric,
+        out_dir, live_dir, info, callbacks=[PlateauStop(task.metric, cfg.min_gain, True, cfg.patience)] if plateau else [])
+    out = {"task": task.name, "metric": task.metric, **{f"dev_{m}": float(final[f"eval_{m}"]) for m in task.metrics},
+           "n_train": len(train), "n_dev": int(final["eval_scored"]),  # predictions scored: every dev row
+           "bf16": use_bf16, "params": sum(p.numel() for p in model.parameters())}
+    if plateau:  # every evaluation, and which one the saved weights are
+        out |= {"kept_epoch": round(float(final["epoch"]), 2), "trained_epochs": round(float(state.epoch or 0), 2),
+                "steps": int(state.global_step), "curve": dev_curve(state, task.metric)}
+    return out
 
 
 def fit_and_save(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metric: str, out_dir: str | Path,
@@ -212,6 +240,18 @@ def final_loss(state) -> float | None:
     return round(float(losses[-1]), 4) if losses else None
 
 
+def plateau_args(cfg, rows: int) -> dict:
+    """`TrainingArguments` of a teacher trained to a plateau (`min_gain` set): `evals_per_epoch` evaluations an
+    epoch; `max_steps` (when set) caps the optimizer steps before `epochs` would."""
+    out = {}
+    if getattr(cfg, "max_steps", 0) and cfg.epochs > 0:
+        out["max_steps"] = cfg.max_steps
+    if getattr(cfg, "min_gain", None) is not None and cfg.epochs > 0:
+        per_epoch = max(1, math.ceil(rows / cfg.batch_size))
+        out |= {"eval_strategy": "steps", "eval_steps": max(1, math.ceil(per_epoch / cfg.evals_per_epoch))}
+    return out
+
+
 def fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metric: str, scratch: Path,
         live_dir: str | Path, use_bf16: bool, callbacks=(), **extra) -> tuple[dict, object]:
     """The one teacher loop, for every task: fine-tune `model` with the transformers `Trainer` (linear warm-up and
@@ -232,6 +272,7 @@ def fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metr
         "bf16": use_bf16,
         "logging_steps": cfg.logging_steps,
         "eval_strategy": "epoch" if cfg.epochs > 0 else "no",
+        **plateau_args(cfg, len(train_ds)),
         "save_strategy": "no",
         "report_to": "none",
         "seed": cfg.seed,
@@ -254,7 +295,10 @@ def fit(cfg, model, tokenizer, train_ds, dev_ds, collator, compute_metrics, metr
         )
         if cfg.epochs > 0:
             trainer.train()
-        if callback.last_eval is not None and callback.last_eval[0] == trainer.state.global_step:
+        best = next((c for c in callbacks if isinstance(c, PlateauStop) and c.keep), None)
+        if best is not None and best.best_metrics is not None:
+            final = best.best_metrics  # the weights put back: those of the best evaluation
+        elif callback.last_eval is not None and callback.last_eval[0] == trainer.state.global_step:
             final = callback.last_eval[1]  # the last epoch's evaluation saw the final weights: not again
         else:
             final = trainer.evaluate()
