@@ -218,11 +218,16 @@ class PrepareConfig(Checked):
     duplicates: str  # a training text seen with different labels: majority | first | drop
     hf_dataset: str | None = None  # or a Hugging Face dataset: a name (needs a network) or a local folder
     hf_config: str | None = None
-    train_split: str = "train"  # the dataset's splits (hf_dataset only)
-    dev_split: str = "validation"
-    # your own files: one per split (CSV, TSV, JSON Lines, Parquet) and the columns to read
+    train_split: str = "train"  # the dataset's splits (hf_dataset only); dev_split null: carved from train
+    dev_split: str | None = "validation"
+    test_split: str | None = None
+    # your own files: one per split (CSV, TSV, JSON Lines, Parquet) and the columns to read. No dev_file: a
+    # seeded, stratified `dev_share` of the training texts is set aside as dev (never trained on); test_file
+    # (optional) is scored by `evaluate` beside dev and never used to stop or choose
     train_file: str | None = None
     dev_file: str | None = None
+    test_file: str | None = None
+    dev_share: Annotated[float, Range(0, 0.5, lo_open=True)] = 0.1
     format: str | None = None  # csv | tsv | jsonl | parquet; None: from the file's suffix (.txt reads as csv)
     delimiter: str | None = None  # csv: "," unless set (e.g. ";")
     columns: tuple[str, ...] | None = None  # names for the columns of a CSV/TSV file without a header row
@@ -254,11 +259,17 @@ class PrepareConfig(Checked):
                    "prepare.text_column and prepare.label_column")
         check_name(self.task, "prepare.task (your task's name)")
         if self.hf_dataset:
-            stray = [k for k in ("train_file", "dev_file", "format", "delimiter", "columns") if getattr(self, k)]
+            stray = [k for k in ("train_file", "dev_file", "test_file", "format", "delimiter", "columns")
+                     if getattr(self, k)]
             check(not stray, f"prepare.{stray[0] if stray else ''}", "reads files; with prepare.hf_dataset name "
-                   "the dataset's splits in prepare.train_split / prepare.dev_split instead")
+                   "the dataset's splits in prepare.train_split / prepare.dev_split / prepare.test_split instead")
         else:
-            check(bool(self.dev_file), "prepare.dev_file", "missing; name the file of the evaluation split")
+            stray = [k for k in ("test_split",) if getattr(self, k)]
+            check(not stray, "prepare.test_split", "names a dataset's split; for files set prepare.test_file")
+            for key, others in (("dev_file", (self.train_file,)), ("test_file", (self.train_file, self.dev_file))):
+                check(not getattr(self, key) or getattr(self, key) not in others, f"prepare.{key}",
+                      "names the same file as another split; each split needs its own file (leave "
+                      "prepare.dev_file out to carve dev from train)")
         check(self.format is None or self.format in FORMATS, "prepare.format",
                f"must be one of {', '.join(FORMATS)}, got {self.format!r}")
         check(self.delimiter is None or len(self.delimiter) == 1, "prepare.delimiter",

@@ -22,14 +22,37 @@ def _subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return frame.iloc[keep].reset_index(drop=True)
 
 
-def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFrame, str]:
-    """Both splits read and validated (files under prepare.data_dir, or a dataset's splits), the labels from
-    training (or prepare.labels), the task built from them."""
+def carve_dev(train: pd.DataFrame, share: float, seed: int, regression: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded, stratified dev split set aside from `train`: `share` of its distinct texts from each label (a
+    regression: from each tenth of the scores), at least one text of a label that has two, every row of a chosen
+    text with it (so no text is in both). Returns (train, dev), each in file order."""
+    first = train.drop_duplicates("id")
+    strata = first["label"].to_numpy()
+    if regression:  # deciles of the scores
+        edges = np.quantile(strata, np.linspace(0, 1, 11)[1:-1])
+        strata = np.searchsorted(edges, strata, side="right")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for value in np.unique(strata):
+        ids = first["id"].to_numpy()[strata == value]
+        n = int(round(share * len(ids)))
+        if n == 0 and len(ids) >= 2:
+            n = 1
+        if n:
+            chosen.extend(rng.choice(ids, size=n, replace=False).tolist())
+    in_dev = train["id"].isin(set(chosen))
+    return train[~in_dev].reset_index(drop=True), train[in_dev].reset_index(drop=True)
+
+
+def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, dict[str, pd.DataFrame], str, dict[str, str]]:
+    """Every split read and validated (files under prepare.data_dir, or a dataset's splits), the labels from
+    training (or prepare.labels), the task built from them; dev carved from train where none is named. Returns
+    (task, {train, dev[, test]}, source, where each split came from)."""
     from distillery.data.files import cell, label_order, read_hf, read_split, with_ids
 
     cols = (cfg.text_column, cfg.text_pair_column, cfg.label_column)
     if cfg.hf_dataset:
-        splits = {"train": cfg.train_split, "dev": cfg.dev_split}
+        splits = {r: s for r, s in (("train", cfg.train_split), ("dev", cfg.dev_split), ("test", cfg.test_split)) if s}
         raw = {role: read_hf(cfg.hf_dataset, cfg.hf_config, s, *cols) for role, s in splits.items()}
         where = {role: f"dataset {cfg.hf_dataset} split {s}" for role, s in splits.items()}
         source = f"hf:{cfg.hf_dataset}" + (f":{cfg.hf_config}" if cfg.hf_config else "")
@@ -38,7 +61,8 @@ def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFram
         if cfg.data_dir and not folder.is_dir():
             raise DistilleryError(f"param prepare.data_dir: {folder} is not a folder; point it at the folder that "
                                   "holds prepare.train_file and prepare.dev_file (a GLUE task folder for a preset)")
-        paths = {s: folder / f for s, f in (("train", cfg.train_file), ("dev", cfg.dev_file))}
+        paths = {s: folder / f for s, f in (("train", cfg.train_file), ("dev", cfg.dev_file), ("test", cfg.test_file))
+                 if f}
         raw = {s: read_split(p, cfg.format, cfg.delimiter, *cols, columns=cfg.columns) for s, p in paths.items()}
         where = {s: str(p) for s, p in paths.items()}
         source = str(folder) if preset_params(cfg.task, "files") and cfg.data_dir else f"file:{paths['train']}"
@@ -49,21 +73,29 @@ def read_splits(cfg: PrepareConfig) -> tuple[TaskSpec, pd.DataFrame, pd.DataFram
     if regression and frames["train"]["label"].nunique() < 2:
         raise DistilleryError(f"{where['train']}: every score in column {cfg.label_column!r} is the same; "
                               "a regression needs them to vary")
+    if "dev" not in frames:
+        frames["train"], frames["dev"] = carve_dev(frames["train"], cfg.dev_share, cfg.seed, regression)
+        where["dev"] = (f"{where['train']} (a seeded, stratified {cfg.dev_share:.0%} of its texts, set aside: "
+                        f"prepare.dev_share, prepare.seed {cfg.seed})")
+        if frames["dev"].empty or frames["train"].empty:
+            raise DistilleryError(f"{where['train']}: too few texts to set a dev split aside; name a "
+                                  "prepare.dev_file or give more training rows")
     names = (cfg.label_column,) if regression else tuple(cfg.label_names or labels)
     name = check_preset(cfg.task) if preset_params(cfg.task, "files") else cfg.task
     task = TaskSpec(name, names, bool(cfg.text_pair_column), tuple(cfg.metrics or DEFAULT_METRICS[cfg.problem]),
                     cfg.problem)
-    return task, frames["train"], frames["dev"], source
+    return task, frames, source, where
 
 
 def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | None = None) -> dict:
-    """Read, validate and subsample the train and dev splits; write them with stable ids.
+    """Read, validate and subsample the splits; write them with stable ids.
 
-    Dev keeps every row in file order (it is scored whole, as GLUE scores it); train has one row per
+    Dev (and test) keep every row in file order (scored whole, as GLUE scores them); train has one row per
     distinct text, with conflicting labels settled by `cfg.duplicates`. Counts go to `metrics_path`
     and, for conflicts, to stderr."""
-    task, train, dev, source = read_splits(cfg)
-    n_read = {"train": len(train), "dev": len(dev)}
+    task, frames, source, where = read_splits(cfg)
+    train, dev, test = frames["train"], frames["dev"], frames.get("test")
+    n_read = {s: len(f) for s, f in frames.items()}
     train, merged = merge_duplicates(train, cfg.duplicates)
     if merged["conflicting_texts"]:
         print(f"prepare: {merged['conflicting_texts']} training texts appear with different labels "
@@ -75,6 +107,8 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         "train": {**merged, "rows_kept": len(train)},
         "dev": {"rows_read": n_read["dev"], "rows_kept": len(dev), "distinct_texts": int(dev["id"].nunique())},
     }
+    if test is not None:
+        counts["test"] = {"rows_read": n_read["test"], "rows_kept": len(test), "distinct_texts": int(test["id"].nunique())}
     info = {
         "task": task.name,
         "problem": task.problem,
@@ -87,12 +121,16 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         "pair": task.is_pair,
         "n_train": len(train),
         "n_dev": len(dev),
+        **({"n_test": len(test)} if test is not None else {}),
         "source": source,
+        "files": where,  # where each split came from, as params name it (dev: carved from train, when it was)
         "counts": counts,
     }
     with atomic_dir(out_dir, "prepare") as tmp:
         write_table(train, tmp / "train.tsv")
         write_table(dev, tmp / "dev.tsv")
+        if test is not None:
+            write_table(test, tmp / "test.tsv")
         write_json(tmp / "task.json", info)
     if metrics_path is not None:
         write_metrics(metrics_path, {"task": task.name, **counts}, "prepare", written=out_dir)
@@ -101,14 +139,16 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
 
 @dataclass(frozen=True)
 class Prepared:
-    """What `prepare` wrote, read back: the task (labels, metric, pair or not), both splits, and
-    task.json's record of where they came from (`source`, `counts`)."""
+    """What `prepare` wrote, read back: the task (labels, metric, pair or not), the splits (test: None where the
+    params named none), and task.json's record of where they came from (`source`, `files`, `counts`)."""
 
     task: TaskSpec
     train: pd.DataFrame
     dev: pd.DataFrame
     source: str
     counts: dict
+    test: pd.DataFrame | None = None
+    files: dict | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -117,6 +157,10 @@ class Prepared:
     @property
     def num_labels(self) -> int:
         return len(self.task.label_names)
+
+    def split_file(self, split: str) -> str:
+        """Where a split came from, as the params named it (its prepared file where task.json does not say)."""
+        return (self.files or {}).get(split) or f"{split}.tsv"
 
 
 def load_prepared(prepared_dir: str | Path) -> Prepared:
@@ -131,12 +175,14 @@ def load_prepared(prepared_dir: str | Path) -> Prepared:
                         tuple(info.get("metrics") or [info["metric"]]), info.get("problem", "classification"))
     except (KeyError, TypeError, ValueError, DistilleryError) as e:
         raise DistilleryError(f"{info_path}: not a task.json this version wrote ({e}); re-run prepare") from None
-    train, dev = read_table(d / "train.tsv", score=task.regression), read_table(d / "dev.tsv", score=task.regression)
+    splits = {s: read_table(d / f"{s}.tsv", score=task.regression) for s in ("train", "dev", "test")
+              if s != "test" or (d / "test.tsv").is_file()}
     n = len(task.label_names)
-    for split, frame in (("train", train), ("dev", dev)):
+    for split, frame in splits.items():
         bad = frame.index[~np.isfinite(frame["label"])] if task.regression else \
             frame.index[(frame["label"] < 0) | (frame["label"] >= n)]
         if len(bad):
             raise DistilleryError(f"{d / (split + '.tsv')}:{bad[0] + 2}: label {frame['label'][bad[0]]} "
                                   f"{'is not finite' if task.regression else f'outside 0..{n - 1}'}; re-run prepare")
-    return Prepared(task, train, dev, str(info.get("source", "")), info.get("counts", {}))
+    return Prepared(task, splits["train"], splits["dev"], str(info.get("source", "")), info.get("counts", {}),
+                    splits.get("test"), info.get("files") if isinstance(info.get("files"), dict) else None)

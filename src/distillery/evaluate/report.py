@@ -104,13 +104,19 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
         if model.export_format == "exits":
             with_exits.append((name, model, stok, int(sinfo["max_seq_len"])))
     rows = _score(runners, dev, labels, task, n_labels, pair)
+    if prep.test is not None:  # reported beside dev; nothing was stopped or chosen on it
+        for row, test_row in zip(rows, _score(runners, prep.test, prep.test["label"].to_numpy(), task, n_labels, pair,
+                                              "test")):
+            row["test_score"] = test_row["score"]
     for bs in cfg.batch_sizes:
         print(f"timing {len(runners)} model/runtime pairs at batch {bs}, interleaved ({cfg.repeats} repeats)")
         for row, ms in zip(rows, latencies_ms(runners, dev, bs, cfg, pair)):
             row[f"latency_bs{bs}_ms"] = ms
     table = _compare(pd.DataFrame(rows), task.metric, cfg)
     where = {"set": f"{Path(prepared_dir) / 'dev.tsv'}", "task": task.name, "rows": len(dev),
-             "source": prep.source}
+             "source": prep.split_file("dev")}
+    if prep.test is not None:
+        where |= {"test": prep.split_file("test"), "test_rows": len(prep.test)}
     where["regression"] = task.regression
     report = write_report(table, task.metric, cfg, where, Path(out_dir), others=list(task.metrics[1:]))
     from distillery.evaluate.exits import exit_curves
@@ -122,11 +128,11 @@ def evaluate(cfg: EvaluateConfig, prepared_dir: str | Path, teacher_dir: str | P
 
 
 def _score(runners: list[Runner], dev: pd.DataFrame, labels: np.ndarray, task, n_labels: int,
-           pair: bool) -> list[dict]:
+           pair: bool, split: str = "dev") -> list[dict]:
     """Each runner's metrics on the set (`score`: the main one; a column for each other), and how closely it
     agrees with the same model in PyTorch (`TaskSpec.agreement`)."""
     rows, reference = [], {}
-    for runner in tqdm(runners, desc="scoring", unit="model", mininterval=2):
+    for runner in tqdm(runners, desc=f"scoring ({split})", unit="model", mininterval=2):
         logits = predict(runner.collate, runner.run, dev, n_labels, pair)
         reference.setdefault(runner.model, logits)  # the PyTorch runner comes first
         scores = task.score(labels, logits)
@@ -134,7 +140,7 @@ def _score(runners: list[Runner], dev: pd.DataFrame, labels: np.ndarray, task, n
                      "score": scores[task.metric], **{m: v for m, v in scores.items() if m != task.metric},
                      "agreement": task.agreement(reference[runner.model], logits),
                      "params_m": runner.params_m, "disk_mb": runner.disk_mb})
-        tqdm.write(f"evaluated {runner.model} ({RUNTIME_LABELS[runner.runtime]}): "
+        tqdm.write(f"evaluated {runner.model} ({RUNTIME_LABELS[runner.runtime]}) on {split}: "
                    + ", ".join(f"{m} {v:.4f}" for m, v in scores.items()))
     return rows
 
@@ -144,6 +150,9 @@ def _compare(table: pd.DataFrame, metric: str, cfg: EvaluateConfig) -> pd.DataFr
     teacher = table[table.model == "teacher"].set_index("runtime")
     base = teacher.loc["pytorch", "score"]
     table["retention"] = table["score"] / base if base else float("nan")
+    if "test_score" in table:
+        test_base = teacher.loc["pytorch", "test_score"]
+        table["test_retention"] = table["test_score"] / test_base if test_base else float("nan")
     for bs in cfg.batch_sizes:
         col = f"latency_bs{bs}_ms"
         same = table["runtime"].map(teacher[col])
@@ -162,7 +171,9 @@ def write_report(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
     summary = {"task": where["task"], "metric": metric, "rows": where["rows"]}
     for r in table[table.runtime == "pytorch"].to_dict("records"):
         summary[r["model"]] = {metric: round(r["score"], 4), **{m: round(r[m], 4) for m in others},
-                               "retention": round(r["retention"], 4), first: round(r[first], 3)}
+                               "retention": round(r["retention"], 4), first: round(r[first], 3),
+                               **({f"test_{metric}": round(r["test_score"], 4),
+                                   "test_retention": round(r["test_retention"], 4)} if "test_score" in r else {})}
     chosen = pick(table, Budget(**cfg.budget), metric) if cfg.budget else None
     if chosen is not None:
         summary["pick"] = chosen
@@ -187,8 +198,10 @@ def render_table(table: pd.DataFrame, metric: str, cfg: EvaluateConfig, where: d
         return "-" if pd.isna(v) else format(v, fmt)
 
     title = [f"Evaluated on `{where['set']}`: {where['task']}, {where['rows']} rows"
-             + (f" (from {where['source']})" if where.get("source") else "")
-             + ". Every column is measured on this set.", ""]
+             + (f" (from `{where['source']}`)" if where.get("source") else "")
+             + ". Every column is measured on this set"
+             + (f", but the test columns: `{where['test']}`, {where['test_rows']} rows, scored beside it and never "
+                "used to stop training or to choose." if where.get("test") else "."), ""]
     lines = title + _keeps(table, metric, cfg, where, others or [], runtimes, cell, mark)
     head = ["model"] + [f"{RUNTIME_LABELS[r]} @bs{bs}" for bs in cfg.batch_sizes for r in runtimes]
     lines += ["", f"Latency in ms: median of {cfg.repeats} calls on real texts, every model and runtime taking turns "
@@ -216,7 +229,9 @@ def _keeps(table, metric, cfg, where, others, runtimes, cell, mark) -> list[str]
     """The first table: metric, retention, each runtime's metric and agreement, latency in the fastest runtime, size."""
     col = f"latency_bs{cfg.batch_sizes[0]}_ms"
     quick = fastest(table, col)
+    test = "test_score" in table
     head = ["model", "family", "params (M)", f"{metric}", "retention", *others]
+    head += [f"test {metric}", "test retention"] if test else []
     agree = "Pearson r with PyTorch" if where.get("regression") else "agreement"
     head += [f"{RUNTIME_LABELS[r]} {metric} ({agree})" for r in runtimes if r != "pytorch"]
     head += [f"ms @bs{cfg.batch_sizes[0]}, fastest runtime", "speed-up"]
@@ -226,6 +241,8 @@ def _keeps(table, metric, cfg, where, others, runtimes, cell, mark) -> list[str]
         cells = [m + mark.get(m, ""), table.loc[table.model == m, "family"].iloc[0], cell(m, "params_m", "pytorch", ".2f"),
                  cell(m, "score", "pytorch", ".4f"), cell(m, "retention", "pytorch", ".1%"),
                  *(cell(m, o, "pytorch", ".4f") for o in others)]
+        if test:
+            cells += [cell(m, "test_score", "pytorch", ".4f"), cell(m, "test_retention", "pytorch", ".1%")]
         for r in runtimes[1:]:
             s, a = cell(m, "score", r, ".4f"), cell(m, "agreement", r, ".4f" if where.get("regression") else ".2%")
             cells.append("-" if s == "-" else f"{s} ({a})")

@@ -39,7 +39,10 @@ def hub_base_model(base: str | None) -> str | None:
 def _task_name(prep: Prepared) -> str:
     source, task = prep.source, prep.task.name
     if source.startswith("file:"):  # the user's own files
-        return f"{task} ({Path(source[5:]).name} and its dev file)"
+        dev = (prep.files or {}).get("dev")
+        scored = ("a share of it set aside as dev" if dev and "set aside" in dev else
+                  f"dev: {Path(dev).name}" if dev else "its dev file")
+        return f"{task} ({Path(source[5:]).name}; {scored})"
     return source[3:] if source.startswith("hf:") else f"GLUE {GLUE_NAMES.get(task, task)}"
 
 
