@@ -114,3 +114,18 @@ def test_refuses_a_teacher_that_does_not_fit(family, args, fragment, teacher_dir
     with pytest.raises(ValueError, match=fragment.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
         cls.from_teacher(TransformerConfig(vocab_size=len(tok), num_labels=2, **args), teacher_dir)
     assert AutoConfig.from_pretrained(teacher_dir).num_hidden_layers == 4
+
+
+def test_onnx_export_prints_no_torchvision_lines(tmp_path):
+    """The dynamo exporter logs "torchvision is not installed" for every torchvision op it registers (once a process:
+    so in a fresh one); export shows none of them (issue 49), and the filter is gone afterwards."""
+    import subprocess
+    import sys
+
+    code = ("import logging, torch\n"
+            "from distillery.students.base import dynamo_onnx\n"
+            f"dynamo_onnx(torch.nn.Linear(4, 2), {{'input': torch.ones(3, 4)}}, ['logits'], r'{tmp_path / 'm.onnx'}', 17, 64)\n"
+            "assert not logging.getLogger('torch.onnx._internal.exporter._registration').filters\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "m.onnx").is_file() and "torchvision" not in run.stdout + run.stderr

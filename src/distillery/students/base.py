@@ -11,6 +11,7 @@ A family is a `Student` subclass registered in STUDENTS with:
 """
 
 import dataclasses
+import logging
 import warnings
 from pathlib import Path
 
@@ -64,6 +65,17 @@ class Student(nn.Module):
         return out.logits[self.export_head] if self.export_head else out
 
 
+class _Without(logging.Filter):
+    """Drops the log records whose message contains `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def dynamo_onnx(module: torch.nn.Module, inputs: dict, outputs: list[str], path: Path, opset: int,
                 max_seq: int) -> None:
     """Export `module(**inputs)` through torch.export (dynamo), every input with a dynamic batch axis and
@@ -74,10 +86,16 @@ def dynamo_onnx(module: torch.nn.Module, inputs: dict, outputs: list[str], path:
 
     batch, seq = Dim("batch"), Dim("seq", max=max_seq)
     shapes = {n: ({0: batch, 1: seq} if v.dim() >= 2 else {0: batch}) for n, v in inputs.items()}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (), str(path), kwargs=inputs, input_names=list(inputs), output_names=outputs,
-                          dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True, verbose=False)
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    quiet = _Without("torchvision is not installed")  # a line per torchvision op the exporter knows: not ours
+    registry.addFilter(quiet)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (), str(path), kwargs=inputs, input_names=list(inputs), output_names=outputs,
+                              dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True, verbose=False)
+    finally:
+        registry.removeFilter(quiet)
     proto = onnx.load(str(path))
     del proto.graph.value_info[:]  # stale intermediate shapes here make onnxruntime's quantiser fail
     onnx.save(proto, str(path))
