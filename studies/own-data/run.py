@@ -1,13 +1,14 @@
-"""Run the root pipeline (`dvc.yaml`, every stage as in the default run) on one of these params files, in a
-scratch copy of the repository, and keep its results here: `<name>/metrics/` (every stage's metrics and the
-evaluate table) and `<name>/times.json` (each stage's wall time, from the commands' own `[... took]` lines).
+"""Run the root pipeline (`dvc.yaml`, every stage as in the default run) on the root `params.yaml` with the sections
+of one of these files put in its place (`prepare`: the data; `students`: the ones to train), in a scratch copy of
+the repository, and keep its results here: `<name>/metrics/` (every stage's metrics and the evaluate table) and
+`<name>/times.json` (each stage's wall time, from the commands' own `[... took]` lines).
 
     python studies/own-data/run.py studies/own-data/emotion.yaml      # Emotion, 6 labels
     python studies/own-data/run.py studies/own-data/trec.yaml         # TREC, 50 fine labels
-    python studies/own-data/run.py studies/general/sst2.yaml          # students with and without a general stage
+    python studies/own-data/run.py studies/own-data/stsb.yaml         # STS-B, a regression
 
-The params files are the root `params.yaml` with another `prepare` section (your own files, README "Your
-own data") and fewer students; paths in them are relative to the repository root.
+Paths in them are relative to the repository root; the scratch copy sits beside the repository, so they resolve
+the same there and the tables keep them as written. The log grows in `<name>.log` (git-ignored) as the run goes.
 """
 
 import json
@@ -27,7 +28,8 @@ def main(params: Path) -> None:
 
     params = params.resolve()
     name = params.stem
-    doc = yaml.safe_load(params.read_text(encoding="utf-8"))
+    own = yaml.safe_load(params.read_text(encoding="utf-8"))
+    doc = {**yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8")), **own}  # its sections replace the root's
     work = Path(tempfile.mkdtemp(prefix=f"distillery-{name}-", dir=REPO.parent))  # beside the repo: ../shared resolves
     try:
         files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
@@ -37,9 +39,6 @@ def main(params: Path) -> None:
                 continue
             (work / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, work / f)
-        data = doc["prepare"].get("data_dir")
-        if data and not Path(data).is_absolute():  # the copy sits one level deeper than the repo
-            doc["prepare"]["data_dir"] = str((REPO / data).resolve())
         for block in (doc.get("students") or {}).values():  # a general student (studies/general) stays where it is
             start = (block.get("model_args") or {}).get("init_from")
             if start and not Path(start).is_absolute():
@@ -49,10 +48,11 @@ def main(params: Path) -> None:
                     ["git", "-c", "user.name=run", "-c", "user.email=run@distillery.invalid", "commit", "-qm", name]):
             subprocess.run(cmd, cwd=work, check=True)
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=work, capture_output=True, text=True)
+        log_path = params.parent / f"{name}.log"  # git-ignored
+        with open(log_path, "w", encoding="utf-8") as out_log:
+            r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=work, stdout=out_log, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - t0
-        log = r.stdout + r.stderr
-        (params.parent / f"{name}.log").write_text(log[-200_000:], encoding="utf-8")  # git-ignored
+        log = log_path.read_text(encoding="utf-8", errors="replace")
         if r.returncode != 0:
             sys.exit(f"dvc repro failed (log: {params.parent / name}.log)")
         stages = re.findall(r"Running stage '([^']+)'", log)

@@ -39,7 +39,7 @@ def _scripted_student(monkeypatch, seen: list):
 
 def _bilstm(**kw):
     return make_student("plat", model="bilstm", transfer_set="train", losses={"mse_logits": 1.0}, batch_size=32,
-                        lr=1e-3, model_args={"hidden_size": 8, "mlp_size": 8}, **kw)
+                        lr=1e-3, model_args={"hidden_size": 8, "mlp_size": 8}, **{"patience": 1, **kw})
 
 
 def _run(tmp_path, cfg, prepared, teacher, logits) -> dict:
@@ -89,7 +89,7 @@ def test_without_min_gain_every_epoch_runs_and_the_last_weights_are_kept(tmp_pat
                                                                           tiny_teacher, logits):
     seen: list = []
     _scripted_student(monkeypatch, seen)
-    m = _run(tmp_path, _bilstm(epochs=3), sst2_prepared, tiny_teacher, logits)
+    m = _run(tmp_path, _bilstm(epochs=3, min_gain=None, evals_per_epoch=1), sst2_prepared, tiny_teacher, logits)
     info = json.loads((tmp_path / "out" / "student.json").read_text())
     assert [h["epoch"] for h in info["history"]] == [1, 2, 3] and len(seen) == 3
     assert m["dev_accuracy"] == SCRIPT[2]
@@ -114,7 +114,7 @@ def test_teacher_stops_at_the_plateau_and_keeps_its_best_weights(tmp_path, monke
 
     monkeypatch.setattr(PlateauStop, "on_evaluate", record)
     cfg = conf(TeacherConfig, base_model=str(tiny_base), epochs=10, batch_size=32, lr=1e-3, bf16=False,
-               logging_steps=5, min_gain=0.01, evals_per_epoch=2)
+               logging_steps=5, min_gain=0.01, evals_per_epoch=2, patience=1)
     r = train_teacher(cfg, sst2_prepared, tmp_path / "teacher", tmp_path / "live")
     assert [c["accuracy"] for c in r["curve"]] == SCRIPT[:4] and r["steps"] == 20  # stopped after the 4th
     assert r["dev_accuracy"] == 0.70 and r["kept_epoch"] == 1.5
@@ -134,3 +134,15 @@ def test_plateau_settings_are_checked():
         conf(TeacherConfig, min_gain=-0.1)
     with pytest.raises(DistilleryError, match=r"teacher.patience: must be in 1..1000, got 0"):
         conf(TeacherConfig, patience=0)
+
+
+def test_teacher_epochs_cap_before_max_steps(tmp_path, tiny_base, sst2_prepared):
+    """max_steps is a cap beside epochs, not instead of them: 2 epochs of 10 steps under max_steps 1000 is 20 steps."""
+    cfg = conf(TeacherConfig, base_model=str(tiny_base), epochs=2, max_steps=1000, batch_size=32, lr=1e-3, bf16=False,
+               min_gain=1.0, patience=1000, evals_per_epoch=1)
+    r = train_teacher(cfg, sst2_prepared, tmp_path / "teacher", tmp_path / "live")
+    assert r["steps"] == 20 and [c["epoch"] for c in r["curve"]] == [1.0, 2.0]
+    capped = conf(TeacherConfig, base_model=str(tiny_base), epochs=2, max_steps=15, batch_size=32, lr=1e-3,
+                  bf16=False, min_gain=1.0, patience=1000, evals_per_epoch=1)
+    r = train_teacher(capped, sst2_prepared, tmp_path / "teacher2", tmp_path / "live2")
+    assert r["steps"] == 15 and [c["epoch"] for c in r["curve"]] == [1.0, 1.5]  # the last step is evaluated too

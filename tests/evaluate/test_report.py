@@ -91,3 +91,33 @@ def test_runtime_params_are_checked():
         conf(EvaluateConfig, runtimes=("pytorch", "tensorrt"))
     with pytest.raises(DistilleryError, match="must include pytorch"):
         conf(EvaluateConfig, runtimes=("onnx",))
+
+
+def test_a_test_file_is_scored_beside_dev(tmp_path, exported, tiny_teacher):
+    """prepare.test_file: every model is scored on it too, in its own columns, and the dev figures stay the dev set's."""
+    dev = pd.read_csv(GLUE / "SST-2" / "dev.tsv", sep="\t")
+    dev.iloc[400:480].to_csv(tmp_path / "held_out.tsv", sep="\t", index=False)  # 80 labelled rows not in dev below
+    own = dict(task="sent", data_dir=str(GLUE / "SST-2"), train_file="train.tsv", dev_file="dev.tsv", format="tsv",
+               text_column="sentence", label_column="label", max_train=10, max_dev=100, seed=0)
+    prepare(conf(PrepareConfig, **own, test_file=str(tmp_path / "held_out.tsv")), tmp_path / "with")
+    prepare(conf(PrepareConfig, **own), tmp_path / "without")
+    cfg = conf(EvaluateConfig, repeats=1, warmup=0, batch_sizes=(2,), runtimes=("pytorch",), budget=None)
+    r = evaluate(cfg, tmp_path / "with", tiny_teacher, exported / "students", tmp_path / "o1", exported / "exports", ["s"])
+    evaluate(cfg, tmp_path / "without", tiny_teacher, exported / "students", tmp_path / "o2", exported / "exports", ["s"])
+    with_test, plain = pd.read_csv(tmp_path / "o1" / "tradeoff.csv"), pd.read_csv(tmp_path / "o2" / "tradeoff.csv")
+    assert list(with_test.score) == list(plain.score) and "test_score" not in plain
+    from distillery.teacher.train import load_teacher
+    import torch
+
+    model, tok, _ = load_teacher(tiny_teacher)
+    test = load_prepared(tmp_path / "with").test
+    with torch.inference_mode():
+        logits = model(**tok(test["text_a"].tolist(), padding=True, truncation=True, max_length=64,
+                             return_tensors="pt")).logits
+    expected = float((logits.argmax(-1).numpy() == test["label"].to_numpy()).mean())
+    assert with_test.set_index("model").loc["teacher", "test_score"] == pytest.approx(expected, abs=1e-4)
+    assert "| test accuracy | test retention |" in r["markdown"]
+    assert "held_out.tsv`, 80 rows, scored beside it and never used to stop training or to choose" in r["markdown"]
+    assert "(from `" + str(GLUE / "SST-2" / "dev.tsv") + "`)" in r["markdown"]  # the dev file, not train's
+    summary = json.loads((tmp_path / "o1" / "summary.json").read_text())
+    assert set(summary["s"]) >= {"test_accuracy", "test_retention"}

@@ -244,10 +244,10 @@ def plateau_args(cfg, rows: int) -> dict:
     """`TrainingArguments` of a teacher trained to a plateau (`min_gain` set): `evals_per_epoch` evaluations an
     epoch; `max_steps` (when set) caps the optimizer steps before `epochs` would."""
     out = {}
-    if getattr(cfg, "max_steps", 0) and cfg.epochs > 0:
-        out["max_steps"] = cfg.max_steps
+    per_epoch = max(1, math.ceil(rows / cfg.batch_size))
+    if getattr(cfg, "max_steps", 0) and cfg.epochs > 0:  # the Trainer's max_steps overrides its epochs: the fewer
+        out["max_steps"] = min(cfg.max_steps, math.ceil(cfg.epochs * per_epoch))
     if getattr(cfg, "min_gain", None) is not None and cfg.epochs > 0:
-        per_epoch = max(1, math.ceil(rows / cfg.batch_size))
         out |= {"eval_strategy": "steps", "eval_steps": max(1, math.ceil(per_epoch / cfg.evals_per_epoch))}
     return out
 
