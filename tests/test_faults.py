@@ -99,13 +99,14 @@ def test_an_unset_optional_param_passes_its_range():
     (["soft-labels", "--set", "threads=-1"], "error: param soft_labels.threads: must be in 0..1024, got -1"),
     (["teacher", "--set", "logging_steps=0"], "error: param teacher.logging_steps: must be >= 1, got 0"),
     (["teacher", "--set", "logging_step=5"], "error: param teacher.logging_step: unknown setting; use base_model, "
-     "batch_size, bf16, dropout, epochs, logging_steps, lr, max_seq_len, seed, warmup_ratio, weight_decay"),
+     "batch_size, bf16, dropout, epochs, evals_per_epoch, logging_steps, lr, max_seq_len, max_steps, min_gain, patience, "
+     "seed, threads, warmup_ratio, weight_decay"),
     (["teacher", "--set", "lr"], "error: --set 'lr': expected KEY=VALUE, e.g. --set lr=0.002"),
     (["distill", "--name", "s", "--set", "epochs=1.5"], "error: param students.s.epochs: must be a whole number, got 1.5"),
     (["distill", "--name", "s", "--set", "epoch=3"], "error: param students.s.epoch: unknown setting; use batch_size, betas, "
-     "bucket_batches, epochs, grad_clip, intermediate, loss_args, losses, lr, max_examples, max_seq_len, model, "
-         "model_args, "
-     "optimizer, seed, task, tasks, temperature, transfer_set, warmup_ratio, weight_decay"),
+     "bucket_batches, epochs, evals_per_epoch, grad_clip, intermediate, loss_args, losses, lr, max_examples, "
+     "max_seq_len, max_steps, min_gain, model, model_args, optimizer, patience, seed, task, tasks, temperature, "
+     "threads, transfer_set, warmup_ratio, weight_decay"),
     (["distill", "--name", "nobody"], "error: param students.nobody: not in params.yaml; add a block for it "
      "(see README, 'Add a student')"),
 ])

@@ -166,7 +166,7 @@ def test_a_failed_teacher_keeps_the_previous_curves(tmp_path, monkeypatch, sst2_
 def test_two_concurrent_distills_into_one_output_do_not_mix_their_curves(tmp_path, sst2_prepared, tiny_teacher,
                                                                           logits):
     block = {"model": "bilstm", "losses": {"mse_logits": 1.0}, "transfer_set": "train", "epochs": 2,
-             "model_args": {"hidden_size": 8, "mlp_size": 8}}
+             "min_gain": None, "evals_per_epoch": 1, "model_args": {"hidden_size": 8, "mlp_size": 8}}
     write_params(tmp_path, {"s": block})
     args = ("distill", "--name", "s", "--prepared", str(sst2_prepared), "--teacher", str(tiny_teacher),
             "--logits", str(logits / "logits"), "--augmented", "", "--out", "out", "--metrics", "m.json",

@@ -102,7 +102,7 @@ def test_integer_labels_sort_as_numbers_and_a_fixed_list_must_cover_training(tmp
 
 
 @pytest.mark.parametrize("override,expect", [
-    ({"dev_file": None}, "param prepare.dev_file: missing"),
+    ({"dev_file": "t.csv"}, "param prepare.dev_file: names the same file as another split"),
     ({"metrics": ("auc",)}, "param prepare.metrics: 'auc' does not score a classification task; use accuracy, "
                             "macro_f1, f1, mcc"),
     ({"metrics": ("pearson",)}, "param prepare.metrics: 'pearson' does not score a classification task"),

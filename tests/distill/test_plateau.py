@@ -65,6 +65,7 @@ def test_student_stops_at_the_plateau_and_keeps_its_best_weights(tmp_path, monke
     kept = info["history"][-1]
     assert kept["kept"] and kept["epoch"] == 1.5 and kept["dev_accuracy"] == 0.70
     assert m["dev_accuracy"] == 0.70  # the metrics are the kept weights'
+    assert m["kept_epoch"] == 1.5 and [c["accuracy"] for c in m["curve"]] == SCRIPT[:4]
     model, _, _ = load_student(tmp_path / "out")
     saved = model.state_dict()
     assert all(torch.equal(saved[k], seen[2][k]) for k in saved)  # the weights of the best evaluation, not the last

@@ -150,6 +150,10 @@ class Classification(Task):
                    "train_seconds": round(seconds, 1), "transfer_examples": len(last.data),
                    "teacher_forward_texts": self.teacher.forward_texts, "processes": processes,
                    "params": sum(p.numel() for p in self.model.parameters())}
+        if history and history[-1].get("kept"):  # trained to a plateau: which score the weights are, and every score
+            metrics |= {"kept_epoch": history[-1]["epoch"],
+                        "curve": [{"epoch": h["epoch"], **{m: round(h[f"dev_{m}"], 4) for m in task.metrics}}
+                                  for h in history[:-1] if h["step"] == "train" and f"dev_{task.metric}" in h]}
         save_student(self.model, self.tokenizer, self.paths.out, {
             "name": cfg.name, "task": task.name, "problem": task.problem, "metric": task.metric,
             "metrics": list(task.metrics), "label_names": self.prep.label_names, "pair": task.is_pair,

@@ -247,7 +247,7 @@ def plateau_args(cfg, rows: int) -> dict:
     per_epoch = max(1, math.ceil(rows / cfg.batch_size))
     if getattr(cfg, "max_steps", 0) and cfg.epochs > 0:  # the Trainer's max_steps overrides its epochs: the fewer
         out["max_steps"] = min(cfg.max_steps, math.ceil(cfg.epochs * per_epoch))
-    if getattr(cfg, "min_gain", None) is not None and cfg.epochs > 0:
+    if hasattr(cfg, "evals_per_epoch") and cfg.min_gain is not None and cfg.epochs > 0:  # a classification teacher's
         out |= {"eval_strategy": "steps", "eval_steps": max(1, math.ceil(per_epoch / cfg.evals_per_epoch))}
     return out
 
