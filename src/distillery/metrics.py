@@ -48,3 +48,14 @@ def agreement(problem: str, reference: np.ndarray, other: np.ndarray) -> float:
     if problem == "regression":
         return 1.0 if np.array_equal(a, b) else _correlation(pearsonr, a, b)
     return float((a == b).mean())
+
+
+def plateau_step(best: float | None, stalled: int, score: float, min_gain: float,
+                 patience: int) -> tuple[float, int, bool, bool]:
+    """The plateau rule of every teacher and student after one dev score: returns (the best score so far, the
+    scores in a row that beat the best before them by less than `min_gain`, whether `score` is a new best (its
+    weights are the ones to keep), whether to stop (`patience` such scores in a row))."""
+    if best is None:
+        return score, 0, True, False
+    stalled = stalled + 1 if score - best < min_gain else 0
+    return max(best, score), stalled, score > best, stalled >= patience

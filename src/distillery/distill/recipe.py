@@ -24,6 +24,7 @@ from distillery.dist import World, finish, init_world
 from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
 from distillery.io import staged_live
+from distillery.metrics import plateau_step
 from distillery.students import STUDENTS
 from distillery.tasks import get_task
 from distillery.tasks.base import Paths, Step, Task
@@ -250,14 +251,14 @@ class Recipe:
             if self.world.is_main:
                 dev = self.dev_scores()
                 entry |= {f"dev_{m}": v for m, v in dev.items()}
-                score, best = self.task.plateau_score(dev), self.plateau["best"]
-                if best is not None:
-                    stalled = self.plateau.get("stalled", 0) + 1 if score - best < self.cfg.min_gain else 0
-                    self.plateau["stalled"] = stalled
-                    stop[0] = float(stalled >= self.cfg.patience)
-                if best is None or score > best:
+                best, stalled, improved, halt = plateau_step(self.plateau["best"], self.plateau.get("stalled", 0),
+                                                             self.task.plateau_score(dev), self.cfg.min_gain,
+                                                             self.cfg.patience)
+                self.plateau |= {"best": best, "stalled": stalled}
+                stop[0] = float(halt)
+                if improved:
                     state = {n: t.detach().to("cpu", copy=True) for n, t in self.task.model.state_dict().items()}
-                    self.plateau |= {"best": score, "state": state, "entry": dict(entry)}
+                    self.plateau |= {"state": state, "entry": dict(entry)}
             if self.world.size > 1:
                 torch.distributed.broadcast(stop, 0)
             self.log(live, entry)

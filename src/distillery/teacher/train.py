@@ -21,6 +21,7 @@ from distillery.config import TeacherConfig
 from distillery.data.prepare import load_prepared
 from distillery.errors import DistilleryError
 from distillery.hardware import bf16_supported
+from distillery.metrics import plateau_step
 from distillery.io import atomic_dir, read_json, scratch_dir, staged_live, write_json
 from distillery.hub import require_hub
 from distillery.teacher.models import (
@@ -85,16 +86,13 @@ class PlateauStop(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
         if not metrics or self.metric not in metrics:
             return
-        score = float(metrics[self.metric])
-        if self.best is not None:
-            self.stalled = self.stalled + 1 if score - self.best < self.min_gain else 0
-            if self.stalled >= self.patience:
-                control.should_training_stop = True
-        if self.best is None or score > self.best:
-            if self.keep and model is not None:
-                self.state = {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()}
-                self.best_metrics = {**metrics, "epoch": state.epoch, "step": state.global_step}
-        self.best = score if self.best is None else max(self.best, score)
+        self.best, self.stalled, improved, stop = plateau_step(self.best, self.stalled, float(metrics[self.metric]),
+                                                               self.min_gain, self.patience)
+        if stop:
+            control.should_training_stop = True
+        if improved and self.keep and model is not None:
+            self.state = {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()}
+            self.best_metrics = {**metrics, "epoch": state.epoch, "step": state.global_step}
 
     def on_train_end(self, args, state, control, model=None, **kw):
         if self.keep and self.state is not None and model is not None:
